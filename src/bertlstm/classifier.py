@@ -1,0 +1,227 @@
+"""The user-facing classifier: ``fit``, ``predict``, ``predict_proba``, ``evaluate`` and saved folders."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoTokenizer
+
+from .config import FORMAT_VERSION, ModelConfig, TrainConfig
+from .data import EncodedDataset, encode_labels, label_names_of, split_dev, tokenize
+from .encoders import load_encoder
+from .errors import BertLSTMError
+from .metrics import full_report
+from .modeling import BertLSTMModel
+from .training import Trainer, predict_logits
+
+CONFIG_NAME, WEIGHTS_NAME, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(kwargs) - model_fields - train_fields
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return ({k: v for k, v in kwargs.items() if k in model_fields},
+            {k: v for k, v in kwargs.items() if k in train_fields})
+
+
+class BertLSTMClassifier:
+    """A BERT-family encoder feeding an LSTM, with a scikit-learn-like interface.
+
+    Example:
+        >>> clf = BertLSTMClassifier(mode="frozen", epochs=3)
+        >>> clf.fit(texts, labels)
+        >>> clf.predict_proba(["This was alright"])
+        >>> clf.save_pretrained("my-model")
+        >>> clf = BertLSTMClassifier.from_pretrained("my-model")
+
+    Args:
+        mode: ``"frozen"``, ``"pooled"`` or ``"finetune"``.
+        encoder: ``"minilm"`` (the packaged all-MiniLM-L6-v2), a local model folder or a hub id.
+        **options: any field of :class:`ModelConfig` or :class:`TrainConfig` (``epochs=3``, ...).
+    """
+
+    def __init__(self, mode: str = "frozen", encoder: str = "minilm", **options: Any) -> None:
+        model_opts, train_opts = _split_kwargs(options)
+        self.config = ModelConfig(mode=mode, encoder=encoder, **model_opts)
+        self.train_config = TrainConfig(**train_opts)
+        self.model: BertLSTMModel | None = None
+        self.tokenizer = None
+        self.history: list[dict[str, Any]] = []
+        self.metrics: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.config.label_names)
+
+    # --- training -----------------------------------------------------------------------------
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        dev_texts: Sequence[str] | None = None,
+        dev_labels: Sequence[Any] | None = None,
+    ) -> BertLSTMClassifier:
+        """Train on ``texts``/``labels``; without a dev set, a stratified ``dev_fraction`` is held out."""
+        cfg = self.train_config
+        texts, labels = list(texts), [str(label) for label in labels]
+        if len(texts) != len(labels):
+            raise BertLSTMError(f"{len(texts)} texts but {len(labels)} labels")
+        label_names_of(labels)  # one class only is an error before anything else happens
+        if dev_texts is None:
+            texts, dev_texts, labels, dev_labels = split_dev(texts, labels, cfg.dev_fraction, cfg.seed)
+        dev_texts, dev_labels = list(dev_texts), [str(label) for label in dev_labels or []]
+        self.config.label_names = label_names_of(labels)
+        set_seed(cfg.seed)
+        encoder, self.tokenizer = load_encoder(self.config.encoder)
+        self.model = BertLSTMModel(self.config, encoder)
+        train_set = self._encode(texts, labels, "training data")
+        dev_set = self._encode(dev_texts, dev_labels, "dev data")
+        trainer = Trainer(self.model, cfg, pad_id=self._pad_id)
+        self.history = trainer.fit(train_set, dev_set)
+        self.model = trainer.accelerator.unwrap_model(trainer.model)
+        self.device = trainer.accelerator.device
+        best = trainer.best
+        self.metrics = {"best_epoch": best["epoch"], "dev_accuracy": best["dev_accuracy"],
+                        "dev_macro_f1": best["dev_macro_f1"], "n_train": len(train_set), "n_dev": len(dev_set)}
+        return self
+
+    def _encode(self, texts: Sequence[str], labels: Sequence[str] | None, where: str) -> EncodedDataset:
+        ids = None
+        if labels is not None:
+            ids, keep = encode_labels(labels, self.config.label_names, where)
+            texts = [texts[i] for i in keep]
+        return EncodedDataset(tokenize(self.tokenizer, texts, self.config.max_length), ids)
+
+    @property
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    # --- using it -----------------------------------------------------------------------------
+    def _require_model(self) -> BertLSTMModel:
+        if self.model is None:
+            raise BertLSTMError("this classifier is not trained yet: call fit() or from_pretrained()")
+        return self.model
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities (N, C), columns in :attr:`label_names` order."""
+        model = self._require_model()
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 0:
+            return np.zeros((0, self.config.num_labels), dtype=np.float32)
+        logits = predict_logits(model, self._encode(texts, None, "input"), self._pad_id,
+                                self.train_config.eval_batch_size, self.device)
+        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The most probable label name per text."""
+        return [self.config.label_names[i] for i in self.predict_proba(texts).argmax(-1)]
+
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Any]) -> dict[str, Any]:
+        """Accuracy, macro/weighted P/R/F1, per-class report and confusion matrix.
+
+        Rows whose label the model never saw in training are left out, with a warning.
+        """
+        labels = [str(label) for label in labels]
+        y_true, keep = encode_labels(labels, self.config.label_names, "evaluation data")
+        proba = self.predict_proba([texts[i] for i in keep])
+        report = full_report(y_true, proba.argmax(-1).tolist(), self.config.label_names)
+        report["n_unseen_label"] = len(labels) - len(keep)
+        return report
+
+    # --- folders ------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write a self-contained model folder, atomically: a temporary folder renamed into place."""
+        model = self._require_model()
+        target = Path(directory).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model folder should not be
+        try:
+            self._write_folder(model, tmp)
+            old = None
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                target.rename(old)
+            tmp.rename(target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    def _write_folder(self, model: BertLSTMModel, folder: Path) -> None:
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "library_versions": {p: version(p) for p in ("bertlstm", "torch", "transformers", "safetensors")},
+            "model": self.config.to_dict(),
+            "training": self.train_config.to_dict(),
+        }
+        (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+        save_file(head, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        model.encoder.save_pretrained(folder / ENCODER_DIR)
+        self.tokenizer.save_pretrained(folder / ENCODER_DIR)
+        if self.history:
+            with open(folder / "history.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
+                writer.writeheader()
+                writer.writerows(self.history)
+        if self.metrics:
+            (folder / "metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str = "auto") -> BertLSTMClassifier:
+        """Load a folder written by :meth:`save_pretrained`."""
+        folder = Path(directory)
+        config_file = folder / CONFIG_NAME
+        if not config_file.is_file() or not (folder / WEIGHTS_NAME).is_file():
+            raise BertLSTMError(f"{folder} is not a bertlstm model folder (no {CONFIG_NAME} / {WEIGHTS_NAME})")
+        try:
+            meta = json.loads(config_file.read_text())
+        except json.JSONDecodeError as err:
+            raise BertLSTMError(f"{config_file} is not valid JSON: {err}") from None
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise BertLSTMError(f"{folder} was written by a newer bertlstm (format {meta['format_version']})")
+        clf = cls(**meta["model"], **{**meta.get("training", {}), "device": device})
+        encoder = AutoModel.from_pretrained(folder / ENCODER_DIR)
+        clf.tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
+        model = BertLSTMModel(clf.config, encoder)
+        missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=False)
+        if unexpected or any(not k.startswith("encoder.") for k in missing):
+            raise BertLSTMError(f"{folder / WEIGHTS_NAME} does not match config.json")
+        clf.device = _pick_device(device)
+        clf.model = model.to(clf.device).eval()
+        metrics_file = folder / "metrics.json"
+        clf.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        return clf

@@ -1,0 +1,81 @@
+"""Typed configuration for the model and for training.
+
+A model is built from its :class:`ModelConfig` and nothing else; training settings live apart in
+:class:`TrainConfig` so that a saved model folder carries only what is needed to rebuild it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("frozen", "pooled", "finetune")
+FORMAT_VERSION = 1  # bump when the saved-folder layout changes
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a BERT→LSTM classifier."""
+
+    encoder: str = "minilm"  # encoder name as the user gave it: "minilm", a local folder or a hub id
+    mode: str = "frozen"  # "frozen" | "pooled" | "finetune"
+    lstm_units: int = 64  # hidden size of each LSTM direction
+    lstm_layers: int = 1  # stacked LSTM layers
+    bidirectional: bool = False  # read real tokens in both directions
+    dropout: float = 0.1  # dropout before the dense layer (and between LSTM layers)
+    max_length: int = 128  # word pieces per text, special tokens included; longer texts are truncated
+    label_names: list[str] = field(default_factory=list)  # class names, index = class id
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.lstm_units < 1 or self.lstm_layers < 1:
+            raise ValueError("lstm_units and lstm_layers must be at least 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2, not {self.max_length}")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """How to train; not needed to use a trained model."""
+
+    epochs: int = 5  # passes over the training data
+    batch_size: int = 32  # examples per optimizer step
+    lr: float = 1e-3  # learning rate of the LSTM and dense head
+    encoder_lr: float = 2e-5  # learning rate of the encoder (finetune only)
+    encoder_weight_decay: float = 0.001  # AdamW weight decay of the encoder (finetune only)
+    weight_decay: float = 0.0  # weight decay of the LSTM and head
+    warmup_ratio: float = 0.1  # fraction of steps with linear warmup (finetune only)
+    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
+    dev_fraction: float = 0.1  # stratified share of train held out when no dev set is given
+    seed: int = 0  # seeds the split, initialisation, dropout and batch order
+    device: str = "auto"  # "auto" (cuda, mps, cpu), "cuda", "mps" or "cpu"
+    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (through Accelerate)
+    eval_batch_size: int = 128  # texts per batch when only the forward pass runs
+    progress: bool = True  # show a progress bar per epoch
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("epochs, batch_size and eval_batch_size must be at least 1")
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"dev_fraction must be in (0, 1), not {self.dev_fraction}")
+        if self.device not in ("auto", "cuda", "mps", "cpu"):
+            raise ValueError(f"device must be auto, cuda, mps or cpu, not {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

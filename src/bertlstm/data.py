@@ -1,0 +1,222 @@
+"""Reading labelled text files, checking them, tokenizing, and length-grouped batches padded per batch."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from .errors import BertLSTMError
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+_READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV, JSON Lines or Parquet file (by extension; ``.gz`` allowed) as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise BertLSTMError(f"file not found: {path}")
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    kind = _READERS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise BertLSTMError(f"{path}: unknown file type; use .csv, .tsv, .jsonl, .json or .parquet")
+    try:
+        if kind in ("csv", "tsv"):
+            sep = "\t" if kind == "tsv" else ","
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+        elif kind == "jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False)
+        else:
+            frame = pd.read_parquet(path)
+    except UnicodeDecodeError:
+        raise BertLSTMError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BertLSTMError(f"{path}: could not read as {kind}: {first}") from None
+    if len(frame) == 0:
+        raise BertLSTMError(f"{path}: no rows")
+    return frame
+
+
+def find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
+    """The column named ``wanted``, or the first of ``candidates`` present (case-insensitive)."""
+    columns = [str(c) for c in frame.columns]
+    if wanted is not None:
+        if wanted not in columns:
+            raise BertLSTMError(f"{path}: no {what} column {wanted!r}; columns are: {', '.join(columns)}")
+        return wanted
+    lower = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name in lower:
+            return lower[name]
+    raise BertLSTMError(
+        f"{path}: cannot tell which column holds the {what}; columns are: {', '.join(columns)}. "
+        f"Name it with --{what}-column"
+    )
+
+
+def _clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
+    """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
+    cells = [v.strip() if isinstance(v, str) else v for v in values.tolist()]
+    bad = [i for i, v in enumerate(cells) if not isinstance(v, (str, int)) or isinstance(v, bool) or v == ""]
+    if bad:
+        rows = ", ".join(str(i + 2) for i in bad[:5])  # +2: 1-based, after the header line
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise BertLSTMError(f"{path}: empty or non-text {what} in {len(bad)} row(s) (file line {rows}{more})")
+    return [str(v) for v in cells]
+
+
+def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
+    frame = read_table(path)
+    column = find_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
+    return _clean_cells(frame[column], "text", str(path))
+
+
+def load_labelled(
+    path: str | Path, text_column: str | None = None, label_column: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Texts and their labels (as strings) from a data file."""
+    frame = read_table(path)
+    t_col = find_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
+    l_col = find_column(frame, label_column, LABEL_COLUMNS, "label", str(path))
+    if t_col == l_col:
+        raise BertLSTMError(f"{path}: text and label cannot be the same column ({t_col!r})")
+    return _clean_cells(frame[t_col], "text", str(path)), _clean_cells(frame[l_col], "label", str(path))
+
+
+def label_names_of(labels: Sequence[str]) -> list[str]:
+    """Sorted class names: numerically when every label is an integer, else alphabetically."""
+    names = sorted(set(labels))
+    if len(names) < 2:
+        raise BertLSTMError(f"the training labels hold only one class ({names[0]!r}); need at least two")
+    if all(n.lstrip("-").isdigit() for n in names):
+        names.sort(key=int)
+    return names
+
+
+def encode_labels(labels: Sequence[str], names: Sequence[str], where: str) -> tuple[list[int], list[int]]:
+    """Class ids for the labels known to the model, and the positions kept.
+
+    Labels never seen in training cannot be predicted; those rows are left out with a warning.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    keep = [i for i, label in enumerate(labels) if label in index]
+    if len(keep) < len(labels):
+        unseen = sorted({label for label in labels if label not in index})
+        warnings.warn(
+            f"{where}: {len(labels) - len(keep)} row(s) have labels never seen in training "
+            f"({', '.join(map(repr, unseen[:5]))}); they are left out of evaluation",
+            stacklevel=2,
+        )
+    if not keep:
+        raise BertLSTMError(f"{where}: no row has a label the model knows ({', '.join(names)})")
+    return [index[labels[i]] for i in keep], keep
+
+
+def split_dev(
+    texts: list[str], labels: list[str], fraction: float, seed: int
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """A stratified train/dev split (plain random where a class is too small to stratify)."""
+    counts = pd.Series(labels).value_counts()
+    stratify = labels if counts.min() >= 2 and int(len(labels) * fraction) >= len(counts) else None
+    try:
+        tr_t, dv_t, tr_l, dv_l = train_test_split(
+            texts, labels, test_size=fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError as err:
+        raise BertLSTMError(f"cannot split off a dev set ({err}); pass --dev FILE") from None
+    return list(tr_t), list(dv_t), list(tr_l), list(dv_l)
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Word-piece ids per text, truncated to ``max_length``, not padded (padding is per batch)."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+    return encoded["input_ids"]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Pad to the longest sequence of this batch: ids (B, T) and attention mask (B, T)."""
+    longest = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[row, : len(seq)] = 1
+    return input_ids, attention_mask
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar length, longest first: for forward-only passes where order does not matter."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class LengthGroupedBatches:
+    """Shuffled batches of similar-length texts, so that per-batch padding wastes little compute.
+
+    Each epoch shuffles the data, sorts it by length inside windows of ``window`` batches, cuts batches
+    and shuffles their order: batches stay random while their rows have similar lengths. The order
+    depends only on ``seed`` and ``epoch`` (set :attr:`epoch` before iterating).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.window = window
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        span = self.batch_size * self.window
+        batches: list[list[int]] = []
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start : start + span], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        rng.shuffle(batches)
+        return iter(batches)
+
+
+@dataclass
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized texts with optional class ids; items are (ids, label or -1)."""
+
+    input_ids: list[list[int]]
+    labels: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.input_ids[i], (self.labels[i] if self.labels is not None else -1)
+
+
+class Collator:
+    """Pads a list of dataset items into a batch dict for the model."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, Tensor]:
+        input_ids, attention_mask = pad_batch([ids for ids, _ in items], self.pad_id)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if items[0][1] >= 0:
+            batch["labels"] = torch.tensor([label for _, label in items], dtype=torch.long)
+        return batch

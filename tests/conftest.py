@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny random BERT written to a temp folder (no network), fixed seeds, toy data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer
+
+WORDS = (
+    "good great fine lovely happy excellent superb nice bad awful terrible poor sad horrible dull boring "
+    "movie film plot actor scene story the a was is it this very not really quite so"
+).split()
+POSITIVE, NEGATIVE = WORDS[:8], WORDS[8:16]
+
+
+torch.set_num_threads(1)  # tiny models gain nothing from threads; leaves a core for whatever else runs
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Folder of a random 2-layer BERT (hidden 32) with a small word-level vocabulary."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.1,
+    )
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def make_sentiment(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Toy sentences whose label is set by which sentiment words they hold; lengths vary."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        cue = POSITIVE if label == "pos" else NEGATIVE
+        filler = [rng.choice(WORDS[16:]) for _ in range(rng.randint(1, 8))]
+        words = filler + [rng.choice(cue) for _ in range(rng.randint(1, 3))]
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture
+def toy_data() -> tuple[list[str], list[str]]:
+    return make_sentiment(160, seed=1)
+
+
+@pytest.fixture
+def toy_files(tmp_path: Path) -> dict[str, Path]:
+    """train.csv / dev.csv / test.csv of toy sentiment data."""
+    import csv
+
+    files = {}
+    for name, n, seed in (("train", 160, 1), ("dev", 40, 2), ("test", 40, 3)):
+        path = tmp_path / f"{name}.csv"
+        texts, labels = make_sentiment(n, seed)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows(zip(texts, labels, strict=True))
+        files[name] = path
+    return files
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def shared_data() -> Path:
+    return repo_root().parent / "shared" / "data"

@@ -1,0 +1,135 @@
+"""The command line: train / predict / evaluate end to end, and one clear error line for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bertlstm.cli import main
+
+
+@pytest.fixture
+def trained(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> Path:
+    out = tmp_path / "model"
+    code = main(["train", "--train", str(toy_files["train"]), "--dev", str(toy_files["dev"]), "--test",
+                 str(toy_files["test"]), "--encoder", tiny_encoder, "--mode", "pooled", "--epochs", "2",
+                 "--lr", "0.01", "--output", str(out), "--no-progress", "--device", "cpu"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_complete_folder(trained: Path) -> None:
+    history = pd.read_csv(trained / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train_loss", "dev_accuracy", "dev_macro_f1", "seconds", "examples_per_s"} <= set(history.columns)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert {"best_epoch", "dev_accuracy", "test_accuracy", "test_macro_f1"} <= set(metrics)
+
+
+def test_evaluate_json(trained: Path, toy_files: dict[str, Path], capsys) -> None:
+    assert main(["evaluate", "--model", str(trained), "--data", str(toy_files["test"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "macro_f1", "weighted_f1", "labels", "per_class", "confusion_matrix", "n"} <= set(report)
+    assert report["n"] == 40 and report["labels"] == ["neg", "pos"]
+    assert sum(map(sum, report["confusion_matrix"])) == 40
+    assert main(["evaluate", "--model", str(trained), "--data", str(toy_files["test"])]) == 0
+    tables = capsys.readouterr().out
+    assert "accuracy" in tables and "confusion matrix" in tables and "neg" in tables
+
+
+def test_predict_to_file_and_stdout(trained: Path, toy_files: dict[str, Path], tmp_path: Path, capsys,
+                                    monkeypatch) -> None:
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(trained), "--input", str(toy_files["test"]), "--output", str(out)]) == 0
+    rows = pd.read_json(out, lines=True)
+    assert list(rows.columns) == ["text", "label", "prob_neg", "prob_pos"] and len(rows) == 40
+    assert ((rows["prob_neg"] + rows["prob_pos"] - 1).abs() < 1e-4).all()
+
+    assert main(["predict", "--model", str(trained), "--text", "good movie", "--text", "awful film"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "text,label,prob_neg,prob_pos" and len(lines) == 3
+
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("so good\n\nbad plot\n"))
+    assert main(["predict", "--model", str(trained)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "file not found"),
+        ("column", "no text column 'body'"),
+        ("empty", "no rows"),
+        ("blank_cell", "empty or non-text text"),
+        ("one_class", "only one class"),
+        ("encoding", "not valid UTF-8"),
+        ("no_encoder", "encoder folder"),
+    ],
+)
+def test_bad_input_is_one_clear_error_and_exit_2(tmp_path: Path, tiny_encoder: str, capsys, case: str,
+                                                 message: str) -> None:
+    train = {
+        "missing": tmp_path / "nope.csv",
+        "column": _write(tmp_path / "c.csv", "text,label\nok,a\nfine,b\n"),
+        "empty": _write(tmp_path / "e.csv", "text,label\n"),
+        "blank_cell": _write(tmp_path / "b.csv", "text,label\nok,a\n  ,b\n"),
+        "one_class": _write(tmp_path / "o.csv", "text,label\nok,a\nfine,a\n"),
+        "encoding": tmp_path / "enc.csv",
+        "no_encoder": _write(tmp_path / "n.csv", "text,label\nok,a\nfine,b\nyes,a\nno,b\nup,a\ndown,b\n"),
+    }[case]
+    if case == "encoding":
+        train.write_bytes("text,label\ncafé,a\nthé,b\n".encode("latin-1"))
+    args = ["train", "--train", str(train), "--output", str(tmp_path / "m"), "--encoder",
+            str(tmp_path / "no-such-folder") if case == "no_encoder" else tiny_encoder]
+    if case == "column":
+        args += ["--text-column", "body"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_unseen_dev_label_warns_and_is_left_out(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> None:
+    dev = pd.read_csv(toy_files["dev"])
+    dev.loc[0, "label"] = "mixed"
+    dev.to_csv(tmp_path / "dev2.csv", index=False)
+    with pytest.warns(UserWarning, match=r"dev data: 1 row\(s\) have labels never seen in training \('mixed'\)"):
+        code = main(["train", "--train", str(toy_files["train"]), "--dev", str(tmp_path / "dev2.csv"), "--encoder",
+                     tiny_encoder, "--epochs", "1", "--output", str(tmp_path / "m"), "--no-progress"])
+    assert code == 0
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["n_dev"] == 39
+
+
+def test_unreachable_hub_id_is_a_clear_error(tmp_path: Path, toy_files: dict[str, Path]) -> None:
+    """A real subprocess: exit code 2, one line on stderr, no traceback."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bertlstm.cli", "train", "--train", str(toy_files["train"]), "--encoder",
+         "some-org/some-bert", "--output", str(tmp_path / "m")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "could not fetch encoder 'some-org/some-bert'" in result.stderr and "--encoder DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help(capsys) -> None:
+    for command in ("train", "predict", "evaluate"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+    assert "--lstm-units" in capsys.readouterr().out
