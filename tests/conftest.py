@@ -36,8 +36,13 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.1,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.1,
     )
     BertModel(config).save_pretrained(folder)
     return str(folder)

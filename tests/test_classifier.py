@@ -28,8 +28,13 @@ def test_train_save_load_same_predictions(tiny_encoder: str, toy_data, tmp_path:
     np.testing.assert_allclose(before.sum(1), 1.0, atol=1e-5)
 
     folder = clf.save_pretrained(tmp_path / "model")
-    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", "encoder", "history.csv",
-                                                   "metrics.json"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "encoder",
+        "history.csv",
+        "metrics.json",
+    }
     meta = json.loads((folder / "config.json").read_text())
     assert meta["format_version"] == 1 and meta["model"]["mode"] == mode
     assert meta["model"]["label_names"] == ["neg", "pos"] and "torch" in meta["library_versions"]

@@ -17,9 +17,30 @@ from bertlstm.cli import main
 @pytest.fixture
 def trained(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> Path:
     out = tmp_path / "model"
-    code = main(["train", "--train", str(toy_files["train"]), "--dev", str(toy_files["dev"]), "--test",
-                 str(toy_files["test"]), "--encoder", tiny_encoder, "--mode", "pooled", "--epochs", "2",
-                 "--lr", "0.01", "--output", str(out), "--no-progress", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--train",
+            str(toy_files["train"]),
+            "--dev",
+            str(toy_files["dev"]),
+            "--test",
+            str(toy_files["test"]),
+            "--encoder",
+            tiny_encoder,
+            "--mode",
+            "pooled",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--output",
+            str(out),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     return out
 
@@ -43,8 +64,9 @@ def test_evaluate_json(trained: Path, toy_files: dict[str, Path], capsys) -> Non
     assert "accuracy" in tables and "confusion matrix" in tables and "neg" in tables
 
 
-def test_predict_to_file_and_stdout(trained: Path, toy_files: dict[str, Path], tmp_path: Path, capsys,
-                                    monkeypatch) -> None:
+def test_predict_to_file_and_stdout(
+    trained: Path, toy_files: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
     out = tmp_path / "pred.jsonl"
     assert main(["predict", "--model", str(trained), "--input", str(toy_files["test"]), "--output", str(out)]) == 0
     rows = pd.read_json(out, lines=True)
@@ -79,8 +101,9 @@ def _write(path: Path, text: str) -> Path:
         ("no_encoder", "encoder folder"),
     ],
 )
-def test_bad_input_is_one_clear_error_and_exit_2(tmp_path: Path, tiny_encoder: str, capsys, case: str,
-                                                 message: str) -> None:
+def test_bad_input_is_one_clear_error_and_exit_2(
+    tmp_path: Path, tiny_encoder: str, capsys, case: str, message: str
+) -> None:
     train = {
         "missing": tmp_path / "nope.csv",
         "column": _write(tmp_path / "c.csv", "text,label\nok,a\nfine,b\n"),
@@ -92,8 +115,15 @@ def test_bad_input_is_one_clear_error_and_exit_2(tmp_path: Path, tiny_encoder: s
     }[case]
     if case == "encoding":
         train.write_bytes("text,label\ncafé,a\nthé,b\n".encode("latin-1"))
-    args = ["train", "--train", str(train), "--output", str(tmp_path / "m"), "--encoder",
-            str(tmp_path / "no-such-folder") if case == "no_encoder" else tiny_encoder]
+    args = [
+        "train",
+        "--train",
+        str(train),
+        "--output",
+        str(tmp_path / "m"),
+        "--encoder",
+        str(tmp_path / "no-such-folder") if case == "no_encoder" else tiny_encoder,
+    ]
     if case == "column":
         args += ["--text-column", "body"]
     assert main(args) == 2
@@ -108,8 +138,22 @@ def test_unseen_dev_label_warns_and_is_left_out(tiny_encoder: str, toy_files: di
     dev.loc[0, "label"] = "mixed"
     dev.to_csv(tmp_path / "dev2.csv", index=False)
     with pytest.warns(UserWarning, match=r"dev data: 1 row\(s\) have labels never seen in training \('mixed'\)"):
-        code = main(["train", "--train", str(toy_files["train"]), "--dev", str(tmp_path / "dev2.csv"), "--encoder",
-                     tiny_encoder, "--epochs", "1", "--output", str(tmp_path / "m"), "--no-progress"])
+        code = main(
+            [
+                "train",
+                "--train",
+                str(toy_files["train"]),
+                "--dev",
+                str(tmp_path / "dev2.csv"),
+                "--encoder",
+                tiny_encoder,
+                "--epochs",
+                "1",
+                "--output",
+                str(tmp_path / "m"),
+                "--no-progress",
+            ]
+        )
     assert code == 0
     assert json.loads((tmp_path / "m" / "metrics.json").read_text())["n_dev"] == 39
 
@@ -118,9 +162,22 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path: Path, toy_files: dict[str
     """A real subprocess: exit code 2, one line on stderr, no traceback."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "bertlstm.cli", "train", "--train", str(toy_files["train"]), "--encoder",
-         "some-org/some-bert", "--output", str(tmp_path / "m")],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bertlstm.cli",
+            "train",
+            "--train",
+            str(toy_files["train"]),
+            "--encoder",
+            "some-org/some-bert",
+            "--output",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "could not fetch encoder 'some-org/some-bert'" in result.stderr and "--encoder DIR" in result.stderr

@@ -14,8 +14,14 @@ from bertlstm.training import Trainer
 
 
 def build(tiny_encoder: str, mode: str, bidirectional: bool = False, layers: int = 1) -> BertLSTMModel:
-    config = ModelConfig(encoder=tiny_encoder, mode=mode, lstm_units=8, lstm_layers=layers,
-                         bidirectional=bidirectional, label_names=["neg", "pos", "neutral"])
+    config = ModelConfig(
+        encoder=tiny_encoder,
+        mode=mode,
+        lstm_units=8,
+        lstm_layers=layers,
+        bidirectional=bidirectional,
+        label_names=["neg", "pos", "neutral"],
+    )
     return BertLSTMModel(config, AutoModel.from_pretrained(tiny_encoder)).eval()
 
 

@@ -18,11 +18,14 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize(("mode", "n_train", "epochs", "floor"), [
-    ("pooled", 4000, 3, 0.78),
-    ("frozen", 4000, 3, 0.78),
-    ("finetune", 2000, 1, 0.78),
-])
+@pytest.mark.parametrize(
+    ("mode", "n_train", "epochs", "floor"),
+    [
+        ("pooled", 4000, 3, 0.78),
+        ("frozen", 4000, 3, 0.78),
+        ("finetune", 2000, 1, 0.78),
+    ],
+)
 def test_recipe_learns_sst2(mode: str, n_train: int, epochs: int, floor: float) -> None:
     texts, labels = load_labelled(SST2 / "train.tsv")
     dev = load_labelled(SST2 / "dev.tsv")

@@ -46,8 +46,10 @@ def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     unknown = set(kwargs) - model_fields - train_fields
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return ({k: v for k, v in kwargs.items() if k in model_fields},
-            {k: v for k, v in kwargs.items() if k in train_fields})
+    return (
+        {k: v for k, v in kwargs.items() if k in model_fields},
+        {k: v for k, v in kwargs.items() if k in train_fields},
+    )
 
 
 class BertLSTMClassifier:
@@ -108,8 +110,13 @@ class BertLSTMClassifier:
         self.model = trainer.accelerator.unwrap_model(trainer.model)
         self.device = trainer.accelerator.device
         best = trainer.best
-        self.metrics = {"best_epoch": best["epoch"], "dev_accuracy": best["dev_accuracy"],
-                        "dev_macro_f1": best["dev_macro_f1"], "n_train": len(train_set), "n_dev": len(dev_set)}
+        self.metrics = {
+            "best_epoch": best["epoch"],
+            "dev_accuracy": best["dev_accuracy"],
+            "dev_macro_f1": best["dev_macro_f1"],
+            "n_train": len(train_set),
+            "n_dev": len(dev_set),
+        }
         return self
 
     def _encode(self, texts: Sequence[str], labels: Sequence[str] | None, where: str) -> EncodedDataset:
@@ -136,8 +143,9 @@ class BertLSTMClassifier:
             texts = [texts]
         if len(texts) == 0:
             return np.zeros((0, self.config.num_labels), dtype=np.float32)
-        logits = predict_logits(model, self._encode(texts, None, "input"), self._pad_id,
-                                self.train_config.eval_batch_size, self.device)
+        logits = predict_logits(
+            model, self._encode(texts, None, "input"), self._pad_id, self.train_config.eval_batch_size, self.device
+        )
         return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
     def predict(self, texts: Sequence[str]) -> list[str]:

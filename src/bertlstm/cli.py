@@ -73,11 +73,23 @@ def cmd_train(args: argparse.Namespace) -> None:
         dev_texts, dev_labels = load_labelled(args.dev, args.text_column, args.label_column)
     test = load_labelled(args.test, args.text_column, args.label_column) if args.test else None
     clf = BertLSTMClassifier(
-        mode=args.mode, encoder=args.encoder, lstm_units=args.lstm_units, lstm_layers=args.lstm_layers,
-        bidirectional=args.bidirectional, dropout=args.dropout, max_length=args.max_length,
-        batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, encoder_lr=args.encoder_lr,
-        warmup_ratio=args.warmup_ratio, dev_fraction=args.dev_fraction, seed=args.seed, device=args.device,
-        mixed_precision=args.mixed_precision, progress=not args.no_progress,
+        mode=args.mode,
+        encoder=args.encoder,
+        lstm_units=args.lstm_units,
+        lstm_layers=args.lstm_layers,
+        bidirectional=args.bidirectional,
+        dropout=args.dropout,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr=args.lr,
+        encoder_lr=args.encoder_lr,
+        warmup_ratio=args.warmup_ratio,
+        dev_fraction=args.dev_fraction,
+        seed=args.seed,
+        device=args.device,
+        mixed_precision=args.mixed_precision,
+        progress=not args.no_progress,
     )
     clf.fit(texts, labels, dev_texts, dev_labels)
     if test is not None:

@@ -19,9 +19,7 @@ def predictions_frame(texts: Sequence[str], proba: np.ndarray, label_names: Sequ
     return frame
 
 
-def write_predictions(
-    texts: Sequence[str], proba: np.ndarray, label_names: Sequence[str], output: str | None
-) -> None:
+def write_predictions(texts: Sequence[str], proba: np.ndarray, label_names: Sequence[str], output: str | None) -> None:
     """To ``output`` (.csv, .tsv or .jsonl by extension) or, when None, CSV on stdout."""
     frame = predictions_frame(texts, proba, label_names)
     if output is None:

@@ -147,15 +147,22 @@ class Trainer:
             seen += size
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", ex_s=f"{seen / (time.perf_counter() - start):.0f}")
         seconds = time.perf_counter() - start
-        return {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "seconds": seconds,
-                "examples_per_s": seen / seconds}
+        return {
+            "epoch": epoch,
+            "train_loss": total_loss / max(seen, 1),
+            "seconds": seconds,
+            "examples_per_s": seen / seconds,
+        }
 
     def _trainable_state(self) -> dict[str, Tensor]:
         """A CPU copy of what training changes (the frozen encoder never changes)."""
         model = self.accelerator.unwrap_model(self.model)
         skip = "encoder." if model.encoder_frozen else None
-        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                if skip is None or not k.startswith(skip)}
+        return {
+            k: v.detach().to("cpu", copy=True)
+            for k, v in model.state_dict().items()
+            if skip is None or not k.startswith(skip)
+        }
 
     def _restore(self, state: dict[str, Tensor]) -> None:
         model = self.accelerator.unwrap_model(self.model)
