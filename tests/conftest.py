@@ -21,6 +21,12 @@ torch.set_num_threads(1)  # tiny models gain nothing from threads; leaves a core
 
 
 @pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feature cache of every test lives in a fresh temp folder, never in the user's cache."""
+    monkeypatch.setenv("BERTLSTM_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+
+
+@pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)
     np.random.seed(0)

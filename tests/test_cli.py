@@ -190,3 +190,31 @@ def test_every_command_has_help(capsys) -> None:
             main([command, "--help"])
         assert exit_.value.code == 0
     assert "--lstm-units" in capsys.readouterr().out
+
+
+def test_cache_info_and_clear(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "cache"
+    args = [
+        "train",
+        "--train",
+        str(toy_files["train"]),
+        "--encoder",
+        tiny_encoder,
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--cache-dir",
+        str(cache),
+        "--output",
+        str(tmp_path / "m"),
+    ]
+    assert main(args) == 0
+    assert "feature cache: encoded" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "feature cache: read" in capsys.readouterr().out  # the second run reads, never re-encodes
+    assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
+    info = capsys.readouterr().out
+    assert "2 entries" in info and "tokens" in info
+    assert main(["cache", "clear", "--cache-dir", str(cache)]) == 0
+    assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
+    assert "0 entries" in capsys.readouterr().out

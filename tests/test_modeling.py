@@ -73,7 +73,7 @@ def test_frozen_encoder_gets_no_gradient_and_no_dropout(tiny_encoder: str, mode:
 def test_finetune_trains_encoder_with_its_own_learning_rate(tiny_encoder: str) -> None:
     model = build(tiny_encoder, "finetune").train()
     assert model.encoder.training
-    trainer = Trainer(model, TrainConfig(device="cpu", lr=1e-3, encoder_lr=2e-5), pad_id=0)
+    trainer = Trainer(model, TrainConfig(device="cpu", lr=1e-3, encoder_lr=2e-5))
     optimizer = trainer.create_optimizer()
     encoder_group, head_group = optimizer.param_groups
     assert encoder_group["lr"] == 2e-5 and encoder_group["weight_decay"] == 0.001

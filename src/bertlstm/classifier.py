@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
 from .config import FORMAT_VERSION, ModelConfig, TrainConfig
-from .data import EncodedDataset, encode_labels, label_names_of, split_dev, tokenize
+from .data import TokenDataset, encode_labels, label_names_of, split_dev, tokenize
 from .encoders import load_encoder
 from .errors import BertLSTMError
+from .feature_cache import CacheKey, FeatureCache, FeatureDataset, encoder_fingerprint, texts_fingerprint
 from .metrics import full_report
 from .modeling import BertLSTMModel
 from .training import Trainer, predict_logits
@@ -103,9 +104,18 @@ class BertLSTMClassifier:
         set_seed(cfg.seed)
         encoder, self.tokenizer = load_encoder(self.config.encoder)
         self.model = BertLSTMModel(self.config, encoder)
-        train_set = self._encode(texts, labels, "training data")
-        dev_set = self._encode(dev_texts, dev_labels, "dev data")
-        trainer = Trainer(self.model, cfg, pad_id=self._pad_id)
+        trainer = Trainer(self.model, cfg)
+        train = self._labelled(texts, labels, "training data")
+        dev = self._labelled(dev_texts, dev_labels, "dev data")
+        if self.model.encoder_frozen and cfg.cache:
+            self.model.to(trainer.accelerator.device)
+            fingerprint = encoder_fingerprint(self.model, self.tokenizer)
+            with trainer.accelerator.main_process_first():
+                train_set = self._cached(*train, "training data", fingerprint, trainer)
+                dev_set = self._cached(*dev, "dev data", fingerprint, trainer)
+        else:
+            pad_to = self.config.max_length if cfg.pad_to_max_length else None
+            train_set, dev_set = self._encode(*train, pad_to), self._encode(*dev, pad_to)
         self.history = trainer.fit(train_set, dev_set)
         self.model = trainer.accelerator.unwrap_model(trainer.model)
         self.device = trainer.accelerator.device
@@ -119,12 +129,43 @@ class BertLSTMClassifier:
         }
         return self
 
-    def _encode(self, texts: Sequence[str], labels: Sequence[str] | None, where: str) -> EncodedDataset:
-        ids = None
-        if labels is not None:
-            ids, keep = encode_labels(labels, self.config.label_names, where)
-            texts = [texts[i] for i in keep]
-        return EncodedDataset(tokenize(self.tokenizer, texts, self.config.max_length), ids)
+    def _labelled(self, texts: Sequence[str], labels: Sequence[str], where: str) -> tuple[list[str], list[int]]:
+        """Texts whose label the model knows, and their class ids (others are left out with a warning)."""
+        ids, keep = encode_labels(labels, self.config.label_names, where)
+        return [texts[i] for i in keep], ids
+
+    def _encode(self, texts: Sequence[str], ids: list[int] | None = None, pad_to: int | None = None) -> TokenDataset:
+        return TokenDataset(tokenize(self.tokenizer, texts, self.config.max_length), ids, self._pad_id, pad_to)
+
+    def _cached(
+        self, texts: list[str], ids: list[int], where: str, fingerprint: str, trainer: Trainer
+    ) -> FeatureDataset:
+        """Encoder features of ``texts`` from the feature cache, computed on a miss."""
+        cfg = self.train_config
+        key = CacheKey(
+            encoder=self.config.encoder,
+            encoder_hash=fingerprint,
+            layers="last",
+            max_length=self.config.max_length,
+            pooling="mean" if self.config.mode == "pooled" else "tokens",
+            dtype=cfg.cache_dtype,
+            texts_hash=texts_fingerprint(texts),
+            n_texts=len(texts),
+        )
+        cache = FeatureCache(cfg.cache_dir)
+        store = cache.open(key)
+        if store is None:
+            tokens = self._encode(texts)
+            store = cache.build(
+                key, self.model, tokens.input_ids, self._pad_id, cfg.encode_batch_size, trainer.accelerator.device
+            )
+            trainer.log(
+                f"feature cache: encoded {len(texts)} {where} texts in {store.meta['build_seconds']:.1f}s"
+                f" -> {store.folder}"
+            )
+        else:
+            trainer.log(f"feature cache: read {len(texts)} {where} texts from {store.folder}")
+        return FeatureDataset(store, ids)
 
     @property
     def _pad_id(self) -> int:
@@ -143,9 +184,7 @@ class BertLSTMClassifier:
             texts = [texts]
         if len(texts) == 0:
             return np.zeros((0, self.config.num_labels), dtype=np.float32)
-        logits = predict_logits(
-            model, self._encode(texts, None, "input"), self._pad_id, self.train_config.eval_batch_size, self.device
-        )
+        logits = predict_logits(model, self._encode(texts), self.train_config.encode_batch_size, self.device)
         return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
     def predict(self, texts: Sequence[str]) -> list[str]:
@@ -158,10 +197,10 @@ class BertLSTMClassifier:
         Rows whose label the model never saw in training are left out, with a warning.
         """
         labels = [str(label) for label in labels]
-        y_true, keep = encode_labels(labels, self.config.label_names, "evaluation data")
-        proba = self.predict_proba([texts[i] for i in keep])
+        known, y_true = self._labelled(texts, labels, "evaluation data")
+        proba = self.predict_proba(known)
         report = full_report(y_true, proba.argmax(-1).tolist(), self.config.label_names)
-        report["n_unseen_label"] = len(labels) - len(keep)
+        report["n_unseen_label"] = len(labels) - len(known)
         return report
 
     # --- folders ------------------------------------------------------------------------------

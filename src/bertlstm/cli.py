@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto", help="where to train")
     t.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no", help="mixed precision")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--no-cache", action="store_true", help="frozen/pooled: run the encoder every epoch")
+    t.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
+    t.add_argument("--encode-batch-size", type=int, default=_D.encode_batch_size, help="texts per encoder-only batch")
+    t.add_argument(
+        "--pad-to-max-length", action="store_true", help="pad every batch to --max-length (slow; for comparison)"
+    )
 
     p = sub.add_parser("predict", help="predict labels for texts", formatter_class=fmt)
     p.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
@@ -60,7 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     e.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto", help="where to run")
+    c = sub.add_parser("cache", help="show or free the frozen-encoder feature cache", formatter_class=fmt)
+    c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
+    c.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
     return parser
+
+
+def cmd_cache(args: argparse.Namespace) -> None:
+    from .feature_cache import FeatureCache
+
+    cache = FeatureCache(args.cache_dir)
+    if args.action == "clear":
+        print(f"freed {cache.clear() / 2**20:.1f} MiB in {cache.root}")
+        return
+    entries = cache.entries()
+    print(f"{cache.root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
+    for e in entries:
+        key = e["key"]
+        print(
+            f"  {e['entry']}  {e['bytes'] / 2**20:8.1f} MiB  {key['n_texts']:>7} texts  {key['pooling']:<6} "
+            f"{key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  {e['created']}"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -90,6 +116,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         device=args.device,
         mixed_precision=args.mixed_precision,
         progress=not args.no_progress,
+        cache=not args.no_cache,
+        cache_dir=args.cache_dir,
+        encode_batch_size=args.encode_batch_size,
+        pad_to_max_length=args.pad_to_max_length,
     )
     clf.fit(texts, labels, dev_texts, dev_labels)
     if test is not None:
@@ -131,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate}[args.command](args)
+        {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "cache": cmd_cache}[args.command](args)
     except BertLSTMError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

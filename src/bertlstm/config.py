@@ -66,14 +66,20 @@ class TrainConfig:
     seed: int = 0  # seeds the split, initialisation, dropout and batch order
     device: str = "auto"  # "auto" (cuda, mps, cpu), "cuda", "mps" or "cpu"
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (through Accelerate)
-    eval_batch_size: int = 128  # texts per batch when only the forward pass runs
+    encode_batch_size: int = 256  # texts per batch when only the forward pass runs (sorted by length)
     progress: bool = True  # show a progress bar per epoch
+    cache: bool = True  # frozen/pooled: compute encoder features once and read them back every epoch
+    cache_dir: str | None = None  # feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm/features)
+    cache_dtype: str = "float16"  # storage dtype of cached features ("float16" or "float32")
+    pad_to_max_length: bool = False  # pad every batch to max_length, as the original recipe did (benchmarks only)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("epochs, batch_size and eval_batch_size must be at least 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.encode_batch_size < 1:
+            raise ValueError("epochs, batch_size and encode_batch_size must be at least 1")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ValueError(f"dev_fraction must be in (0, 1), not {self.dev_fraction}")
+        if self.cache_dtype not in ("float16", "float32"):
+            raise ValueError(f"cache_dtype must be float16 or float32, not {self.cache_dtype!r}")
         if self.device not in ("auto", "cuda", "mps", "cpu"):
             raise ValueError(f"device must be auto, cuda, mps or cpu, not {self.device!r}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -146,9 +145,9 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_lengt
     return encoded["input_ids"]
 
 
-def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Pad to the longest sequence of this batch: ids (B, T) and attention mask (B, T)."""
-    longest = max(len(s) for s in sequences)
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None) -> tuple[Tensor, Tensor]:
+    """Pad to the longest sequence of this batch (or to ``length``): ids (B, T) and attention mask (B, T)."""
+    longest = length or max(len(s) for s in sequences)
     input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for row, seq in enumerate(sequences):
@@ -194,12 +193,23 @@ class LengthGroupedBatches:
         return iter(batches)
 
 
-@dataclass
-class EncodedDataset(torch.utils.data.Dataset):
-    """Tokenized texts with optional class ids; items are (ids, label or -1)."""
+class TokenDataset(torch.utils.data.Dataset):
+    """Tokenized texts with optional class ids; :meth:`collate` pads a batch to its longest text.
 
-    input_ids: list[list[int]]
-    labels: list[int] | None = None
+    ``pad_to`` pads every batch to a fixed length instead (how the original recipe ran; only for comparison).
+    """
+
+    def __init__(
+        self, input_ids: list[list[int]], labels: list[int] | None = None, pad_id: int = 0, pad_to: int | None = None
+    ) -> None:
+        self.input_ids = input_ids
+        self.labels = labels
+        self.pad_id = pad_id
+        self.pad_to = pad_to
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -207,16 +217,13 @@ class EncodedDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[list[int], int]:
         return self.input_ids[i], (self.labels[i] if self.labels is not None else -1)
 
+    def collate(self, items: list[tuple[list[int], int]]) -> dict[str, Tensor]:
+        input_ids, attention_mask = pad_batch([ids for ids, _ in items], self.pad_id, self.pad_to)
+        return with_labels({"input_ids": input_ids, "attention_mask": attention_mask}, items)
 
-class Collator:
-    """Pads a list of dataset items into a batch dict for the model."""
 
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
-
-    def __call__(self, items: list[tuple[list[int], int]]) -> dict[str, Tensor]:
-        input_ids, attention_mask = pad_batch([ids for ids, _ in items], self.pad_id)
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if items[0][1] >= 0:
-            batch["labels"] = torch.tensor([label for _, label in items], dtype=torch.long)
-        return batch
+def with_labels(batch: dict[str, Tensor], items: list[tuple[object, int]]) -> dict[str, Tensor]:
+    """Add the items' class ids to a batch, unless the items are unlabelled (-1)."""
+    if items[0][1] >= 0:
+        batch["labels"] = torch.tensor([label for _, label in items], dtype=torch.long)
+    return batch

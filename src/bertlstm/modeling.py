@@ -88,12 +88,21 @@ class BertLSTMModel(nn.Module):
             last = h_n[-1]  # (B, U)
         return self.head(self.dropout(last))  # (B, C)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None) -> ClassifierOutput:
-        features = self.encode(input_ids, attention_mask)  # (B, T, H) or (B, 1, H)
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+        features: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> ClassifierOutput:
+        """Classify token ids (B, T) with their mask, or precomputed ``features`` (from the feature cache)
+        with their ``lengths``; the loss is computed only when ``labels`` (B,) are given."""
+        if features is None:
+            features = self.encode(input_ids, attention_mask)  # (B, T, H) or (B, 1, H)
+            lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
         if self.config.mode == "pooled":
             lengths = torch.ones(features.size(0), dtype=torch.long)
-        else:
-            lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
         logits = self.classify(features, lengths)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss)

@@ -13,12 +13,12 @@ from accelerate import Accelerator
 from torch import Tensor
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .config import TrainConfig
-from .data import Collator, EncodedDataset, LengthGroupedBatches, sorted_batches
+from .data import LengthGroupedBatches, sorted_batches
 from .errors import BertLSTMError
 from .metrics import quick_metrics
 from .modeling import BertLSTMModel
@@ -33,19 +33,19 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
 
 
-def predict_logits(
-    model: BertLSTMModel, dataset: EncodedDataset, pad_id: int, batch_size: int, device: torch.device
-) -> np.ndarray:
-    """Logits (N, C) in dataset order; batches sorted by length so that little goes to padding."""
-    collate = Collator(pad_id)
-    batches = sorted_batches([len(ids) for ids in dataset.input_ids], batch_size)
+def predict_logits(model: BertLSTMModel, dataset: Dataset, batch_size: int, device: torch.device) -> np.ndarray:
+    """Logits (N, C) in dataset order; batches sorted by length so that little goes to padding.
+
+    ``dataset`` is a :class:`~bertlstm.data.TokenDataset` or a cached-feature dataset: anything with
+    ``lengths``, items and ``collate``.
+    """
     out = np.zeros((len(dataset), model.config.num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for rows in batches:
-            batch = collate([(dataset.input_ids[i], -1) for i in rows])
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device)).logits
+        for rows in sorted_batches(dataset.lengths, batch_size):
+            batch = dataset.collate([(dataset[i][0], -1) for i in rows])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
             out[rows] = logits.float().cpu().numpy()
     model.train(was_training)
     return out
@@ -57,9 +57,8 @@ class Trainer:
     Override :meth:`compute_loss`, :meth:`train_step` or :meth:`create_optimizer` to change one piece.
     """
 
-    def __init__(self, model: BertLSTMModel, config: TrainConfig, pad_id: int, accelerator: Accelerator | None = None):
+    def __init__(self, model: BertLSTMModel, config: TrainConfig, accelerator: Accelerator | None = None):
         self.config = config
-        self.pad_id = pad_id
         self.accelerator = accelerator or make_accelerator(config)
         self.model = model
         self.history: list[dict[str, Any]] = []
@@ -99,17 +98,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    def evaluate(self, dataset: EncodedDataset) -> dict[str, float]:
+    def evaluate(self, dataset: Dataset) -> dict[str, float]:
         model = self.accelerator.unwrap_model(self.model)
-        logits = predict_logits(model, dataset, self.pad_id, self.config.eval_batch_size, self.accelerator.device)
+        logits = predict_logits(model, dataset, self.config.encode_batch_size, self.accelerator.device)
         return quick_metrics(dataset.labels or [], logits.argmax(-1).tolist())
 
     # --- the loop ---------------------------------------------------------------------------
-    def fit(self, train: EncodedDataset, dev: EncodedDataset) -> list[dict[str, Any]]:
+    def fit(self, train: Dataset, dev: Dataset) -> list[dict[str, Any]]:
         """Train for ``config.epochs`` epochs; afterwards the model holds the best epoch's weights."""
         cfg = self.config
-        sampler = LengthGroupedBatches([len(ids) for ids in train.input_ids], cfg.batch_size, cfg.seed)
-        loader = DataLoader(train, batch_sampler=sampler, collate_fn=Collator(self.pad_id))
+        sampler = LengthGroupedBatches(train.lengths, cfg.batch_size, cfg.seed)
+        loader = DataLoader(train, batch_sampler=sampler, collate_fn=train.collate)
         self.trainable_parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.create_optimizer()
         scheduler = self.create_scheduler(optimizer, total_steps=cfg.epochs * len(sampler))
@@ -142,7 +141,7 @@ class Trainer:
             leave=False,
         )
         for batch in bar:
-            size = batch["input_ids"].size(0)
+            size = batch["labels"].size(0)
             total_loss += self.train_step(batch) * size
             seen += size
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", ex_s=f"{seen / (time.perf_counter() - start):.0f}")

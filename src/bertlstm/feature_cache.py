@@ -1,0 +1,256 @@
+"""A keyed on-disk cache of frozen-encoder features, so the frozen recipes pay for the encoder once.
+
+In ``frozen`` and ``pooled`` the encoder's output never changes, yet a naive loop runs the encoder again every
+epoch. Here the first pass writes each text's features to disk (``frozen``: one row per real token,
+``pooled``: one row per text) and every later epoch, and every later run on the same data, reads them back.
+
+An entry is a folder named by the digest of its :class:`CacheKey` — encoder identity (name and a hash of its
+weights, config and tokenizer), layer selection, max length, pooling, dtype and a hash of the texts — so any
+change is a miss, never a silent reuse. It holds ``features.bin`` (rows × hidden, raw float16 by default),
+``offsets.npy`` (where each text's rows start) and ``meta.json`` (the key, shapes and a SHA-256 of the
+features), and appears only once complete (written to a temporary folder, then renamed). A truncated or
+corrupt entry fails its size or checksum check and is rebuilt. Reads are positioned reads of one text at a
+time, so memory stays bounded by a few batches, not by the data set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import pad_batch, sorted_batches, with_labels
+from .modeling import BertLSTMModel
+
+CACHE_FORMAT = 1
+_CHUNK = 1 << 24  # bytes hashed at a time
+
+
+def default_cache_dir() -> Path:
+    """``$BERTLSTM_CACHE``, else ``$XDG_CACHE_HOME/bertlstm/features``, else ``~/.cache/bertlstm/features``."""
+    if os.environ.get("BERTLSTM_CACHE"):
+        return Path(os.environ["BERTLSTM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bertlstm" / "features"
+
+
+def encoder_fingerprint(model: BertLSTMModel, tokenizer: Any) -> str:
+    """SHA-256 of the encoder's config, every weight, and the tokenizer: what decides the features."""
+    h = hashlib.sha256(model.encoder.config.to_json_string(use_diff=False).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    h.update((backend.to_str() if backend is not None else repr(tokenizer.get_vocab())).encode())
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    encoder: str  # the encoder's name as the user gave it (for `cache info`)
+    encoder_hash: str  # encoder_fingerprint()
+    layers: str  # which hidden states ("last")
+    max_length: int  # truncation length in word pieces
+    pooling: str  # "tokens" (frozen) or "mean" (pooled)
+    dtype: str  # storage dtype
+    texts_hash: str  # texts_fingerprint(), order included
+    n_texts: int
+
+    def digest(self) -> str:
+        blob = json.dumps({**dataclasses.asdict(self), "format": CACHE_FORMAT}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FeatureStore:
+    """One complete cache entry, read a text at a time."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.folder = folder
+        self.meta = meta
+        self.dtype = np.dtype(meta["dtype"])
+        self.hidden = int(meta["hidden"])
+        self.offsets = np.load(folder / "offsets.npy")
+        self._fd = os.open(folder / "features.bin", os.O_RDONLY)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    @property
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Features of text ``i``: (rows, H), rows = its real tokens (frozen) or 1 (pooled)."""
+        row_bytes = self.hidden * self.dtype.itemsize
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        data = os.pread(self._fd, (stop - start) * row_bytes, start * row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, self.hidden)
+
+
+class FeatureCache:
+    """The cache folder: finds, verifies, builds and lists entries."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def open(self, key: CacheKey) -> FeatureStore | None:
+        """The entry for ``key`` if present and intact; a damaged one is removed (and so rebuilt)."""
+        folder = self.root / key.digest()
+        if not folder.is_dir():
+            return None
+        problem = self._check(folder, key)
+        if problem is None:
+            return FeatureStore(folder, json.loads((folder / "meta.json").read_text()))
+        warnings.warn(f"feature cache entry {folder.name} is damaged ({problem}); rebuilding it", stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+    @staticmethod
+    def _check(folder: Path, key: CacheKey) -> str | None:
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            offsets = np.load(folder / "offsets.npy")
+        except (OSError, ValueError) as err:
+            return f"unreadable: {err}"
+        if meta.get("key") != dataclasses.asdict(key):
+            return "key mismatch"
+        if len(offsets) != key.n_texts + 1:
+            return "wrong number of texts"
+        features = folder / "features.bin"
+        expected = int(offsets[-1]) * int(meta["hidden"]) * np.dtype(meta["dtype"]).itemsize
+        if not features.is_file() or features.stat().st_size != expected:
+            return "truncated"
+        if _file_sha256(features) != meta["sha256"]:
+            return "checksum mismatch"
+        return None
+
+    def build(
+        self,
+        key: CacheKey,
+        model: BertLSTMModel,
+        input_ids: Sequence[Sequence[int]],
+        pad_id: int,
+        batch_size: int,
+        device: torch.device,
+    ) -> FeatureStore:
+        """Run the encoder once over every text (sorted by length) and write the entry atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lengths = [len(ids) for ids in input_ids]
+        rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
+        offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+        hidden, dtype = model.encoder.config.hidden_size, np.dtype(key.dtype)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.root))
+        try:
+            start = time.perf_counter()
+            with open(tmp / "features.bin", "wb") as f:
+                f.truncate(int(offsets[-1]) * hidden * dtype.itemsize)
+            features = np.memmap(tmp / "features.bin", dtype=dtype, mode="r+", shape=(int(offsets[-1]), hidden))
+            was_training = model.training
+            model.eval()
+            with torch.inference_mode():
+                for batch in sorted_batches(lengths, batch_size):
+                    ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
+                    out = model.encode(ids.to(device), mask.to(device)).float().cpu().numpy()  # (B, T, H) | (B, 1, H)
+                    for j, i in enumerate(batch):
+                        features[offsets[i] : offsets[i + 1]] = out[j, : offsets[i + 1] - offsets[i]]
+            model.train(was_training)
+            features.flush()
+            del features
+            np.save(tmp / "offsets.npy", offsets)
+            meta = {
+                "key": dataclasses.asdict(key),
+                "format": CACHE_FORMAT,
+                "hidden": hidden,
+                "dtype": dtype.name,
+                "rows": int(offsets[-1]),
+                "sha256": _file_sha256(tmp / "features.bin"),
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "build_seconds": time.perf_counter() - start,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            final = self.root / key.digest()
+            try:
+                tmp.rename(final)
+            except OSError:  # another process finished the same entry first: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return FeatureStore(final, json.loads((final / "meta.json").read_text()))
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Complete entries with their key, size and creation time."""
+        found = []
+        for meta_file in sorted(self.root.glob("*/meta.json")):
+            folder = meta_file.parent
+            meta = json.loads(meta_file.read_text())
+            size = sum(p.stat().st_size for p in folder.iterdir())
+            found.append({"entry": folder.name, "bytes": size, **meta})
+        return found
+
+    def clear(self) -> int:
+        """Remove every entry (and leftovers of interrupted builds); returns bytes freed."""
+        if not self.root.is_dir():
+            return 0
+        freed = 0
+        for folder in self.root.iterdir():
+            if folder.is_dir():
+                freed += sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+                shutil.rmtree(folder, ignore_errors=True)
+        return freed
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Cached features with optional class ids; :meth:`collate` pads a batch to its longest text."""
+
+    def __init__(self, store: FeatureStore, labels: list[int] | None = None) -> None:
+        self.store = store
+        self.labels = labels
+        self.lengths = store.lengths
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.store[i], (self.labels[i] if self.labels is not None else -1)
+
+    def collate(self, items: list[tuple[np.ndarray, int]]) -> dict[str, Tensor]:
+        lengths = torch.tensor([len(f) for f, _ in items], dtype=torch.long)  # (B,)
+        features = torch.zeros(len(items), int(lengths.max()), self.store.hidden)  # (B, T, H) float32
+        for row, (f, _) in enumerate(items):
+            features[row, : len(f)] = torch.from_numpy(f.astype(np.float32))
+        return with_labels({"features": features, "lengths": lengths}, items)

@@ -1,0 +1,114 @@
+"""The feature cache: same results as the encoder, keyed (any change is a miss), damage detected."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
+from bertlstm.data import pad_batch, tokenize
+from bertlstm.feature_cache import CacheKey, FeatureCache, FeatureDataset, encoder_fingerprint, texts_fingerprint
+from conftest import make_sentiment
+
+
+def model_and_tokenizer(tiny_encoder: str, mode: str) -> tuple[BertLSTMModel, object]:
+    config = ModelConfig(encoder=tiny_encoder, mode=mode, lstm_units=8, label_names=["neg", "pos"])
+    return BertLSTMModel(config, AutoModel.from_pretrained(tiny_encoder)).eval(), AutoTokenizer.from_pretrained(
+        tiny_encoder
+    )
+
+
+def key_for(model, tokenizer, texts, mode="frozen", dtype="float32", max_length=32) -> CacheKey:
+    return CacheKey(
+        encoder="tiny",
+        encoder_hash=encoder_fingerprint(model, tokenizer),
+        layers="last",
+        max_length=max_length,
+        pooling="mean" if mode == "pooled" else "tokens",
+        dtype=dtype,
+        texts_hash=texts_fingerprint(texts),
+        n_texts=len(texts),
+    )
+
+
+@pytest.mark.parametrize("mode", ["frozen", "pooled"])
+def test_cached_features_give_the_encoders_logits(tiny_encoder: str, tmp_path: Path, mode: str) -> None:
+    model, tokenizer = model_and_tokenizer(tiny_encoder, mode)
+    texts = make_sentiment(50, seed=3)[0]
+    ids = tokenize(tokenizer, texts, 32)
+    store = FeatureCache(tmp_path).build(key_for(model, tokenizer, texts, mode), model, ids, 0, 7, torch.device("cpu"))
+    dataset = FeatureDataset(store)
+    assert store.lengths == ([len(i) for i in ids] if mode == "frozen" else [1] * 50)
+    rows = [3, 17, 40]
+    with torch.no_grad():
+        direct = model(*pad_batch([ids[i] for i in rows], 0)).logits
+        cached = model(**dataset.collate([dataset[i] for i in rows])).logits
+    torch.testing.assert_close(cached, direct, atol=1e-5, rtol=0)
+
+
+def test_key_changes_are_misses_and_same_key_is_a_hit(tiny_encoder: str, tmp_path: Path) -> None:
+    model, tokenizer = model_and_tokenizer(tiny_encoder, "frozen")
+    texts = make_sentiment(20, seed=3)[0]
+    cache = FeatureCache(tmp_path)
+    key = key_for(model, tokenizer, texts)
+    cache.build(key, model, tokenize(tokenizer, texts, 32), 0, 8, torch.device("cpu"))
+    assert cache.open(key) is not None
+    assert cache.open(key_for(model, tokenizer, texts[:-1] + ["a different text"])) is None
+    assert cache.open(dataclasses.replace(key, max_length=16)) is None
+    assert cache.open(key_for(model, tokenizer, texts, mode="pooled")) is None
+    with torch.no_grad():
+        model.encoder.encoder.layer[0].output.dense.bias[0] += 1e-3  # the same encoder name, other weights
+    assert cache.open(key_for(model, tokenizer, texts)) is None
+    assert len(cache.entries()) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
+def test_damaged_entries_are_detected_and_rebuilt(tiny_encoder: str, tmp_path: Path, damage: str) -> None:
+    model, tokenizer = model_and_tokenizer(tiny_encoder, "frozen")
+    texts = make_sentiment(20, seed=3)[0]
+    cache = FeatureCache(tmp_path)
+    key = key_for(model, tokenizer, texts)
+    store = cache.build(key, model, tokenize(tokenizer, texts, 32), 0, 8, torch.device("cpu"))
+    good = store[5].copy()
+    features = store.folder / "features.bin"
+    if damage == "truncate":
+        features.write_bytes(features.read_bytes()[:-10])
+    elif damage == "flip":
+        data = bytearray(features.read_bytes())
+        data[100] ^= 0xFF
+        features.write_bytes(bytes(data))
+    else:
+        (store.folder / "meta.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="damaged"):
+        assert cache.open(key) is None
+    rebuilt = cache.build(key, model, tokenize(tokenizer, texts, 32), 0, 8, torch.device("cpu"))
+    np.testing.assert_array_equal(rebuilt[5], good)
+
+
+def test_training_with_and_without_cache_agree(tiny_encoder: str, toy_data, tmp_path: Path) -> None:
+    texts, labels = toy_data
+    options = dict(encoder=tiny_encoder, epochs=2, lr=1e-2, progress=False, device="cpu", cache_dir=str(tmp_path))
+    plain = BertLSTMClassifier(mode="frozen", cache=False, **options).fit(texts, labels)
+    cached = BertLSTMClassifier(mode="frozen", cache_dtype="float32", **options).fit(texts, labels)
+    again = BertLSTMClassifier(mode="frozen", cache_dtype="float32", **options).fit(texts, labels)  # a warm run
+    probe = make_sentiment(30, seed=8)[0]
+    np.testing.assert_allclose(cached.predict_proba(probe), plain.predict_proba(probe), atol=1e-4)
+    np.testing.assert_allclose(again.predict_proba(probe), cached.predict_proba(probe), atol=1e-6)
+    assert len(FeatureCache(tmp_path).entries()) == 2  # train + dev, built once, read by the warm run
+    half = BertLSTMClassifier(mode="frozen", **options).fit(texts, labels)  # float16 storage
+    np.testing.assert_allclose(half.predict_proba(probe), plain.predict_proba(probe), atol=2e-2)
+
+
+def test_clear(tiny_encoder: str, tmp_path: Path) -> None:
+    model, tokenizer = model_and_tokenizer(tiny_encoder, "pooled")
+    texts = make_sentiment(10, seed=3)[0]
+    cache = FeatureCache(tmp_path / "c")
+    cache.build(
+        key_for(model, tokenizer, texts, "pooled"), model, tokenize(tokenizer, texts, 32), 0, 4, torch.device("cpu")
+    )
+    assert cache.clear() > 0 and cache.entries() == [] and cache.clear() == 0
