@@ -48,7 +48,9 @@ def trained(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> Pa
 def test_train_writes_a_complete_folder(trained: Path) -> None:
     history = pd.read_csv(trained / "history.csv")
     assert list(history["epoch"]) == [1, 2]
-    assert {"train_loss", "dev_accuracy", "dev_macro_f1", "seconds", "examples_per_s"} <= set(history.columns)
+    assert {"train_loss", "dev_accuracy", "dev_macro_f1", "train_seconds", "eval_seconds", "examples_per_s"} <= set(
+        history.columns
+    )
     metrics = json.loads((trained / "metrics.json").read_text())
     assert {"best_epoch", "dev_accuracy", "test_accuracy", "test_macro_f1"} <= set(metrics)
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -107,6 +108,7 @@ class BertLSTMClassifier:
         trainer = Trainer(self.model, cfg)
         train = self._labelled(texts, labels, "training data")
         dev = self._labelled(dev_texts, dev_labels, "dev data")
+        start = time.perf_counter()
         if self.model.encoder_frozen and cfg.cache:
             self.model.to(trainer.accelerator.device)
             fingerprint = encoder_fingerprint(self.model, self.tokenizer)
@@ -116,6 +118,7 @@ class BertLSTMClassifier:
         else:
             pad_to = self.config.max_length if cfg.pad_to_max_length else None
             train_set, dev_set = self._encode(*train, pad_to), self._encode(*dev, pad_to)
+        prepare_seconds = time.perf_counter() - start  # tokenizing, and building or reading the feature cache
         self.history = trainer.fit(train_set, dev_set)
         self.model = trainer.accelerator.unwrap_model(trainer.model)
         self.device = trainer.accelerator.device
@@ -126,6 +129,7 @@ class BertLSTMClassifier:
             "dev_macro_f1": best["dev_macro_f1"],
             "n_train": len(train_set),
             "n_dev": len(dev_set),
+            "prepare_seconds": prepare_seconds,
         }
         return self
 

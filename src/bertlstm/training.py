@@ -118,11 +118,14 @@ class Trainer:
         for epoch in range(1, cfg.epochs + 1):
             sampler.epoch = epoch
             row = self._train_epoch(loader, epoch, len(train))
+            start = time.perf_counter()
             row.update({f"dev_{k}": v for k, v in self.evaluate(dev).items()})
+            row["eval_seconds"] = time.perf_counter() - start
             self.history.append(row)
             self.log(
                 f"epoch {epoch}/{cfg.epochs}: loss {row['train_loss']:.4f}  dev accuracy {row['dev_accuracy']:.4f}"
-                f"  dev macro-F1 {row['dev_macro_f1']:.4f}  ({row['seconds']:.1f}s, {row['examples_per_s']:.0f} ex/s)"
+                f"  dev macro-F1 {row['dev_macro_f1']:.4f}  (train {row['train_seconds']:.1f}s,"
+                f" {row['examples_per_s']:.0f} ex/s; dev {row['eval_seconds']:.1f}s)"
             )
             if not self.best or row["dev_accuracy"] > self.best["dev_accuracy"]:
                 self.best = {**row, "state": self._trainable_state()}
@@ -149,7 +152,7 @@ class Trainer:
         return {
             "epoch": epoch,
             "train_loss": total_loss / max(seen, 1),
-            "seconds": seconds,
+            "train_seconds": seconds,
             "examples_per_s": seen / seconds,
         }
 
