@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
 from transformers import AutoModel, AutoTokenizer
 
 from .config import FORMAT_VERSION, ModelConfig, TrainConfig
@@ -106,18 +107,10 @@ class BertLSTMClassifier:
         encoder, self.tokenizer = load_encoder(self.config.encoder)
         self.model = BertLSTMModel(self.config, encoder)
         trainer = Trainer(self.model, cfg)
-        train = self._labelled(texts, labels, "training data")
-        dev = self._labelled(dev_texts, dev_labels, "dev data")
         start = time.perf_counter()
-        if self.model.encoder_frozen and cfg.cache:
-            self.model.to(trainer.accelerator.device)
-            fingerprint = encoder_fingerprint(self.model, self.tokenizer)
-            with trainer.accelerator.main_process_first():
-                train_set = self._cached(*train, "training data", fingerprint, trainer)
-                dev_set = self._cached(*dev, "dev data", fingerprint, trainer)
-        else:
-            pad_to = self.config.max_length if cfg.pad_to_max_length else None
-            train_set, dev_set = self._encode(*train, pad_to), self._encode(*dev, pad_to)
+        train_set, dev_set = self._datasets(
+            self._labelled(texts, labels, "training data"), self._labelled(dev_texts, dev_labels, "dev data"), trainer
+        )
         prepare_seconds = time.perf_counter() - start  # tokenizing, and building or reading the feature cache
         self.history = trainer.fit(train_set, dev_set)
         self.model = trainer.accelerator.unwrap_model(trainer.model)
@@ -132,6 +125,22 @@ class BertLSTMClassifier:
             "prepare_seconds": prepare_seconds,
         }
         return self
+
+    def _datasets(
+        self, train: tuple[list[str], list[int]], dev: tuple[list[str], list[int]], trainer: Trainer
+    ) -> tuple[Dataset, Dataset]:
+        """Token datasets, or, for a frozen encoder with the cache on, cached-feature datasets."""
+        cfg = self.train_config
+        if self.model.encoder_frozen and cfg.cache:
+            self.model.to(trainer.accelerator.device)
+            fingerprint = encoder_fingerprint(self.model, self.tokenizer)
+            with trainer.accelerator.main_process_first():
+                return (
+                    self._cached(*train, "training data", fingerprint, trainer),
+                    self._cached(*dev, "dev data", fingerprint, trainer),
+                )
+        pad_to = self.config.max_length if cfg.pad_to_max_length else None
+        return self._encode(*train, pad_to), self._encode(*dev, pad_to)
 
     def _labelled(self, texts: Sequence[str], labels: Sequence[str], where: str) -> tuple[list[str], list[int]]:
         """Texts whose label the model knows, and their class ids (others are left out with a warning)."""
