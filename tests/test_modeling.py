@@ -97,3 +97,46 @@ def test_classifier_rejects_unknown_options() -> None:
         BertLSTMClassifier(lstm_unit=3)
     with pytest.raises(ValueError, match="mode"):
         BertLSTMClassifier(mode="frozn")
+
+
+@pytest.mark.parametrize(
+    ("layers", "width"), [("last", 32), ("second-to-last", 32), ("concat-last-4", 128), ("scalar-mix", 96)]
+)
+def test_layer_choice(tiny_encoder: str, layers: str, width: int) -> None:
+    """encode() returns exactly the chosen hidden states; concat-last-4 needs 4 layers, so this builds its own."""
+    from transformers import BertConfig, BertModel
+
+    encoder = BertModel(
+        BertConfig(
+            vocab_size=40,
+            hidden_size=32,
+            num_hidden_layers=4 if layers != "scalar-mix" else 2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=64,
+        )
+    )
+    config = ModelConfig(mode="frozen", layers=layers, lstm_units=8, label_names=["a", "b"])
+    model = BertLSTMModel(config, encoder).eval()
+    input_ids, mask = pad_batch([[2, 5, 6, 3], [2, 7, 3]], 0)
+    with torch.no_grad():
+        features = model.encode(input_ids, mask)
+        out = encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert features.shape == (2, 4, width) and model.feature_size == width
+    expected = {
+        "last": out[-1],
+        "second-to-last": out[-2],
+        "concat-last-4": torch.cat(out[-4:], -1),
+        "scalar-mix": torch.cat(out, -1),
+    }[layers]
+    torch.testing.assert_close(features, expected)
+    assert model(input_ids, mask).logits.shape == (2, 2)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert ("scalar_mix.weights" in trainable) == (layers == "scalar-mix")
+
+
+def test_scalar_mix_starts_as_the_mean_of_layers() -> None:
+    from bertlstm.modeling import ScalarMix
+
+    stacked = torch.arange(12.0).reshape(1, 1, 12)  # K=3 layers of H=4
+    torch.testing.assert_close(ScalarMix(3)(stacked), torch.tensor([[[4.0, 5.0, 6.0, 7.0]]]))

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,13 @@ from torch.utils.data import Dataset
 from transformers import AutoModel, AutoTokenizer
 
 from .config import FORMAT_VERSION, ModelConfig, TrainConfig
-from .data import TokenDataset, encode_labels, label_names_of, split_dev, tokenize
+from .data import TokenDataset, encode_label_lists, encode_labels, label_names_of, split_dev, tokenize
 from .encoders import load_encoder
 from .errors import BertLSTMError
 from .feature_cache import CacheKey, FeatureCache, FeatureDataset, encoder_fingerprint, texts_fingerprint
-from .metrics import full_report
+from .metrics import full_report, multilabel_report, tune_thresholds
 from .modeling import BertLSTMModel
+from .reports import write_plots
 from .training import Trainer, predict_logits
 
 CONFIG_NAME, WEIGHTS_NAME, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
@@ -92,39 +93,86 @@ class BertLSTMClassifier:
         labels: Sequence[Any],
         dev_texts: Sequence[str] | None = None,
         dev_labels: Sequence[Any] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        callbacks: Sequence[Callable[[dict[str, Any]], None]] = (),
     ) -> BertLSTMClassifier:
-        """Train on ``texts``/``labels``; without a dev set, a stratified ``dev_fraction`` is held out."""
-        cfg = self.train_config
-        texts, labels = list(texts), [str(label) for label in labels]
+        """Train on ``texts``/``labels``; without a dev set, a stratified ``dev_fraction`` is held out.
+
+        Labels are class names (or integers); with ``multi_label``, lists of names. With ``checkpoint_dir``,
+        a checkpoint is written there after each epoch, and one already there is resumed from. Each
+        ``callbacks`` entry is called with every epoch's history row.
+        """
+        cfg, multi = self.train_config, self.config.multi_label
+        texts, labels = list(texts), self._as_labels(labels)
         if len(texts) != len(labels):
             raise BertLSTMError(f"{len(texts)} texts but {len(labels)} labels")
-        label_names_of(labels)  # one class only is an error before anything else happens
+        label_names_of(labels, multi)  # one class only is an error before anything else happens
         if dev_texts is None:
             texts, dev_texts, labels, dev_labels = split_dev(texts, labels, cfg.dev_fraction, cfg.seed)
-        dev_texts, dev_labels = list(dev_texts), [str(label) for label in dev_labels or []]
-        self.config.label_names = label_names_of(labels)
+        dev_texts, dev_labels = list(dev_texts), self._as_labels(dev_labels or [])
+        self.config.label_names = label_names_of(labels, multi)
         set_seed(cfg.seed)
         encoder, self.tokenizer = load_encoder(self.config.encoder)
         self.model = BertLSTMModel(self.config, encoder)
-        trainer = Trainer(self.model, cfg)
+        train, dev = self._labelled(texts, labels, "training data"), self._labelled(dev_texts, dev_labels, "dev data")
+        trainer = Trainer(self.model, cfg, class_weights=self._class_weights(train[1]))
+        trainer.callbacks.extend(callbacks)
         start = time.perf_counter()
-        train_set, dev_set = self._datasets(
-            self._labelled(texts, labels, "training data"), self._labelled(dev_texts, dev_labels, "dev data"), trainer
-        )
+        train_set, dev_set = self._datasets(train, dev, trainer)
         prepare_seconds = time.perf_counter() - start  # tokenizing, and building or reading the feature cache
-        self.history = trainer.fit(train_set, dev_set)
+        self.history = trainer.fit(train_set, dev_set, checkpoint_dir)
         self.model = trainer.accelerator.unwrap_model(trainer.model)
         self.device = trainer.accelerator.device
-        best = trainer.best
+        if multi:
+            proba = 1 / (1 + np.exp(-predict_logits(self.model, dev_set, cfg.encode_batch_size, self.device)))
+            self.config.thresholds = tune_thresholds(np.asarray(dev_set.labels), proba, cfg.threshold)
+        best = {k: v for k, v in trainer.best.items() if k == "epoch" or k.startswith("dev_")}
         self.metrics = {
-            "best_epoch": best["epoch"],
-            "dev_accuracy": best["dev_accuracy"],
-            "dev_macro_f1": best["dev_macro_f1"],
+            "best_epoch": best.pop("epoch"),
+            **best,
+            "metric": trainer.metric,
             "n_train": len(train_set),
             "n_dev": len(dev_set),
             "prepare_seconds": prepare_seconds,
+            "dev": self._report(dev_set),
         }
         return self
+
+    def _report(self, dataset: Dataset) -> dict[str, Any]:
+        """The full evaluation report of a labelled dataset (for metrics.json and the plots)."""
+        logits = predict_logits(self.model, dataset, self.train_config.encode_batch_size, self.device)
+        if self.config.multi_label:
+            chosen = 1 / (1 + np.exp(-logits)) >= np.asarray(self.config.thresholds)
+            return multilabel_report(np.asarray(dataset.labels), chosen, self.config.label_names)
+        return full_report(dataset.labels, logits.argmax(-1).tolist(), self.config.label_names)
+
+    def _as_labels(self, labels: Sequence[Any]) -> list[Any]:
+        """Labels as strings, or as lists of strings when multi-label."""
+        if self.config.multi_label:
+            if any(isinstance(label, str) for label in labels):
+                raise BertLSTMError("multi-label labels must be lists of names (the CLI splits on --label-separator)")
+            return [[str(name) for name in label] for label in labels]
+        return [str(label) for label in labels]
+
+    def _class_weights(self, targets: list[Any]) -> torch.Tensor | None:
+        """Loss weight per class from ``class_weight``: "balanced" (n / (C * count); for multi-label the
+        positive weight negatives / positives per label) or explicit numbers."""
+        spec, n_classes = self.train_config.class_weight, self.config.num_labels
+        if spec is None:
+            return None
+        if spec == "balanced":
+            if self.config.multi_label:
+                positives = np.asarray(targets).sum(0).clip(min=1)
+                return torch.tensor((len(targets) - positives) / positives, dtype=torch.float32)
+            counts = np.bincount(targets, minlength=n_classes).clip(min=1)
+            return torch.tensor(len(targets) / (n_classes * counts), dtype=torch.float32)
+        try:
+            weights = [float(w) for w in spec.split(",")]
+        except ValueError:
+            raise BertLSTMError(f"class weights {spec!r}: use 'balanced' or numbers such as '1,5'") from None
+        if len(weights) != n_classes:
+            raise BertLSTMError(f"{len(weights)} class weights for {n_classes} classes ({', '.join(self.label_names)})")
+        return torch.tensor(weights, dtype=torch.float32)
 
     def _datasets(
         self, train: tuple[list[str], list[int]], dev: tuple[list[str], list[int]], trainer: Trainer
@@ -142,8 +190,11 @@ class BertLSTMClassifier:
         pad_to = self.config.max_length if cfg.pad_to_max_length else None
         return self._encode(*train, pad_to), self._encode(*dev, pad_to)
 
-    def _labelled(self, texts: Sequence[str], labels: Sequence[str], where: str) -> tuple[list[str], list[int]]:
-        """Texts whose label the model knows, and their class ids (others are left out with a warning)."""
+    def _labelled(self, texts: Sequence[str], labels: Sequence[Any], where: str) -> tuple[list[str], list[Any]]:
+        """Texts whose label the model knows and their targets: class ids (texts with a label never seen in
+        training are left out, with a warning), or 0/1 rows when multi-label (unseen names are dropped)."""
+        if self.config.multi_label:
+            return list(texts), encode_label_lists(labels, self.config.label_names, where)
         ids, keep = encode_labels(labels, self.config.label_names, where)
         return [texts[i] for i in keep], ids
 
@@ -158,7 +209,7 @@ class BertLSTMClassifier:
         key = CacheKey(
             encoder=self.config.encoder,
             encoder_hash=fingerprint,
-            layers="last",
+            layers=self.config.layers,
             max_length=self.config.max_length,
             pooling="mean" if self.config.mode == "pooled" else "tokens",
             dtype=cfg.cache_dtype,
@@ -191,27 +242,43 @@ class BertLSTMClassifier:
         return self.model
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities (N, C), columns in :attr:`label_names` order."""
+        """Class probabilities (N, C), columns in :attr:`label_names` order (independent sigmoids when
+        multi-label, else a softmax)."""
         model = self._require_model()
         if isinstance(texts, str):
             texts = [texts]
         if len(texts) == 0:
             return np.zeros((0, self.config.num_labels), dtype=np.float32)
-        logits = predict_logits(model, self._encode(texts), self.train_config.encode_batch_size, self.device)
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        logits = torch.from_numpy(
+            predict_logits(model, self._encode(texts), self.train_config.encode_batch_size, self.device)
+        )
+        return (torch.sigmoid(logits) if self.config.multi_label else torch.softmax(logits, dim=-1)).numpy()
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        """The most probable label name per text."""
-        return [self.config.label_names[i] for i in self.predict_proba(texts).argmax(-1)]
+    def decide(self, proba: np.ndarray) -> list[Any]:
+        """Labels from probabilities: the most probable name, or when multi-label every name whose
+        probability reaches its threshold."""
+        names = self.config.label_names
+        if self.config.multi_label:
+            chosen = proba >= np.asarray(self.config.thresholds or [0.5] * len(names))
+            return [[names[j] for j in np.flatnonzero(row)] for row in chosen]
+        return [names[i] for i in proba.argmax(-1)]
+
+    def predict(self, texts: Sequence[str]) -> list[Any]:
+        """The label name per text (a list of names when multi-label)."""
+        return self.decide(self.predict_proba(texts))
 
     def evaluate(self, texts: Sequence[str], labels: Sequence[Any]) -> dict[str, Any]:
-        """Accuracy, macro/weighted P/R/F1, per-class report and confusion matrix.
+        """Accuracy, macro/weighted P/R/F1, per-class report and confusion matrix; when multi-label, micro
+        and macro P/R/F1 and a per-label report, at the tuned thresholds.
 
         Rows whose label the model never saw in training are left out, with a warning.
         """
-        labels = [str(label) for label in labels]
+        labels = self._as_labels(labels)
         known, y_true = self._labelled(texts, labels, "evaluation data")
         proba = self.predict_proba(known)
+        if self.config.multi_label:
+            chosen = proba >= np.asarray(self.config.thresholds or [0.5] * self.config.num_labels)
+            return multilabel_report(np.asarray(y_true), chosen, self.config.label_names)
         report = full_report(y_true, proba.argmax(-1).tolist(), self.config.label_names)
         report["n_unseen_label"] = len(labels) - len(known)
         return report
@@ -259,6 +326,8 @@ class BertLSTMClassifier:
                 writer.writerows(self.history)
         if self.metrics:
             (folder / "metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n")
+        if self.history:
+            write_plots(folder, self.history, self.metrics.get("test") or self.metrics.get("dev"))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str = "auto") -> BertLSTMClassifier:

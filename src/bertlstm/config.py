@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MODES = ("frozen", "pooled", "finetune")
+LAYERS = ("last", "second-to-last", "concat-last-4", "scalar-mix")
 FORMAT_VERSION = 1  # bump when the saved-folder layout changes
 
 
@@ -25,11 +26,16 @@ class ModelConfig:
     bidirectional: bool = False  # read real tokens in both directions
     dropout: float = 0.1  # dropout before the dense layer (and between LSTM layers)
     max_length: int = 128  # word pieces per text, special tokens included; longer texts are truncated
+    layers: str = "last"  # encoder layers the LSTM reads: last | second-to-last | concat-last-4 | scalar-mix
+    multi_label: bool = False  # several labels per text: sigmoid outputs, binary cross-entropy
+    thresholds: list[float] = field(default_factory=list)  # multi-label decision threshold per label (tuned on dev)
     label_names: list[str] = field(default_factory=list)  # class names, index = class id
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.layers not in LAYERS:
+            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, not {self.layers!r}")
         if self.lstm_units < 1 or self.lstm_layers < 1:
             raise ValueError("lstm_units and lstm_layers must be at least 1")
         if not 0.0 <= self.dropout < 1.0:
@@ -62,6 +68,12 @@ class TrainConfig:
     weight_decay: float = 0.0  # weight decay of the LSTM and head
     warmup_ratio: float = 0.1  # fraction of steps with linear warmup (finetune only)
     max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
+    patience: int = 0  # stop after this many epochs without a better dev metric; 0 = never stop early
+    metric: str = "auto"  # dev metric that picks the best epoch: accuracy | macro_f1 | micro_f1 ("auto": accuracy,
+    # or micro_f1 when multi-label)
+    threshold: str = "per-label"  # multi-label decision threshold tuned on dev: per-label | global | a number
+    class_weight: str | None = None  # loss weights: None, "balanced", or one number per class ("1,5")
     dev_fraction: float = 0.1  # stratified share of train held out when no dev set is given
     seed: int = 0  # seeds the split, initialisation, dropout and batch order
     device: str = "auto"  # "auto" (cuda, mps, cpu), "cuda", "mps" or "cpu"
@@ -74,6 +86,10 @@ class TrainConfig:
     pad_to_max_length: bool = False  # pad every batch to max_length, as the original recipe did (benchmarks only)
 
     def __post_init__(self) -> None:
+        if self.grad_accum < 1 or self.patience < 0:
+            raise ValueError("grad_accum must be at least 1 and patience at least 0")
+        if self.metric not in ("auto", "accuracy", "macro_f1", "micro_f1"):
+            raise ValueError(f"metric must be auto, accuracy, macro_f1 or micro_f1, not {self.metric!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.encode_batch_size < 1:
             raise ValueError("epochs, batch_size and encode_batch_size must be at least 1")
         if not 0.0 < self.dev_fraction < 1.0:

@@ -6,6 +6,7 @@ import random
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -95,9 +96,16 @@ def load_labelled(
     return _clean_cells(frame[t_col], "text", str(path)), _clean_cells(frame[l_col], "label", str(path))
 
 
-def label_names_of(labels: Sequence[str]) -> list[str]:
+def split_label_lists(labels: Sequence[str], separator: str) -> list[list[str]]:
+    """Multi-label cells such as ``"joy,surprise"`` as lists of names (blank parts dropped)."""
+    return [[part.strip() for part in cell.split(separator) if part.strip()] for cell in labels]
+
+
+def label_names_of(labels: Sequence[str] | Sequence[Sequence[str]], multi_label: bool = False) -> list[str]:
     """Sorted class names: numerically when every label is an integer, else alphabetically."""
-    names = sorted(set(labels))
+    names = sorted({name for names in labels for name in names} if multi_label else set(labels))
+    if multi_label and len(names) < 2:
+        raise BertLSTMError(f"the training labels hold {len(names)} distinct label(s); multi-label needs at least two")
     if len(names) < 2:
         raise BertLSTMError(f"the training labels hold only one class ({names[0]!r}); need at least two")
     if all(n.lstrip("-").isdigit() for n in names):
@@ -124,11 +132,29 @@ def encode_labels(labels: Sequence[str], names: Sequence[str], where: str) -> tu
     return [index[labels[i]] for i in keep], keep
 
 
+def encode_label_lists(labels: Sequence[Sequence[str]], names: Sequence[str], where: str) -> list[list[int]]:
+    """0/1 rows (N, C) for multi-label targets; label names never seen in training are dropped with a warning."""
+    index = {n: i for i, n in enumerate(names)}
+    unseen = sorted({name for row in labels for name in row if name not in index})
+    if unseen:
+        warnings.warn(
+            f"{where}: label(s) never seen in training are ignored: {', '.join(map(repr, unseen[:5]))}", stacklevel=2
+        )
+    rows = []
+    for row in labels:
+        target = [0] * len(names)
+        for name in row:
+            if name in index:
+                target[index[name]] = 1
+        rows.append(target)
+    return rows
+
+
 def split_dev(
     texts: list[str], labels: list[str], fraction: float, seed: int
 ) -> tuple[list[str], list[str], list[str], list[str]]:
     """A stratified train/dev split (plain random where a class is too small to stratify)."""
-    counts = pd.Series(labels).value_counts()
+    counts = pd.Series([str(label) for label in labels]).value_counts()
     stratify = labels if counts.min() >= 2 and int(len(labels) * fraction) >= len(counts) else None
     try:
         tr_t, dv_t, tr_l, dv_l = train_test_split(
@@ -200,7 +226,7 @@ class TokenDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, input_ids: list[list[int]], labels: list[int] | None = None, pad_id: int = 0, pad_to: int | None = None
+        self, input_ids: list[list[int]], labels: list[Any] | None = None, pad_id: int = 0, pad_to: int | None = None
     ) -> None:
         self.input_ids = input_ids
         self.labels = labels
@@ -214,16 +240,16 @@ class TokenDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    def __getitem__(self, i: int) -> tuple[list[int], int]:
-        return self.input_ids[i], (self.labels[i] if self.labels is not None else -1)
+    def __getitem__(self, i: int) -> tuple[list[int], Any]:
+        return self.input_ids[i], (self.labels[i] if self.labels is not None else None)
 
-    def collate(self, items: list[tuple[list[int], int]]) -> dict[str, Tensor]:
+    def collate(self, items: list[tuple[list[int], Any]]) -> dict[str, Tensor]:
         input_ids, attention_mask = pad_batch([ids for ids, _ in items], self.pad_id, self.pad_to)
         return with_labels({"input_ids": input_ids, "attention_mask": attention_mask}, items)
 
 
-def with_labels(batch: dict[str, Tensor], items: list[tuple[object, int]]) -> dict[str, Tensor]:
-    """Add the items' class ids to a batch, unless the items are unlabelled (-1)."""
-    if items[0][1] >= 0:
+def with_labels(batch: dict[str, Tensor], items: list[tuple[Any, Any]]) -> dict[str, Tensor]:
+    """Add the items' targets (class ids, or 0/1 rows when multi-label) to a batch, unless unlabelled (None)."""
+    if items[0][1] is not None:
         batch["labels"] = torch.tensor([label for _, label in items], dtype=torch.long)
     return batch

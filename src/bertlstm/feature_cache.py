@@ -172,7 +172,7 @@ class FeatureCache:
         lengths = [len(ids) for ids in input_ids]
         rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-        hidden, dtype = model.encoder.config.hidden_size, np.dtype(key.dtype)
+        hidden, dtype = model.feature_size, np.dtype(key.dtype)
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.root))
         try:
             start = time.perf_counter()
@@ -237,7 +237,7 @@ class FeatureCache:
 class FeatureDataset(torch.utils.data.Dataset):
     """Cached features with optional class ids; :meth:`collate` pads a batch to its longest text."""
 
-    def __init__(self, store: FeatureStore, labels: list[int] | None = None) -> None:
+    def __init__(self, store: FeatureStore, labels: list[Any] | None = None) -> None:
         self.store = store
         self.labels = labels
         self.lengths = store.lengths
@@ -245,10 +245,10 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.store)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self.store[i], (self.labels[i] if self.labels is not None else -1)
+    def __getitem__(self, i: int) -> tuple[np.ndarray, Any]:
+        return self.store[i], (self.labels[i] if self.labels is not None else None)
 
-    def collate(self, items: list[tuple[np.ndarray, int]]) -> dict[str, Tensor]:
+    def collate(self, items: list[tuple[np.ndarray, Any]]) -> dict[str, Tensor]:
         lengths = torch.tensor([len(f) for f, _ in items], dtype=torch.long)  # (B,)
         features = torch.zeros(len(items), int(lengths.max()), self.store.hidden)  # (B, T, H) float32
         for row, (f, _) in enumerate(items):

@@ -18,6 +18,49 @@ def quick_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, flo
     }
 
 
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Micro- and macro-F1 of 0/1 label matrices (N, C): what is printed after each multi-label epoch."""
+    return {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, how: str = "per-label") -> list[float]:
+    """Decision thresholds for multi-label outputs, chosen on dev to maximise F1.
+
+    ``per-label``: each label's own best threshold (its F1); ``global``: one threshold for all (macro-F1);
+    a number: that threshold for every label.
+    """
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    n_labels = y_true.shape[1]
+    if how not in ("per-label", "global"):
+        return [float(how)] * n_labels
+    if how == "global":
+        scores = [f1_score(y_true, proba >= t, average="macro", zero_division=0) for t in grid]
+        return [float(grid[int(np.argmax(scores))])] * n_labels
+    best = []
+    for j in range(n_labels):
+        scores = [f1_score(y_true[:, j], proba[:, j] >= t, zero_division=0) for t in grid]
+        best.append(float(grid[int(np.argmax(scores))]))
+    return best
+
+
+def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """Micro/macro P/R/F1, exact-match ratio and a per-label report for 0/1 matrices (N, C)."""
+    report: dict[str, Any] = {"n": int(y_true.shape[0]), "multi_label": True, "labels": list(label_names)}
+    report["exact_match"] = float((y_true == y_pred).all(1).mean())
+    for average in ("micro", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+        report.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    report["per_label"] = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, name in enumerate(label_names)
+    }
+    return report
+
+
 def full_report(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro/weighted P/R/F1, per-class scores and the confusion matrix (rows = true)."""
     ids = list(range(len(label_names)))
@@ -37,6 +80,8 @@ def full_report(y_true: Sequence[int], y_pred: Sequence[int], label_names: Seque
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as readable tables."""
+    if report.get("multi_label"):
+        return _format_multilabel(report)
     names = report["labels"]
     per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
     per_class["support"] = per_class["support"].astype(int)
@@ -54,4 +99,18 @@ def format_report(report: dict[str, Any]) -> str:
             f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}\n\n"
             f"{summary.to_string()}\n\nper class:\n{per_class.to_string()}\n\n"
             f"confusion matrix (rows: true, columns: predicted):\n{matrix.to_string()}\n"
+        )
+
+
+def _format_multilabel(report: dict[str, Any]) -> str:
+    summary = pd.DataFrame(
+        {k: [report[f"{k}_precision"], report[f"{k}_recall"], report[f"{k}_f1"]] for k in ("micro", "macro")},
+        index=["precision", "recall", "f1"],
+    ).T
+    per_label = pd.DataFrame(report["per_label"]).T[["precision", "recall", "f1", "support"]]
+    per_label["support"] = per_label["support"].astype(int)
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200, "display.max_rows", 500):
+        return (
+            f"examples: {report['n']}   exact match: {report['exact_match']:.4f}\n\n"
+            f"{summary.to_string()}\n\nper label:\n{per_label.to_string()}\n"
         )

@@ -9,6 +9,11 @@ Three recipes share this one module (``ModelConfig.mode``):
 
 Unlike the original Keras recipe, padding never reaches the LSTM: sequences are packed by their true
 lengths, so a text gets the same prediction alone or padded inside a batch.
+
+``ModelConfig.layers`` picks which encoder layers the LSTM reads — the feature-based variants of the BERT
+paper: the last layer, the second-to-last, the last four concatenated, or a learned softmax-weighted sum of
+all layers (``scalar-mix``, as in ELMo). :meth:`BertLSTMModel.encode` returns the selected layers side by side,
+which is what the feature cache stores; the scalar mix (trainable even with a frozen encoder) runs after it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,22 @@ from .config import ModelConfig
 @dataclass
 class ClassifierOutput:
     logits: Tensor  # (B, C) unnormalised class scores
-    loss: Tensor | None = None  # mean cross-entropy, only when labels were given
+    loss: Tensor | None = None  # mean cross-entropy (binary cross-entropy when multi-label), only with labels
+
+
+class ScalarMix(nn.Module):
+    """A learned softmax-weighted sum of K layers, times a learned scale: (..., K * H) -> (..., H)."""
+
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.weights = nn.Parameter(torch.zeros(num_layers))  # uniform mix at the start
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def forward(self, stacked: Tensor) -> Tensor:
+        layers = stacked.unflatten(-1, (self.num_layers, -1))  # (..., K, H)
+        mix = torch.softmax(self.weights, dim=0).to(layers.dtype)  # (K,)
+        return self.gamma * torch.einsum("...kh,k->...h", layers, mix)  # (..., H)
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -45,8 +65,17 @@ class BertLSTMModel(nn.Module):
             raise ValueError("a classifier needs at least two label names")
         self.config = config
         self.encoder = encoder
+        hidden, n_layers = encoder.config.hidden_size, encoder.config.num_hidden_layers
+        self.layer_ids = {
+            "last": [-1],
+            "second-to-last": [-2],
+            "concat-last-4": [-4, -3, -2, -1],
+            "scalar-mix": list(range(n_layers + 1)),  # the embeddings' output and every layer
+        }[config.layers]
+        self.feature_size = hidden * len(self.layer_ids)  # what encode() returns per position
+        self.scalar_mix = ScalarMix(len(self.layer_ids)) if config.layers == "scalar-mix" else None
         self.lstm = nn.LSTM(
-            input_size=encoder.config.hidden_size,
+            input_size=hidden if self.scalar_mix is not None else self.feature_size,
             hidden_size=config.lstm_units,
             num_layers=config.lstm_layers,
             batch_first=True,
@@ -70,13 +99,18 @@ class BertLSTMModel(nn.Module):
         return self
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """What the LSTM reads: token states (B, T, H), or in ``pooled`` mode one vector (B, 1, H)."""
+        """The selected encoder layers side by side: per token (B, T, K*H), or in ``pooled`` mode one
+        mean-pooled vector per text (B, 1, K*H). The mix of layers comes later, in :meth:`forward`."""
         grad = torch.is_grad_enabled() and not self.encoder_frozen
         with torch.set_grad_enabled(grad):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if self.layer_ids == [-1]:
+                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            else:
+                out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+                hidden = torch.cat([out.hidden_states[i] for i in self.layer_ids], dim=-1)  # (B, T, K*H)
         if self.config.mode == "pooled":
-            return mean_pool(hidden, attention_mask).unsqueeze(1)  # (B, 1, H)
-        return hidden  # (B, T, H)
+            return mean_pool(hidden, attention_mask).unsqueeze(1)  # (B, 1, K*H)
+        return hidden  # (B, T, K*H)
 
     def classify(self, features: Tensor, lengths: Tensor) -> Tensor:
         """LSTM over the first ``lengths[i]`` steps of each row, then the head: (B, T, H) -> (B, C)."""
@@ -97,12 +131,23 @@ class BertLSTMModel(nn.Module):
         lengths: Tensor | None = None,
     ) -> ClassifierOutput:
         """Classify token ids (B, T) with their mask, or precomputed ``features`` (from the feature cache)
-        with their ``lengths``; the loss is computed only when ``labels`` (B,) are given."""
+        with their ``lengths``; the loss is computed only when ``labels`` are given: (B,) class ids, or
+        (B, C) 0/1 targets when ``multi_label``."""
         if features is None:
             features = self.encode(input_ids, attention_mask)  # (B, T, H) or (B, 1, H)
             lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
         if self.config.mode == "pooled":
             lengths = torch.ones(features.size(0), dtype=torch.long)
+        if self.scalar_mix is not None:
+            features = self.scalar_mix(features)  # (B, T, H)
         logits = self.classify(features, lengths)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        loss = None
+        if labels is not None:
+            loss = self.loss_fn(logits, labels, reduction="mean")
         return ClassifierOutput(logits=logits, loss=loss)
+
+    def loss_fn(self, logits: Tensor, labels: Tensor, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
+        """Cross-entropy over classes; binary cross-entropy per label when ``multi_label`` (labels (B, C))."""
+        if self.config.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight, reduction=reduction)
+        return F.cross_entropy(logits, labels, weight=weight, reduction=reduction)

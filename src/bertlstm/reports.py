@@ -1,0 +1,148 @@
+"""Plots and readable summaries of a run folder (history.csv, metrics.json, config.json)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .errors import BertLSTMError  # noqa: E402
+
+PLOTS = {"history": "history.png", "confusion": "confusion_matrix.png", "per_label": "per_label_f1.png"}
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Training loss and the dev metrics per epoch."""
+    frame = pd.DataFrame(history)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(frame["epoch"], frame["train_loss"], marker="o")
+    left.set(title="training loss", xlabel="epoch", ylabel="loss")
+    for column in [c for c in frame.columns if c.startswith("dev_")]:
+        right.plot(frame["epoch"], frame[column], marker="o", label=column[4:])
+    right.set(title="dev", xlabel="epoch", ylabel="score")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(report: dict[str, Any], path: Path) -> None:
+    """The confusion matrix normalised by true class (rows sum to 1), with label names."""
+    matrix = np.asarray(report["confusion_matrix"], dtype=float)
+    matrix = matrix / matrix.sum(1, keepdims=True).clip(min=1)
+    names = report["labels"]
+    size = max(4.0, 0.6 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
+    if len(names) <= 20:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if matrix[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
+    """F1 per label (multi-label), sorted, with the support in the tick labels."""
+    rows = sorted(report["per_label"].items(), key=lambda kv: kv[1]["f1"])
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(rows) + 1)))
+    ax.barh([f"{name} ({r['support']})" for name, r in rows], [r["f1"] for _, r in rows])
+    ax.set(xlabel="F1", xlim=(0, 1), title=f"per-label F1 (macro {report['macro_f1']:.3f})")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[str, Any] | None) -> list[str]:
+    """Every plot that applies, into ``folder``; ``report`` is the dev or test evaluation."""
+    written = []
+    if history:
+        plot_history(history, folder / PLOTS["history"])
+        written.append(PLOTS["history"])
+    if report is not None and "confusion_matrix" in report:
+        plot_confusion(report, folder / PLOTS["confusion"])
+        written.append(PLOTS["confusion"])
+    if report is not None and "per_label" in report:
+        plot_per_label_f1(report, folder / PLOTS["per_label"])
+        written.append(PLOTS["per_label"])
+    return written
+
+
+def summarize(folder: str | Path) -> str:
+    """A Markdown summary of a run folder: settings, best epoch, metrics, history and plots."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise BertLSTMError(f"{folder} is not a bertlstm run folder (no config.json)")
+    meta = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    model, training = meta["model"], meta.get("training", {})
+    lines = [f"# Run `{folder.name}`", "", "## Settings", "", "| setting | value |", "|---|---|"]
+    for key in (
+        "encoder",
+        "mode",
+        "layers",
+        "lstm_units",
+        "lstm_layers",
+        "bidirectional",
+        "dropout",
+        "max_length",
+        "multi_label",
+    ):
+        lines.append(f"| {key} | {model.get(key)} |")
+    for key in ("epochs", "batch_size", "grad_accum", "lr", "encoder_lr", "class_weight", "seed"):
+        lines.append(f"| {key} | {training.get(key)} |")
+    lines.append(f"| labels | {', '.join(model['label_names'])} |")
+    scores = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.items()]
+    test = metrics.get("test")
+    if test and "per_class" in test:
+        lines += [
+            "",
+            "## Test, per class",
+            "",
+            "| class | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {n} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
+            for n, r in test["per_class"].items()
+        ]
+    if (folder / "history.csv").is_file():
+        history = pd.read_csv(folder / "history.csv")
+        lines += ["", "## History", "", _markdown_table(history)]
+    plots = [name for name in PLOTS.values() if (folder / name).is_file()]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    rows = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    rows += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(rows)

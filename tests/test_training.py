@@ -1,0 +1,296 @@
+"""The trainer: accumulation, class weights, early stopping, checkpoints and resume, multi-label, seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig, TrainConfig
+from bertlstm.cli import main
+from bertlstm.data import TokenDataset, tokenize
+from bertlstm.training import Trainer
+from conftest import make_sentiment
+
+
+def test_gradient_accumulation_equals_one_large_batch(tiny_encoder: str) -> None:
+    """Two micro-batches of 8 and 7 examples make the same step as one batch of 15."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
+    texts, labels = make_sentiment(15, seed=4)
+    data = TokenDataset(tokenize(tokenizer, texts, 32), [int(label == "pos") for label in labels])
+    states = []
+    for groups in ([list(range(15))], [list(range(8)), list(range(8, 15))]):
+        torch.manual_seed(0)
+        config = ModelConfig(encoder=tiny_encoder, mode="finetune", lstm_units=8, dropout=0.0, label_names=["n", "p"])
+        model = BertLSTMModel(
+            config, AutoModel.from_pretrained(tiny_encoder, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        )
+        trainer = Trainer(model, TrainConfig(device="cpu", grad_accum=len(groups), max_grad_norm=0))
+        trainer.trainable_parameters = list(model.parameters())
+        trainer.optimizer = trainer.create_optimizer()
+        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1.0)
+        model.train()
+        trainer.train_step([data.collate([data[i] for i in rows]) for rows in groups])
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_class_weights(tiny_encoder: str) -> None:
+    clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="balanced")
+    clf.config.label_names = ["a", "b"]
+    torch.testing.assert_close(clf._class_weights([0, 0, 0, 1]), torch.tensor([4 / 6, 4 / 2]))
+    clf.train_config.class_weight = "1,5"
+    torch.testing.assert_close(clf._class_weights([0, 1]), torch.tensor([1.0, 5.0]))
+    clf.train_config.class_weight = "1,5,2"
+    with pytest.raises(ValueError, match="3 class weights for 2 classes"):
+        clf._class_weights([0, 1])
+
+
+def test_balanced_weights_lift_the_rare_class(tiny_encoder: str) -> None:
+    texts, labels = make_sentiment(400, seed=1)
+    keep = [i for i, label in enumerate(labels) if label == "pos"][:20] + [
+        i for i, y in enumerate(labels) if y == "neg"
+    ]
+    texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]  # 20 pos vs 200 neg
+    dev, probe = make_sentiment(100, seed=2), make_sentiment(100, seed=7)
+    recall = {}
+    for weight in (None, "balanced"):
+        clf = BertLSTMClassifier(
+            encoder=tiny_encoder,
+            epochs=4,
+            lr=1e-2,
+            progress=False,
+            device="cpu",
+            class_weight=weight,
+            metric="macro_f1",
+        )
+        clf.fit(texts, labels, *dev)
+        recall[weight] = clf.evaluate(*probe)["per_class"]["pos"]["recall"]
+    assert recall["balanced"] >= recall[None] + 0.3
+
+
+def test_patience_stops_early(tiny_encoder: str, toy_data) -> None:
+    clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=6, lr=0.0, patience=2, progress=False, device="cpu")
+    clf.fit(*toy_data)
+    assert len(clf.history) == 3 and clf.metrics["best_epoch"] == 1  # nothing can improve at lr 0
+
+
+def _write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels, strict=True))
+    return path
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_encoder: str, tmp_path: Path) -> None:
+    train = _write_csv(tmp_path / "train.csv", *make_sentiment(2000, seed=1))
+    dev = _write_csv(tmp_path / "dev.csv", *make_sentiment(100, seed=2))
+
+    def command(output: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bertlstm.cli",
+            "train",
+            "--train",
+            str(train),
+            "--dev",
+            str(dev),
+            "--mode",
+            "finetune",
+            "--encoder",
+            tiny_encoder,
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--encoder-lr",
+            "0.001",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--output",
+            str(output),
+        ]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run(command(tmp_path / "whole"), check=True, env=env, capture_output=True, timeout=600)
+
+    killed = subprocess.Popen(command(tmp_path / "cut"), env=env, stdout=subprocess.PIPE, text=True)
+    for line in killed.stdout:
+        if line.startswith("checkpoint saved"):
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "cut").exists()
+    state = json.loads((tmp_path / "cut.checkpoint" / "state" / "trainer_state.json").read_text())
+    assert state["epoch"] == 1  # killed during the second epoch
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "bertlstm.cli", "train", "--resume", str(tmp_path / "cut")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "epoch 1/2" not in resumed.stdout
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert cut["dev_accuracy"] == whole["dev_accuracy"] and cut["best_epoch"] == whole["best_epoch"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns=["train_seconds", "eval_seconds", "examples_per_s"]),
+        pd.read_csv(tmp_path / "whole" / "history.csv").drop(
+            columns=["train_seconds", "eval_seconds", "examples_per_s"]
+        ),
+    )
+    assert not (tmp_path / "cut.checkpoint").exists()  # removed once the model folder is written
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def make_multilabel(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Toy texts whose label set says which cue words they hold: pos, neg, cinema (movie/film)."""
+    texts, _ = make_sentiment(n, seed)
+    positive, negative = (
+        {"good", "great", "fine", "lovely", "happy", "excellent", "superb", "nice"},
+        {"bad", "awful", "terrible", "poor", "sad", "horrible", "dull", "boring"},
+    )
+    labels = []
+    for text in texts:
+        words = set(text.split())
+        names = [
+            name for name, cue in (("pos", positive), ("neg", negative), ("cinema", {"movie", "film"})) if words & cue
+        ]
+        labels.append(",".join(names))
+    return texts, labels
+
+
+def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> None:
+    train = _write_csv(tmp_path / "train.csv", *make_multilabel(400, seed=1))
+    dev = _write_csv(tmp_path / "dev.csv", *make_multilabel(100, seed=2))
+    test = _write_csv(tmp_path / "test.csv", *make_multilabel(100, seed=3))
+    out = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(train),
+                "--dev",
+                str(dev),
+                "--test",
+                str(test),
+                "--multi-label",
+                "--encoder",
+                tiny_encoder,
+                "--mode",
+                "frozen",
+                "--bidirectional",
+                "--epochs",
+                "6",
+                "--lr",
+                "0.01",
+                "--output",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metric"] == "macro_f1" and metrics["test_micro_f1"] > 0.7
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert config["label_names"] == ["cinema", "neg", "pos"] and len(config["thresholds"]) == 3
+    assert (out / "per_label_f1.png").is_file() and (out / "history.png").is_file()
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--text", "good movie", "--label-separator", "|"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[1].split(",")
+    assert row[0] == "good movie" and set(row[1].split("|")) <= {"cinema", "neg", "pos"}
+    assert main(["evaluate", "--model", str(out), "--data", str(test), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"micro_f1", "macro_f1", "per_label", "exact_match"} <= set(report)
+    assert report["micro_f1"] == pytest.approx(metrics["test_micro_f1"])
+
+
+def test_seeds_report_mean_and_std(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(toy_files["train"]),
+                "--dev",
+                str(toy_files["dev"]),
+                "--test",
+                str(toy_files["test"]),
+                "--encoder",
+                tiny_encoder,
+                "--epochs",
+                "1",
+                "--seeds",
+                "0,1,2",
+                "--output",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((out / "seeds.json").read_text())["summary"]
+    values = summary["test_accuracy"]["values"]
+    assert len(values) == 3 and summary["test_accuracy"]["mean"] == pytest.approx(np.mean(values))
+    assert summary["test_accuracy"]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert all((out / f"seed-{s}" / "model.safetensors").is_file() for s in (0, 1, 2))
+
+
+def test_report_command_and_plots(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model"
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(toy_files["train"]),
+                "--test",
+                str(toy_files["test"]),
+                "--encoder",
+                tiny_encoder,
+                "--epochs",
+                "2",
+                "--output",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (out / "history.png").stat().st_size > 1000 and (out / "confusion_matrix.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["report", str(out), "--markdown", str(tmp_path / "report.md")]) == 0
+    text = capsys.readouterr().out
+    assert "## Metrics" in text and "best_epoch" in text and "![history.png](history.png)" in text
+    assert "| neg |" in text and (tmp_path / "report.md").read_text() + "\n" == text
