@@ -97,3 +97,11 @@ def repo_root() -> Path:
 
 def shared_data() -> Path:
     return repo_root().parent / "shared" / "data"
+
+
+def cli_train(encoder: str, output: Path, *args: object) -> int:
+    """``bertlstm train`` in-process on CPU without progress bars; ``args`` are further options (any type)."""
+    from bertlstm.cli import main
+
+    base = ["train", "--encoder", encoder, "--output", str(output), "--no-progress", "--device", "cpu"]
+    return main(base + [str(a) for a in args])

@@ -12,35 +12,14 @@ import pandas as pd
 import pytest
 
 from bertlstm.cli import main
+from conftest import cli_train
 
 
 @pytest.fixture
 def trained(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> Path:
     out = tmp_path / "model"
-    code = main(
-        [
-            "train",
-            "--train",
-            str(toy_files["train"]),
-            "--dev",
-            str(toy_files["dev"]),
-            "--test",
-            str(toy_files["test"]),
-            "--encoder",
-            tiny_encoder,
-            "--mode",
-            "pooled",
-            "--epochs",
-            "2",
-            "--lr",
-            "0.01",
-            "--output",
-            str(out),
-            "--no-progress",
-            "--device",
-            "cpu",
-        ]
-    )
+    files = ["--train", toy_files["train"], "--dev", toy_files["dev"], "--test", toy_files["test"]]
+    code = cli_train(tiny_encoder, out, *files, "--mode", "pooled", "--epochs", 2, "--lr", 0.01)
     assert code == 0
     return out
 

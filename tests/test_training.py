@@ -20,7 +20,7 @@ from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig, TrainConfig
 from bertlstm.cli import main
 from bertlstm.data import TokenDataset, tokenize
 from bertlstm.training import Trainer
-from conftest import make_sentiment
+from conftest import cli_train, make_sentiment
 
 
 def test_gradient_accumulation_equals_one_large_batch(tiny_encoder: str) -> None:
@@ -187,35 +187,9 @@ def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> No
     dev = _write_csv(tmp_path / "dev.csv", *make_multilabel(100, seed=2))
     test = _write_csv(tmp_path / "test.csv", *make_multilabel(100, seed=3))
     out = tmp_path / "model"
-    assert (
-        main(
-            [
-                "train",
-                "--train",
-                str(train),
-                "--dev",
-                str(dev),
-                "--test",
-                str(test),
-                "--multi-label",
-                "--encoder",
-                tiny_encoder,
-                "--mode",
-                "frozen",
-                "--bidirectional",
-                "--epochs",
-                "6",
-                "--lr",
-                "0.01",
-                "--output",
-                str(out),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    files = ["--train", train, "--dev", dev, "--test", test]
+    options = ["--multi-label", "--mode", "frozen", "--bidirectional", "--epochs", 6, "--lr", 0.01]
+    assert cli_train(tiny_encoder, out, *files, *options) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metric"] == "macro_f1" and metrics["test_micro_f1"] > 0.7
     config = json.loads((out / "config.json").read_text())["model"]
@@ -233,31 +207,8 @@ def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> No
 
 def test_seeds_report_mean_and_std(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    assert (
-        main(
-            [
-                "train",
-                "--train",
-                str(toy_files["train"]),
-                "--dev",
-                str(toy_files["dev"]),
-                "--test",
-                str(toy_files["test"]),
-                "--encoder",
-                tiny_encoder,
-                "--epochs",
-                "1",
-                "--seeds",
-                "0,1,2",
-                "--output",
-                str(out),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    files = ["--train", toy_files["train"], "--dev", toy_files["dev"], "--test", toy_files["test"]]
+    assert cli_train(tiny_encoder, out, *files, "--epochs", 1, "--seeds", "0,1,2") == 0
     summary = json.loads((out / "seeds.json").read_text())["summary"]
     values = summary["test_accuracy"]["values"]
     assert len(values) == 3 and summary["test_accuracy"]["mean"] == pytest.approx(np.mean(values))
@@ -267,27 +218,7 @@ def test_seeds_report_mean_and_std(tiny_encoder: str, toy_files: dict[str, Path]
 
 def test_report_command_and_plots(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path, capsys) -> None:
     out = tmp_path / "model"
-    assert (
-        main(
-            [
-                "train",
-                "--train",
-                str(toy_files["train"]),
-                "--test",
-                str(toy_files["test"]),
-                "--encoder",
-                tiny_encoder,
-                "--epochs",
-                "2",
-                "--output",
-                str(out),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert cli_train(tiny_encoder, out, "--train", toy_files["train"], "--test", toy_files["test"], "--epochs", 2) == 0
     assert (out / "history.png").stat().st_size > 1000 and (out / "confusion_matrix.png").stat().st_size > 1000
     capsys.readouterr()
     assert main(["report", str(out), "--markdown", str(tmp_path / "report.md")]) == 0
