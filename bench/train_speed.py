@@ -2,6 +2,7 @@
 
     python bench/train_speed.py                    # frozen and pooled, 8,000 SST-2 train sentences, full dev
     python bench/train_speed.py --modes frozen --n-train 2000 --epochs 2   # a quick look
+    python bench/train_speed.py --encoder random-bert-base   # speed only: a randomly initialised BERT-base shape
 
 Ways: (a) naive — the encoder runs every epoch on batches padded to max length 128 (the original recipe);
 (b) per-batch padding, length-grouped batches, encoder every epoch; (c-cold) the feature cache, built on
@@ -41,6 +42,7 @@ def run_one(args: argparse.Namespace) -> None:
     rows = sorted(random.Random(0).sample(range(len(texts)), args.n_train))
     dev = load_labelled(args.data / "dev.tsv")
     clf = BertLSTMClassifier(
+        encoder=args.encoder,
         mode=args.mode,
         epochs=args.epochs,
         seed=0,
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--ways", default=",".join(WAYS))
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--encoder", default="minilm", help="encoder; 'random-bert-base' times a BERT-base shape")
     parser.add_argument("--one", choices=list(WAYS), help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -87,6 +90,8 @@ def main() -> None:
     if not (args.data / "train.tsv").is_file():
         sys.exit(f"SST-2 not found at {args.data}; pass --data")
     results = []
+    if args.encoder == "random-bert-base":
+        args.encoder = random_bert_base(tempfile.mkdtemp(prefix="random-bert-base-"))
     for mode in args.modes.split(","):
         cache_dir = tempfile.mkdtemp(prefix="bertlstm-bench-cache-")  # cold for c-cold, then warm for c-warm
         for way in args.ways.split(","):
@@ -101,6 +106,8 @@ def main() -> None:
                 str(args.n_train),
                 "--epochs",
                 str(args.epochs),
+                "--encoder",
+                args.encoder,
                 "--data",
                 str(args.data),
                 "--cache-dir",
@@ -114,6 +121,18 @@ def main() -> None:
         print_ratios([r for r in results if r["mode"] == mode])
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
+
+
+def random_bert_base(folder: str) -> str:
+    """BERT-base's shape (12 layers, hidden 768) with random weights and MiniLM's (same) uncased vocabulary:
+    its speed is BERT-base's; its accuracy means nothing."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from bertlstm.encoders import resolve_encoder
+
+    AutoTokenizer.from_pretrained(resolve_encoder("minilm")).save_pretrained(folder)
+    BertModel(BertConfig()).save_pretrained(folder)  # BertConfig() defaults are bert-base-uncased's
+    return folder
 
 
 def print_row(r: dict) -> None:
