@@ -123,8 +123,9 @@ class BertLSTMClassifier:
         self.history = trainer.fit(train_set, dev_set, checkpoint_dir)
         self.model = trainer.accelerator.unwrap_model(trainer.model)
         self.device = trainer.accelerator.device
+        dev_logits = predict_logits(self.model, dev_set, cfg.encode_batch_size, self.device)  # (N, C)
         if multi:
-            proba = 1 / (1 + np.exp(-predict_logits(self.model, dev_set, cfg.encode_batch_size, self.device)))
+            proba = 1 / (1 + np.exp(-dev_logits))
             self.config.thresholds = tune_thresholds(np.asarray(dev_set.labels), proba, cfg.threshold)
         best = {k: v for k, v in trainer.best.items() if k == "epoch" or k.startswith("dev_")}
         self.metrics = {
@@ -134,17 +135,16 @@ class BertLSTMClassifier:
             "n_train": len(train_set),
             "n_dev": len(dev_set),
             "prepare_seconds": prepare_seconds,
-            "dev": self._report(dev_set),
+            "dev": self._report(dev_set.labels, dev_logits),
         }
         return self
 
-    def _report(self, dataset: Dataset) -> dict[str, Any]:
-        """The full evaluation report of a labelled dataset (for metrics.json and the plots)."""
-        logits = predict_logits(self.model, dataset, self.train_config.encode_batch_size, self.device)
+    def _report(self, targets: list[Any], logits: np.ndarray) -> dict[str, Any]:
+        """The full evaluation report from targets and logits (N, C)."""
         if self.config.multi_label:
-            chosen = 1 / (1 + np.exp(-logits)) >= np.asarray(self.config.thresholds)
-            return multilabel_report(np.asarray(dataset.labels), chosen, self.config.label_names)
-        return full_report(dataset.labels, logits.argmax(-1).tolist(), self.config.label_names)
+            chosen = 1 / (1 + np.exp(-logits)) >= np.asarray(self.config.thresholds or [0.5] * self.config.num_labels)
+            return multilabel_report(np.asarray(targets), chosen, self.config.label_names)
+        return full_report(targets, logits.argmax(-1).tolist(), self.config.label_names)
 
     def _as_labels(self, labels: Sequence[Any]) -> list[Any]:
         """Labels as strings, or as lists of strings when multi-label."""
@@ -275,13 +275,9 @@ class BertLSTMClassifier:
         """
         labels = self._as_labels(labels)
         known, y_true = self._labelled(texts, labels, "evaluation data")
-        proba = self.predict_proba(known)
-        if self.config.multi_label:
-            chosen = proba >= np.asarray(self.config.thresholds or [0.5] * self.config.num_labels)
-            return multilabel_report(np.asarray(y_true), chosen, self.config.label_names)
-        report = full_report(y_true, proba.argmax(-1).tolist(), self.config.label_names)
-        report["n_unseen_label"] = len(labels) - len(known)
-        return report
+        model = self._require_model()
+        logits = predict_logits(model, self._encode(known), self.train_config.encode_batch_size, self.device)
+        return {**self._report(y_true, logits), "n_unseen_label": len(labels) - len(known)}
 
     # --- folders ------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
