@@ -121,7 +121,7 @@ class BertLSTMClassifier:
         train_set, dev_set = self._datasets(train, dev, trainer)
         prepare_seconds = time.perf_counter() - start  # tokenizing, and building or reading the feature cache
         self.history = trainer.fit(train_set, dev_set, checkpoint_dir)
-        self.model = trainer.accelerator.unwrap_model(trainer.model)
+        self.model = trainer.base_model
         self.device = trainer.accelerator.device
         dev_logits = predict_logits(self.model, dev_set, cfg.encode_batch_size, self.device)  # (N, C)
         if multi:

@@ -176,20 +176,20 @@ class FeatureCache:
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.root))
         try:
             start = time.perf_counter()
-            with open(tmp / "features.bin", "wb") as f:
-                f.truncate(int(offsets[-1]) * hidden * dtype.itemsize)
-            features = np.memmap(tmp / "features.bin", dtype=dtype, mode="r+", shape=(int(offsets[-1]), hidden))
+            row_bytes = hidden * dtype.itemsize
             was_training = model.training
             model.eval()
-            with torch.inference_mode():
+            with open(tmp / "features.bin", "wb") as f, torch.inference_mode():
+                f.truncate(int(offsets[-1]) * row_bytes)
                 for batch in sorted_batches(lengths, batch_size):
                     ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
-                    out = model.encode(ids.to(device), mask.to(device)).float().cpu().numpy()  # (B, T, H) | (B, 1, H)
-                    for j, i in enumerate(batch):
-                        features[offsets[i] : offsets[i + 1]] = out[j, : offsets[i + 1] - offsets[i]]
+                    out = (
+                        model.encode(ids.to(device), mask.to(device)).float().cpu().numpy()
+                    )  # (B, T, K*H) | (B, 1, K*H)
+                    for j, i in enumerate(batch):  # positioned writes: memory stays one batch, not the data set
+                        rows = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
+                        os.pwrite(f.fileno(), rows.tobytes(), int(offsets[i]) * row_bytes)
             model.train(was_training)
-            features.flush()
-            del features
             np.save(tmp / "offsets.npy", offsets)
             meta = {
                 "key": dataclasses.asdict(key),
@@ -249,8 +249,9 @@ class FeatureDataset(torch.utils.data.Dataset):
         return self.store[i], (self.labels[i] if self.labels is not None else None)
 
     def collate(self, items: list[tuple[np.ndarray, Any]]) -> dict[str, Tensor]:
-        lengths = torch.tensor([len(f) for f, _ in items], dtype=torch.long)  # (B,)
-        features = torch.zeros(len(items), int(lengths.max()), self.store.hidden)  # (B, T, H) float32
+        lengths = [len(f) for f, _ in items]
+        features = np.zeros((len(items), max(lengths), self.store.hidden), dtype=self.store.dtype)  # (B, T, H)
         for row, (f, _) in enumerate(items):
-            features[row, : len(f)] = torch.from_numpy(f.astype(np.float32))
-        return with_labels({"features": features, "lengths": lengths}, items)
+            features[row, : len(f)] = f
+        batch = {"features": torch.from_numpy(features).float(), "lengths": torch.tensor(lengths, dtype=torch.long)}
+        return with_labels(batch, items)

@@ -92,7 +92,8 @@ class Trainer:
     ):
         self.config = config
         self.accelerator = accelerator or make_accelerator(config)
-        self.model = model
+        self.model = model  # after fit() starts: as prepared by Accelerate (wrapped, when distributed)
+        self.base_model = model  # always the plain module
         self.class_weights = class_weights  # (C,) loss weight per class (pos_weight when multi-label)
         multi_label = model.config.multi_label
         self.metric = config.metric if config.metric != "auto" else ("macro_f1" if multi_label else "accuracy")
@@ -112,7 +113,7 @@ class Trainer:
                 0,
                 {"params": encoder, "lr": self.config.encoder_lr, "weight_decay": self.config.encoder_weight_decay},
             )
-        return AdamW(groups)
+        return AdamW(groups, foreach=True)
 
     def create_scheduler(self, optimizer: Optimizer, total_steps: int) -> LambdaLR:
         """Linear warmup and decay when fine-tuning; a constant rate for the frozen recipes."""
@@ -126,7 +127,7 @@ class Trainer:
         batch = dict(batch)
         labels = batch.pop("labels")
         logits = self.model(**batch).logits
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.base_model
         weight = None if self.class_weights is None else self.class_weights.to(logits.device)
         loss = model.loss_fn(logits, labels, weight=weight, reduction="sum")
         return loss / logits.size(1) if model.config.multi_label else loss
@@ -150,7 +151,7 @@ class Trainer:
         return total * n_examples  # summed loss, for the epoch's running mean
 
     def evaluate(self, dataset: Dataset) -> dict[str, float]:
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.base_model
         logits = predict_logits(model, dataset, self.config.encode_batch_size, self.accelerator.device)
         if model.config.multi_label:
             return multilabel_metrics(np.asarray(dataset.labels), 1 / (1 + np.exp(-logits)) >= 0.5)
@@ -233,7 +234,7 @@ class Trainer:
     # --- weights and checkpoints ----------------------------------------------------------------
     def _trainable_state(self) -> dict[str, Tensor]:
         """A CPU copy of what training changes (the frozen encoder never changes)."""
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.base_model
         skip = "encoder." if model.encoder_frozen else None
         return {
             k: v.detach().to("cpu", copy=True).contiguous()
@@ -242,7 +243,7 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Tensor]) -> None:
-        model = self.accelerator.unwrap_model(self.model)
+        model = self.base_model
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or not all(k.startswith("encoder.") for k in missing):
             raise BertLSTMError("checkpoint weights do not match the model")
