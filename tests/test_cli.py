@@ -111,7 +111,7 @@ def test_bad_input_is_one_clear_error_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
-    assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.checkpoint").exists()
 
 
 def test_unseen_dev_label_warns_and_is_left_out(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> None:

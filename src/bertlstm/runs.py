@@ -62,7 +62,12 @@ def train_run(spec: RunSpec, resume: bool = False, log: Callable[[str], None] = 
         ckpt.mkdir(parents=True)
         (ckpt / "run.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2) + "\n")
     callbacks = [_tensorboard(spec.tensorboard)] if spec.tensorboard else []
-    clf.fit(*train, *dev, checkpoint_dir=ckpt, callbacks=callbacks)
+    try:
+        clf.fit(*train, *dev, checkpoint_dir=ckpt, callbacks=callbacks)
+    except BaseException:
+        if not (ckpt / "state").is_dir():  # nothing to resume: leave nothing behind
+            shutil.rmtree(ckpt, ignore_errors=True)
+        raise
     if test is not None:
         report = clf.evaluate(*test)
         clf.metrics["test"] = report
