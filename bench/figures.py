@@ -1,0 +1,146 @@
+"""The accuracy figures of the training issue, one experiment per command, each printing its own time.
+
+    python bench/figures.py trec            # TREC-6 (coarse), finetune, test accuracy
+    python bench/figures.py sms             # SMS spam, stratified 80/20 (seed 0), spam F1 with/without weights
+    python bench/figures.py goemotions      # GoEmotions, 28 labels, multi-label, test macro-F1
+    python bench/figures.py sst2-layers     # SST-2, frozen 2-layer BiLSTM, each --layers choice
+    python bench/figures.py sst2-finetune --encoder-lr 5e-5
+
+Data come from ../shared/data (see its README); every run uses the default encoder and seed 0 unless given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sklearn.model_selection import train_test_split
+
+from bertlstm import BertLSTMClassifier
+from bertlstm.data import load_labelled, split_label_lists
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def report(name: str, clf: BertLSTMClassifier, start: float, **scores: float) -> None:
+    minutes = (time.perf_counter() - start) / 60
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    print(f"{name}: {shown}  (best epoch {clf.metrics['best_epoch']}, {minutes:.1f} min)", flush=True)
+    print(
+        json.dumps(
+            {
+                "experiment": name,
+                "minutes": minutes,
+                **scores,
+                "history": clf.history,
+                "train_options": clf.train_config.to_dict(),
+                "model_options": {k: v for k, v in clf.config.to_dict().items() if k != "label_names"},
+            }
+        ),
+        flush=True,
+    )
+
+
+def trec(args: argparse.Namespace) -> None:
+    train, test = (load_labelled(args.data / "trec" / f"{s}.tsv", "text", "label") for s in ("train", "test"))
+    start = time.perf_counter()
+    clf = BertLSTMClassifier(mode="finetune", epochs=args.epochs or 5, encoder_lr=args.encoder_lr, progress=False)
+    clf.fit(*train)  # dev: a stratified 10% of train (TREC has no dev split)
+    report("trec finetune", clf, start, test_accuracy=clf.evaluate(*test)["accuracy"])
+
+
+def sms(args: argparse.Namespace) -> None:
+    texts, labels = load_labelled(args.data / "sms_spam" / "sms_spam.tsv", "text", "label")
+    tr_t, te_t, tr_l, te_l = train_test_split(texts, labels, test_size=0.2, random_state=0, stratify=labels)
+    for weight in (None, "balanced"):
+        start = time.perf_counter()
+        clf = BertLSTMClassifier(
+            mode=args.mode or "frozen", epochs=args.epochs or 5, class_weight=weight, metric="macro_f1", progress=False
+        )
+        clf.fit(tr_t, tr_l)
+        spam = clf.evaluate(te_t, te_l)["per_class"]["spam"]
+        report(
+            f"sms {clf.config.mode} class_weight={weight}",
+            clf,
+            start,
+            spam_f1=spam["f1"],
+            spam_precision=spam["precision"],
+            spam_recall=spam["recall"],
+        )
+
+
+def goemotions(args: argparse.Namespace) -> None:
+    def load(split: str) -> tuple[list[str], list[list[str]]]:
+        texts, labels = load_labelled(args.data / "goemotions" / f"{split}.tsv", "text", "labels")
+        return texts, split_label_lists(labels, ",")
+
+    train, dev, test = load("train"), load("dev"), load("test")
+    start = time.perf_counter()
+    clf = BertLSTMClassifier(
+        mode=args.mode or "frozen",
+        multi_label=True,
+        bidirectional=True,
+        epochs=args.epochs or 10,
+        patience=3,
+        progress=False,
+    )
+    clf.fit(*train, *dev)
+    result = clf.evaluate(*test)
+    report("goemotions", clf, start, test_macro_f1=result["macro_f1"], test_micro_f1=result["micro_f1"])
+
+
+def sst2_layers(args: argparse.Namespace) -> None:
+    train, dev = (load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev"))
+    for layers in (args.layers or "last,second-to-last,concat-last-4,scalar-mix").split(","):
+        start = time.perf_counter()
+        clf = BertLSTMClassifier(
+            mode="frozen", layers=layers, lstm_layers=2, bidirectional=True, epochs=args.epochs or 5, progress=False
+        )
+        clf.fit(*train, *dev)
+        report(f"sst2 frozen 2-layer BiLSTM layers={layers}", clf, start, dev_accuracy=clf.metrics["dev_accuracy"])
+
+
+def sst2_finetune(args: argparse.Namespace) -> None:
+    train, dev, test = (load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev", "test"))
+    start = time.perf_counter()
+    clf = BertLSTMClassifier(
+        mode="finetune",
+        epochs=args.epochs or 3,
+        encoder_lr=args.encoder_lr,
+        bidirectional=args.bidirectional,
+        progress=False,
+    )
+    clf.fit(*train, *dev)
+    report(
+        f"sst2 finetune encoder_lr={args.encoder_lr}",
+        clf,
+        start,
+        dev_accuracy=clf.metrics["dev_accuracy"],
+        test_accuracy=clf.evaluate(*test)["accuracy"],
+    )
+
+
+def main() -> None:
+    experiments = {
+        "trec": trec,
+        "sms": sms,
+        "goemotions": goemotions,
+        "sst2-layers": sst2_layers,
+        "sst2-finetune": sst2_finetune,
+    }
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=list(experiments))
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--epochs", type=int, help="override the experiment's epochs")
+    parser.add_argument("--mode", help="override the experiment's recipe (sms, goemotions)")
+    parser.add_argument("--layers", help="comma-separated --layers choices (sst2-layers)")
+    parser.add_argument("--encoder-lr", type=float, default=2e-5)
+    parser.add_argument("--bidirectional", action="store_true")
+    args = parser.parse_args()
+    experiments[args.experiment](args)
+
+
+if __name__ == "__main__":
+    main()
