@@ -23,12 +23,12 @@ pytestmark = [
     [
         ("pooled", 4000, 3, 0.78),
         ("frozen", 4000, 3, 0.78),
-        ("finetune", 2000, 1, 0.78),
+        ("finetune", 2000, 2, 0.78),  # encoder lr 5e-5: 2e-5 is too low for this small encoder (BENCHMARKS.md)
     ],
 )
 def test_recipe_learns_sst2(mode: str, n_train: int, epochs: int, floor: float) -> None:
     texts, labels = load_labelled(SST2 / "train.tsv")
     dev = load_labelled(SST2 / "dev.tsv")
-    clf = BertLSTMClassifier(mode=mode, epochs=epochs, progress=False, device="cpu", seed=0)
+    clf = BertLSTMClassifier(mode=mode, epochs=epochs, encoder_lr=5e-5, progress=False, device="cpu", seed=0)
     clf.fit(texts[:n_train], labels[:n_train], *dev)
     assert clf.metrics["dev_accuracy"] >= floor, clf.history
