@@ -21,8 +21,8 @@ pytestmark = [
 @pytest.mark.parametrize(
     ("mode", "n_train", "epochs", "floor"),
     [
-        ("pooled", 4000, 3, 0.78),
-        ("frozen", 4000, 3, 0.78),
+        ("pooled", 4000, 3, 0.75),
+        ("frozen", 4000, 3, 0.75),
         ("finetune", 2000, 2, 0.78),  # encoder lr 5e-5: 2e-5 is too low for this small encoder (BENCHMARKS.md)
     ],
 )
