@@ -43,12 +43,25 @@ def report(name: str, clf: BertLSTMClassifier, start: float, **scores: float) ->
     )
 
 
+def common(args: argparse.Namespace) -> dict:
+    """The options every experiment takes from the command line."""
+    options = {"encoder": args.encoder, "seed": args.seed, "encoder_lr": args.encoder_lr, "progress": False}
+    if args.bidirectional:
+        options["bidirectional"] = True
+    return options
+
+
+def tag(clf: BertLSTMClassifier) -> str:
+    cfg, train = clf.config, clf.train_config
+    return f"encoder_lr={train.encoder_lr} bidirectional={cfg.bidirectional} seed={train.seed}"
+
+
 def trec(args: argparse.Namespace) -> None:
     train, test = (load_labelled(args.data / "trec" / f"{s}.tsv", "text", "label") for s in ("train", "test"))
     start = time.perf_counter()
-    clf = BertLSTMClassifier(mode="finetune", epochs=args.epochs or 5, encoder_lr=args.encoder_lr, progress=False)
+    clf = BertLSTMClassifier(mode="finetune", epochs=args.epochs or 5, **common(args))
     clf.fit(*train)  # dev: a stratified 10% of train (TREC has no dev split)
-    report("trec finetune", clf, start, test_accuracy=clf.evaluate(*test)["accuracy"])
+    report(f"trec finetune {tag(clf)}", clf, start, test_accuracy=clf.evaluate(*test)["accuracy"])
 
 
 def sms(args: argparse.Namespace) -> None:
@@ -57,12 +70,12 @@ def sms(args: argparse.Namespace) -> None:
     for weight in (None, "balanced"):
         start = time.perf_counter()
         clf = BertLSTMClassifier(
-            mode=args.mode or "frozen", epochs=args.epochs or 5, class_weight=weight, metric="macro_f1", progress=False
+            mode=args.mode or "frozen", epochs=args.epochs or 5, class_weight=weight, metric="macro_f1", **common(args)
         )
         clf.fit(tr_t, tr_l)
         spam = clf.evaluate(te_t, te_l)["per_class"]["spam"]
         report(
-            f"sms {clf.config.mode} class_weight={weight}",
+            f"sms {clf.config.mode} class_weight={weight} {tag(clf)}",
             clf,
             start,
             spam_f1=spam["f1"],
@@ -78,26 +91,27 @@ def goemotions(args: argparse.Namespace) -> None:
 
     train, dev, test = load("train"), load("dev"), load("test")
     start = time.perf_counter()
+    options = {**common(args), "bidirectional": True}
     clf = BertLSTMClassifier(
-        mode=args.mode or "frozen",
-        multi_label=True,
-        bidirectional=True,
-        epochs=args.epochs or 10,
-        patience=3,
-        progress=False,
+        mode=args.mode or "frozen", multi_label=True, epochs=args.epochs or 10, patience=3, **options
     )
     clf.fit(*train, *dev)
     result = clf.evaluate(*test)
-    report("goemotions", clf, start, test_macro_f1=result["macro_f1"], test_micro_f1=result["micro_f1"])
+    report(
+        f"goemotions {clf.config.mode} {tag(clf)}",
+        clf,
+        start,
+        test_macro_f1=result["macro_f1"],
+        test_micro_f1=result["micro_f1"],
+    )
 
 
 def sst2_layers(args: argparse.Namespace) -> None:
     train, dev = (load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev"))
     for layers in (args.layers or "last,second-to-last,concat-last-4,scalar-mix").split(","):
         start = time.perf_counter()
-        clf = BertLSTMClassifier(
-            mode="frozen", layers=layers, lstm_layers=2, bidirectional=True, epochs=args.epochs or 5, progress=False
-        )
+        options = {**common(args), "bidirectional": True}
+        clf = BertLSTMClassifier(mode="frozen", layers=layers, lstm_layers=2, epochs=args.epochs or 5, **options)
         clf.fit(*train, *dev)
         report(f"sst2 frozen 2-layer BiLSTM layers={layers}", clf, start, dev_accuracy=clf.metrics["dev_accuracy"])
 
@@ -105,16 +119,10 @@ def sst2_layers(args: argparse.Namespace) -> None:
 def sst2_finetune(args: argparse.Namespace) -> None:
     train, dev, test = (load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev", "test"))
     start = time.perf_counter()
-    clf = BertLSTMClassifier(
-        mode="finetune",
-        epochs=args.epochs or 3,
-        encoder_lr=args.encoder_lr,
-        bidirectional=args.bidirectional,
-        progress=False,
-    )
+    clf = BertLSTMClassifier(mode="finetune", epochs=args.epochs or 3, **common(args))
     clf.fit(*train, *dev)
     report(
-        f"sst2 finetune encoder_lr={args.encoder_lr}",
+        f"sst2 finetune {tag(clf)}",
         clf,
         start,
         dev_accuracy=clf.metrics["dev_accuracy"],
@@ -138,6 +146,8 @@ def main() -> None:
     parser.add_argument("--layers", help="comma-separated --layers choices (sst2-layers)")
     parser.add_argument("--encoder-lr", type=float, default=2e-5)
     parser.add_argument("--bidirectional", action="store_true")
+    parser.add_argument("--encoder", default="minilm", help="encoder name or local folder (default: minilm)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     experiments[args.experiment](args)
 
