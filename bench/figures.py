@@ -48,12 +48,18 @@ def common(args: argparse.Namespace) -> dict:
     options = {"encoder": args.encoder, "seed": args.seed, "encoder_lr": args.encoder_lr, "progress": False}
     if args.bidirectional:
         options["bidirectional"] = True
+    for name in ("batch_size", "dropout"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     return options
 
 
 def tag(clf: BertLSTMClassifier) -> str:
     cfg, train = clf.config, clf.train_config
-    return f"encoder_lr={train.encoder_lr} bidirectional={cfg.bidirectional} seed={train.seed}"
+    return (
+        f"encoder_lr={train.encoder_lr} bidirectional={cfg.bidirectional} batch_size={train.batch_size} "
+        f"dropout={cfg.dropout} seed={train.seed}"
+    )
 
 
 def trec(args: argparse.Namespace) -> None:
@@ -148,6 +154,8 @@ def main() -> None:
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--encoder", default="minilm", help="encoder name or local folder (default: minilm)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, help="override the default batch size (32)")
+    parser.add_argument("--dropout", type=float, help="override the default dropout (0.1)")
     args = parser.parse_args()
     experiments[args.experiment](args)
 
