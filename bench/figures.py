@@ -19,7 +19,7 @@ from pathlib import Path
 from sklearn.model_selection import train_test_split
 
 from bertlstm import BertLSTMClassifier
-from bertlstm.data import load_labelled, split_label_lists
+from bertlstm.data import load_labelled
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -48,6 +48,8 @@ def common(args: argparse.Namespace) -> dict:
     options = {"encoder": args.encoder, "seed": args.seed, "encoder_lr": args.encoder_lr, "progress": False}
     if args.bidirectional:
         options["bidirectional"] = True
+    if args.layers and args.experiment != "sst2-layers":
+        options["layers"] = args.layers
     for name in ("batch_size", "dropout"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
@@ -58,7 +60,7 @@ def tag(clf: BertLSTMClassifier) -> str:
     cfg, train = clf.config, clf.train_config
     return (
         f"encoder_lr={train.encoder_lr} bidirectional={cfg.bidirectional} batch_size={train.batch_size} "
-        f"dropout={cfg.dropout} seed={train.seed}"
+        f"dropout={cfg.dropout} layers={cfg.layers} seed={train.seed}"
     )
 
 
@@ -92,8 +94,7 @@ def sms(args: argparse.Namespace) -> None:
 
 def goemotions(args: argparse.Namespace) -> None:
     def load(split: str) -> tuple[list[str], list[list[str]]]:
-        texts, labels = load_labelled(args.data / "goemotions" / f"{split}.tsv", "text", "labels")
-        return texts, split_label_lists(labels, ",")
+        return load_labelled(args.data / "goemotions" / f"{split}.tsv", "text", "labels", label_separator=",")
 
     train, dev, test = load("train"), load("dev"), load("test")
     start = time.perf_counter()
@@ -116,8 +117,8 @@ def sst2_layers(args: argparse.Namespace) -> None:
     train, dev = (load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev"))
     for layers in (args.layers or "last,second-to-last,concat-last-4,scalar-mix").split(","):
         start = time.perf_counter()
-        options = {**common(args), "bidirectional": True}
-        clf = BertLSTMClassifier(mode="frozen", layers=layers, lstm_layers=2, epochs=args.epochs or 5, **options)
+        options = {**common(args), "bidirectional": True, "layers": layers}
+        clf = BertLSTMClassifier(mode="frozen", lstm_layers=2, epochs=args.epochs or 5, **options)
         clf.fit(*train, *dev)
         report(f"sst2 frozen 2-layer BiLSTM layers={layers}", clf, start, dev_accuracy=clf.metrics["dev_accuracy"])
 
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--epochs", type=int, help="override the experiment's epochs")
     parser.add_argument("--mode", help="override the experiment's recipe (sms, goemotions)")
-    parser.add_argument("--layers", help="comma-separated --layers choices (sst2-layers)")
+    parser.add_argument("--layers", help="--layers choice; for sst2-layers a comma-separated list of choices")
     parser.add_argument("--encoder-lr", type=float, default=2e-5)
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--encoder", default="minilm", help="encoder name or local folder (default: minilm)")

@@ -109,3 +109,30 @@ def test_length_grouped_batches_cover_everything_once_and_group_lengths() -> Non
     assert list(sampler) != batches  # a new order every epoch ...
     sampler.epoch = 0
     assert list(sampler) == batches  # ... that depends only on seed and epoch
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_multi_label_cells_as_lists_or_joined(tmp_path: Path, suffix: str) -> None:
+    rows = pd.DataFrame({"text": ["so glad", "sad and angry"], "labels": [["joy"], ["sadness", " anger"]]})
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".jsonl":
+        rows.to_json(path, orient="records", lines=True)
+    elif suffix == ".parquet":
+        rows.to_parquet(path)
+    else:  # CSV cannot hold lists: the labels are joined by the separator
+        rows.assign(labels=["joy", "sadness| anger"]).to_csv(path, index=False)
+    separator = "|" if suffix == ".csv" else ","
+    assert load_labelled(path, label_separator=separator) == (
+        ["so glad", "sad and angry"],
+        [["joy"], ["sadness", "anger"]],
+    )
+
+
+def test_list_labels_need_multi_label_and_names(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    pd.DataFrame({"text": ["a", "b"], "labels": [["x"], ["y", "z"]]}).to_json(path, orient="records", lines=True)
+    with pytest.raises(BertLSTMError, match="'labels' column holds lists of labels; .* use --multi-label"):
+        load_labelled(path)
+    pd.DataFrame({"text": ["a", "b"], "labels": [["x"], []]}).to_json(path, orient="records", lines=True)
+    with pytest.raises(BertLSTMError, match=r"empty or non-text labels in 1 row\(s\) \(file line 3\)"):
+        load_labelled(path, label_separator=",")

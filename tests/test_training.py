@@ -203,6 +203,13 @@ def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> No
     report = json.loads(capsys.readouterr().out)
     assert {"micro_f1", "macro_f1", "per_label", "exact_match"} <= set(report)
     assert report["micro_f1"] == pytest.approx(metrics["test_micro_f1"])
+    texts, labels = make_multilabel(100, seed=3)  # the same test set as JSON Lines with list-valued labels
+    as_lists = tmp_path / "test.jsonl"
+    pd.DataFrame({"text": texts, "labels": [cell.split(",") for cell in labels]}).to_json(
+        as_lists, orient="records", lines=True
+    )
+    assert main(["evaluate", "--model", str(out), "--data", str(as_lists), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["micro_f1"] == pytest.approx(report["micro_f1"])
 
 
 def test_seeds_report_mean_and_std(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> None:

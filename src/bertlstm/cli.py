@@ -177,13 +177,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .classifier import BertLSTMClassifier
-    from .data import load_labelled, split_label_lists
+    from .data import load_labelled
     from .metrics import format_report
 
-    texts, labels = load_labelled(args.data, args.text_column, args.label_column)
     clf = BertLSTMClassifier.from_pretrained(args.model, device=args.device)
-    if clf.config.multi_label:
-        labels = split_label_lists(labels, args.label_separator)
+    separator = args.label_separator if clf.config.multi_label else None
+    texts, labels = load_labelled(args.data, args.text_column, args.label_column, separator)
     report = clf.evaluate(texts, labels)
     print(json.dumps(report) if args.json else format_report(report))
 

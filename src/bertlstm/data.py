@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
@@ -67,15 +68,43 @@ def find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[st
     )
 
 
-def _clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
-    """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
-    cells = [v.strip() if isinstance(v, str) else v for v in values.tolist()]
-    bad = [i for i, v in enumerate(cells) if not isinstance(v, (str, int)) or isinstance(v, bool) or v == ""]
+def _is_text(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip() != ""
+
+
+def _is_list(value: Any) -> bool:
+    """A list-valued cell, as JSON Lines (list) and Parquet (NumPy array) give them."""
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _refuse_rows(bad: list[int], what: str, path: str) -> None:
     if bad:
         rows = ", ".join(str(i + 2) for i in bad[:5])  # +2: 1-based, after the header line
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise BertLSTMError(f"{path}: empty or non-text {what} in {len(bad)} row(s) (file line {rows}{more})")
-    return [str(v) for v in cells]
+
+
+def _clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
+    """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
+    cells = values.tolist()
+    _refuse_rows([i for i, v in enumerate(cells) if not _is_text(v)], what, path)
+    return [str(v).strip() for v in cells]
+
+
+def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]]:
+    """Multi-label cells, joined (``"joy,surprise"``) or lists (``["joy", "surprise"]``), as lists of names."""
+    lists: list[list[str]] = []
+    bad: list[int] = []
+    for i, cell in enumerate(values.tolist()):
+        if _is_list(cell):
+            names = [str(v).strip() for v in cell] if all(_is_text(v) for v in cell) else []
+        else:
+            names = split_label_lists([str(cell)], separator)[0] if _is_text(cell) else []
+        if not names:
+            bad.append(i)
+        lists.append(names)
+    _refuse_rows(bad, "labels", path)
+    return lists
 
 
 def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
@@ -85,15 +114,27 @@ def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
 
 
 def load_labelled(
-    path: str | Path, text_column: str | None = None, label_column: str | None = None
-) -> tuple[list[str], list[str]]:
-    """Texts and their labels (as strings) from a data file."""
+    path: str | Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_separator: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """Texts and their labels from a data file: one label per text (as a string), or, with
+    ``label_separator`` (multi-label), a list of label names per text, from cells joined by the separator or,
+    in JSON Lines and Parquet, list-valued cells."""
     frame = read_table(path)
     t_col = find_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
     l_col = find_column(frame, label_column, LABEL_COLUMNS, "label", str(path))
     if t_col == l_col:
         raise BertLSTMError(f"{path}: text and label cannot be the same column ({t_col!r})")
-    return _clean_cells(frame[t_col], "text", str(path)), _clean_cells(frame[l_col], "label", str(path))
+    texts = _clean_cells(frame[t_col], "text", str(path))
+    if label_separator is not None:
+        return texts, _label_lists(frame[l_col], label_separator, str(path))
+    if any(_is_list(v) for v in frame[l_col].tolist()):
+        raise BertLSTMError(
+            f"{path}: the {l_col!r} column holds lists of labels; for several labels per text use --multi-label"
+        )
+    return texts, _clean_cells(frame[l_col], "label", str(path))
 
 
 def split_label_lists(labels: Sequence[str], separator: str) -> list[list[str]]:

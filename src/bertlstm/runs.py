@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .classifier import BertLSTMClassifier
-from .data import load_labelled, split_label_lists
+from .data import load_labelled
 from .errors import BertLSTMError
 
 
@@ -41,10 +41,8 @@ def checkpoint_dir(output: str | Path) -> Path:
 
 
 def _load(path: str, spec: RunSpec) -> tuple[list[str], list[Any]]:
-    texts, labels = load_labelled(path, spec.text_column, spec.label_column)
-    if spec.options.get("multi_label"):
-        return texts, split_label_lists(labels, spec.label_separator)
-    return texts, labels
+    separator = spec.label_separator if spec.options.get("multi_label") else None
+    return load_labelled(path, spec.text_column, spec.label_column, separator)
 
 
 def train_run(spec: RunSpec, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
