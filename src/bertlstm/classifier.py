@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
+from scipy.special import expit
 from torch.utils.data import Dataset
 from transformers import AutoModel, AutoTokenizer
 
@@ -125,8 +126,7 @@ class BertLSTMClassifier:
         self.device = trainer.accelerator.device
         dev_logits = predict_logits(self.model, dev_set, cfg.encode_batch_size, self.device)  # (N, C)
         if multi:
-            proba = 1 / (1 + np.exp(-dev_logits))
-            self.config.thresholds = tune_thresholds(np.asarray(dev_set.labels), proba, cfg.threshold)
+            self.config.thresholds = tune_thresholds(np.asarray(dev_set.labels), expit(dev_logits), cfg.threshold)
         best = {k: v for k, v in trainer.best.items() if k == "epoch" or k.startswith("dev_")}
         self.metrics = {
             "best_epoch": best.pop("epoch"),
@@ -142,8 +142,7 @@ class BertLSTMClassifier:
     def _report(self, targets: list[Any], logits: np.ndarray) -> dict[str, Any]:
         """The full evaluation report from targets and logits (N, C)."""
         if self.config.multi_label:
-            chosen = 1 / (1 + np.exp(-logits)) >= np.asarray(self.config.thresholds or [0.5] * self.config.num_labels)
-            return multilabel_report(np.asarray(targets), chosen, self.config.label_names)
+            return multilabel_report(np.asarray(targets), self._chosen(expit(logits)), self.config.label_names)
         return full_report(targets, logits.argmax(-1).tolist(), self.config.label_names)
 
     def _as_labels(self, labels: Sequence[Any]) -> list[Any]:
@@ -259,9 +258,12 @@ class BertLSTMClassifier:
         probability reaches its threshold."""
         names = self.config.label_names
         if self.config.multi_label:
-            chosen = proba >= np.asarray(self.config.thresholds or [0.5] * len(names))
-            return [[names[j] for j in np.flatnonzero(row)] for row in chosen]
+            return [[names[j] for j in np.flatnonzero(row)] for row in self._chosen(proba)]
         return [names[i] for i in proba.argmax(-1)]
+
+    def _chosen(self, proba: np.ndarray) -> np.ndarray:
+        """Multi-label decisions (N, C): each probability against its label's tuned threshold (0.5 untuned)."""
+        return proba >= np.asarray(self.config.thresholds or [0.5] * self.config.num_labels)
 
     def predict(self, texts: Sequence[str]) -> list[Any]:
         """The label name per text (a list of names when multi-label)."""

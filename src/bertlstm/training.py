@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
+from scipy.special import expit
 from torch import Tensor
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
@@ -154,7 +155,7 @@ class Trainer:
         model = self.base_model
         logits = predict_logits(model, dataset, self.config.encode_batch_size, self.accelerator.device)
         if model.config.multi_label:
-            return multilabel_metrics(np.asarray(dataset.labels), 1 / (1 + np.exp(-logits)) >= 0.5)
+            return multilabel_metrics(np.asarray(dataset.labels), expit(logits) >= 0.5)
         return quick_metrics(dataset.labels or [], logits.argmax(-1).tolist())
 
     # --- the loop ---------------------------------------------------------------------------
