@@ -47,7 +47,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=37,
-        max_position_embeddings=64,
+        max_position_embeddings=128,  # as long as the default max_length
         hidden_dropout_prob=0.1,
     )
     BertModel(config).save_pretrained(folder)

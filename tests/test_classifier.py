@@ -36,7 +36,7 @@ def test_train_save_load_same_predictions(tiny_encoder: str, toy_data, tmp_path:
         "metrics.json",
     }
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["format_version"] == 1 and meta["model"]["mode"] == mode
+    assert meta["format_version"] == 2 and meta["model"]["mode"] == mode
     assert meta["model"]["label_names"] == ["neg", "pos"] and "torch" in meta["library_versions"]
     assert not any(k.startswith("encoder.") for k in load_file(folder / "model.safetensors"))
 
@@ -47,9 +47,11 @@ def test_train_save_load_same_predictions(tiny_encoder: str, toy_data, tmp_path:
 
 
 def test_training_learns_and_keeps_the_best_epoch(tiny_encoder: str, toy_data) -> None:
-    clf = fit(tiny_encoder, "frozen", toy_data, epochs=4)
+    texts, labels = toy_data
+    clf = BertLSTMClassifier(encoder=tiny_encoder, lstm_units=16, epochs=6, lr=1e-2, progress=False, device="cpu")
+    clf.fit(texts, labels, *make_sentiment(80, seed=2))
     dev = [row["dev_accuracy"] for row in clf.history]
-    assert len(dev) == 4 and clf.metrics["dev_accuracy"] == max(dev)
+    assert len(dev) == 6 and clf.metrics["dev_accuracy"] == max(dev)
     assert clf.metrics["best_epoch"] == dev.index(max(dev)) + 1
     test_texts, test_labels = make_sentiment(60, seed=9)
     assert clf.evaluate(test_texts, test_labels)["accuracy"] > 0.75  # chance is 0.5

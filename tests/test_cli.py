@@ -161,7 +161,7 @@ def test_unreachable_hub_id_is_a_clear_error(tmp_path: Path, toy_files: dict[str
         timeout=300,
     )
     assert result.returncode == 2
-    assert "could not fetch encoder 'some-org/some-bert'" in result.stderr and "--encoder DIR" in result.stderr
+    assert "could not fetch encoder 'some-org/some-bert'" in result.stderr and "as --encoder" in result.stderr
     assert "Traceback" not in result.stderr
 
 

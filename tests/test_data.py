@@ -131,8 +131,8 @@ def test_multi_label_cells_as_lists_or_joined(tmp_path: Path, suffix: str) -> No
 def test_list_labels_need_multi_label_and_names(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     pd.DataFrame({"text": ["a", "b"], "labels": [["x"], ["y", "z"]]}).to_json(path, orient="records", lines=True)
-    with pytest.raises(BertLSTMError, match="'labels' column holds lists of labels; .* use --multi-label"):
+    with pytest.raises(BertLSTMError, match="'labels' column holds lists of labels; .* set `multi_label`"):
         load_labelled(path)
     pd.DataFrame({"text": ["a", "b"], "labels": [["x"], []]}).to_json(path, orient="records", lines=True)
-    with pytest.raises(BertLSTMError, match=r"empty or non-text labels in 1 row\(s\) \(file line 3\)"):
+    with pytest.raises(BertLSTMError, match=r"empty or non-text labels in 1 row\(s\) \(file line 2\)"):
         load_labelled(path, label_separator=",")

@@ -48,13 +48,12 @@ def test_gradient_accumulation_equals_one_large_batch(tiny_encoder: str) -> None
 
 def test_class_weights(tiny_encoder: str) -> None:
     clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="balanced")
-    clf.config.label_names = ["a", "b"]
-    torch.testing.assert_close(clf._class_weights([0, 0, 0, 1]), torch.tensor([4 / 6, 4 / 2]))
-    clf.train_config.class_weight = "1,5"
-    torch.testing.assert_close(clf._class_weights([0, 1]), torch.tensor([1.0, 5.0]))
-    clf.train_config.class_weight = "1,5,2"
+    torch.testing.assert_close(clf._class_weights(["a", "b"], [0, 0, 0, 1]), torch.tensor([4 / 6, 4 / 2]))
+    clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="1,5")
+    torch.testing.assert_close(clf._class_weights(["a", "b"], [0, 1]), torch.tensor([1.0, 5.0]))
+    clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="1,5,2")
     with pytest.raises(ValueError, match="3 class weights for 2 classes"):
-        clf._class_weights([0, 1])
+        clf._class_weights(["a", "b"], [0, 1])
 
 
 def test_balanced_weights_lift_the_rare_class(tiny_encoder: str) -> None:
@@ -81,9 +80,9 @@ def test_balanced_weights_lift_the_rare_class(tiny_encoder: str) -> None:
 
 
 def test_patience_stops_early(tiny_encoder: str, toy_data) -> None:
-    clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=6, lr=0.0, patience=2, progress=False, device="cpu")
+    clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=6, lr=1e-12, patience=2, progress=False, device="cpu")
     clf.fit(*toy_data)
-    assert len(clf.history) == 3 and clf.metrics["best_epoch"] == 1  # nothing can improve at lr 0
+    assert len(clf.history) == 3 and clf.metrics["best_epoch"] == 1  # nothing can improve at lr 1e-12
 
 
 def _write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:

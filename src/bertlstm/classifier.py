@@ -6,8 +6,6 @@ import csv
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
@@ -20,36 +18,43 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from scipy.special import expit
 from torch.utils.data import Dataset
-from transformers import AutoModel, AutoTokenizer
 
-from .config import FORMAT_VERSION, ModelConfig, TrainConfig
-from .data import TokenDataset, encode_label_lists, encode_labels, label_names_of, split_dev, tokenize
-from .encoders import load_encoder
+from .config import ModelConfig, TrainConfig, parse_class_weight
+from .data import (
+    TokenDataset,
+    encode_label_lists,
+    encode_labels,
+    label_names_of,
+    split_dev,
+    tidy_labels,
+    tokenize,
+)
+from .device import resolve_device
+from .encoders import check_max_length, load_encoder, load_saved_encoder
 from .errors import BertLSTMError
 from .feature_cache import CacheKey, FeatureCache, FeatureDataset, encoder_fingerprint, texts_fingerprint
 from .metrics import full_report, multilabel_report, tune_thresholds
+from .model_folder import (
+    CONFIG_NAME,
+    ENCODER_DIR,
+    FORMAT_VERSION,
+    WEIGHTS_NAME,
+    atomic_folder,
+    check_files,
+    check_output,
+    digests,
+    read_config,
+)
 from .modeling import BertLSTMModel
 from .reports import write_plots
 from .training import Trainer, predict_logits
 
-CONFIG_NAME, WEIGHTS_NAME, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
 
-
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def _split_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_kwargs(kwargs: dict[str, Any], strict: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(kwargs) - model_fields - train_fields
-    if unknown:
+    if unknown and strict:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     return (
         {k: v for k, v in kwargs.items() if k in model_fields},
@@ -77,6 +82,8 @@ class BertLSTMClassifier:
         model_opts, train_opts = _split_kwargs(options)
         self.config = ModelConfig(mode=mode, encoder=encoder, **model_opts)
         self.train_config = TrainConfig(**train_opts)
+        if self.train_config.metric == "micro_f1" and not self.config.multi_label:
+            raise BertLSTMError("`metric` micro_f1 is for multi-label tasks; use accuracy or macro_f1", "metric")
         self.model: BertLSTMModel | None = None
         self.tokenizer = None
         self.history: list[dict[str, Any]] = []
@@ -107,16 +114,17 @@ class BertLSTMClassifier:
         texts, labels = list(texts), self._as_labels(labels)
         if len(texts) != len(labels):
             raise BertLSTMError(f"{len(texts)} texts but {len(labels)} labels")
-        label_names_of(labels, multi)  # one class only is an error before anything else happens
+        self._class_weights(label_names_of(labels, multi), [])  # one class, or weights for another count: stop now
         if dev_texts is None:
             texts, dev_texts, labels, dev_labels = split_dev(texts, labels, cfg.dev_fraction, cfg.seed)
-        dev_texts, dev_labels = list(dev_texts), self._as_labels(dev_labels or [])
+        dev_texts, dev_labels = list(dev_texts), self._as_labels([] if dev_labels is None else dev_labels)
         self.config.label_names = label_names_of(labels, multi)
         set_seed(cfg.seed)
         encoder, self.tokenizer = load_encoder(self.config.encoder)
+        check_max_length(self.config.encoder, self.config.max_length, encoder.config)
         self.model = BertLSTMModel(self.config, encoder)
         train, dev = self._labelled(texts, labels, "training data"), self._labelled(dev_texts, dev_labels, "dev data")
-        trainer = Trainer(self.model, cfg, class_weights=self._class_weights(train[1]))
+        trainer = Trainer(self.model, cfg, class_weights=self._class_weights(self.label_names, train[1]))
         trainer.callbacks.extend(callbacks)
         start = time.perf_counter()
         train_set, dev_set = self._datasets(train, dev, trainer)
@@ -146,32 +154,34 @@ class BertLSTMClassifier:
         return full_report(targets, logits.argmax(-1).tolist(), self.config.label_names)
 
     def _as_labels(self, labels: Sequence[Any]) -> list[Any]:
-        """Labels as strings, or as lists of strings when multi-label."""
+        """Labels as strings (numbers read as numbers), or as lists of strings when multi-label."""
         if self.config.multi_label:
             if any(isinstance(label, str) for label in labels):
-                raise BertLSTMError("multi-label labels must be lists of names (the CLI splits on --label-separator)")
+                raise BertLSTMError(
+                    "with `multi_label`, each label must be a list of names, not a joined string", "multi_label"
+                )
             return [[str(name) for name in label] for label in labels]
-        return [str(label) for label in labels]
+        return tidy_labels([str(label) for label in labels], "labels")
 
-    def _class_weights(self, targets: list[Any]) -> torch.Tensor | None:
+    def _class_weights(self, names: list[str], targets: list[Any]) -> torch.Tensor | None:
         """Loss weight per class from ``class_weight``: "balanced" (n / (C * count); for multi-label the
-        positive weight negatives / positives per label) or explicit numbers."""
-        spec, n_classes = self.train_config.class_weight, self.config.num_labels
+        positive weight negatives / positives per label) or explicit numbers, one per class."""
+        spec, n_classes = parse_class_weight(self.train_config.class_weight), len(names)
         if spec is None:
             return None
         if spec == "balanced":
+            if not len(targets):
+                return None
             if self.config.multi_label:
                 positives = np.asarray(targets).sum(0).clip(min=1)
                 return torch.tensor((len(targets) - positives) / positives, dtype=torch.float32)
             counts = np.bincount(targets, minlength=n_classes).clip(min=1)
             return torch.tensor(len(targets) / (n_classes * counts), dtype=torch.float32)
-        try:
-            weights = [float(w) for w in spec.split(",")]
-        except ValueError:
-            raise BertLSTMError(f"class weights {spec!r}: use 'balanced' or numbers such as '1,5'") from None
-        if len(weights) != n_classes:
-            raise BertLSTMError(f"{len(weights)} class weights for {n_classes} classes ({', '.join(self.label_names)})")
-        return torch.tensor(weights, dtype=torch.float32)
+        if len(spec) != n_classes:
+            raise BertLSTMError(
+                f"{len(spec)} class weights for {n_classes} classes ({', '.join(names)})", "class_weight"
+            )
+        return torch.tensor(spec, dtype=torch.float32)
 
     def _datasets(
         self, train: tuple[list[str], list[int]], dev: tuple[list[str], list[int]], trainer: Trainer
@@ -282,41 +292,33 @@ class BertLSTMClassifier:
         return {**self._report(y_true, logits), "n_unseen_label": len(labels) - len(known)}
 
     # --- folders ------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write a self-contained model folder, atomically: a temporary folder renamed into place."""
+    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write a self-contained model folder, atomically: a temporary folder renamed into place.
+
+        An existing ``directory`` is replaced only when it is empty or a bertlstm model folder, unless
+        ``overwrite``; the working folder and its parents never are.
+        """
         model = self._require_model()
-        target = Path(directory).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model folder should not be
-        try:
+        target = check_output(directory, overwrite=overwrite)
+        _check_finite(model)
+        with atomic_folder(target) as tmp:
             self._write_folder(model, tmp)
-            old = None
-            if target.exists():
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                target.rename(old)
-            tmp.rename(target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     def _write_folder(self, model: BertLSTMModel, folder: Path) -> None:
+        head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+        save_file(head, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        model.encoder.save_pretrained(folder / ENCODER_DIR)
+        self.tokenizer.save_pretrained(folder / ENCODER_DIR)
         meta = {
             "format_version": FORMAT_VERSION,
             "library_versions": {p: version(p) for p in ("bertlstm", "torch", "transformers", "safetensors")},
             "model": self.config.to_dict(),
             "training": self.train_config.to_dict(),
+            "tokenizer_size": len(self.tokenizer),
+            "files": digests(folder),  # SHA-256 of every weight and tokenizer file, verified on load
         }
         (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        head = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-        save_file(head, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        model.encoder.save_pretrained(folder / ENCODER_DIR)
-        self.tokenizer.save_pretrained(folder / ENCODER_DIR)
         if self.history:
             with open(folder / "history.csv", "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(self.history[0]))
@@ -329,26 +331,52 @@ class BertLSTMClassifier:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str = "auto") -> BertLSTMClassifier:
-        """Load a folder written by :meth:`save_pretrained`."""
+        """Load a folder written by :meth:`save_pretrained`: local files only, every checksum verified,
+        safetensors only, no code from the folder ever run."""
         folder = Path(directory)
-        config_file = folder / CONFIG_NAME
-        if not config_file.is_file() or not (folder / WEIGHTS_NAME).is_file():
-            raise BertLSTMError(f"{folder} is not a bertlstm model folder (no {CONFIG_NAME} / {WEIGHTS_NAME})")
-        try:
-            meta = json.loads(config_file.read_text())
-        except json.JSONDecodeError as err:
-            raise BertLSTMError(f"{config_file} is not valid JSON: {err}") from None
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise BertLSTMError(f"{folder} was written by a newer bertlstm (format {meta['format_version']})")
-        clf = cls(**meta["model"], **{**meta.get("training", {}), "device": device})
-        encoder = AutoModel.from_pretrained(folder / ENCODER_DIR)
-        clf.tokenizer = AutoTokenizer.from_pretrained(folder / ENCODER_DIR)
+        meta = read_config(folder)
+        check_files(folder, meta)
+        clf = cls._from_config(meta, device, folder / CONFIG_NAME)
+        target = resolve_device(device)
+        encoder, clf.tokenizer = load_saved_encoder(folder / ENCODER_DIR)
+        if "tokenizer_size" in meta and len(clf.tokenizer) != meta["tokenizer_size"]:
+            raise BertLSTMError(
+                f"{folder / ENCODER_DIR}: the tokenizer has {len(clf.tokenizer)} entries, but the model was saved "
+                f"with {meta['tokenizer_size']}: it is not the tokenizer this model was trained with"
+            )
+        if len(clf.tokenizer) > encoder.config.vocab_size:
+            raise BertLSTMError(f"{folder / ENCODER_DIR}: the tokenizer is larger than the encoder's vocabulary")
         model = BertLSTMModel(clf.config, encoder)
-        missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=False)
+        except Exception as err:  # a torn file (SafetensorError) or tensors of other shapes (RuntimeError)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BertLSTMError(f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}: {first}") from None
         if unexpected or any(not k.startswith("encoder.") for k in missing):
-            raise BertLSTMError(f"{folder / WEIGHTS_NAME} does not match config.json")
-        clf.device = _pick_device(device)
-        clf.model = model.to(clf.device).eval()
+            raise BertLSTMError(f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}")
+        clf.device = target
+        clf.model = model.to(target).eval()
         metrics_file = folder / "metrics.json"
         clf.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         return clf
+
+    @classmethod
+    def _from_config(cls, meta: dict[str, Any], device: str, where: Path) -> BertLSTMClassifier:
+        """A classifier with the saved settings; settings this version does not know are an error."""
+        model_opts = dict(meta["model"])
+        unknown = set(model_opts) - {f.name for f in dataclasses.fields(ModelConfig)}
+        if unknown:
+            raise BertLSTMError(f"{where}: unknown model setting(s) {', '.join(sorted(unknown))}")
+        _, train_opts = _split_kwargs(meta.get("training", {}), strict=False)  # not needed to predict: extras ignored
+        try:
+            return cls(**model_opts, **{**train_opts, "device": device})
+        except (TypeError, ValueError) as err:
+            raise BertLSTMError(f"{where}: {err}") from None
+
+
+def _check_finite(model: BertLSTMModel) -> None:
+    """Never save a model that would predict NaN."""
+    state = model.state_dict()
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if bad:
+        raise BertLSTMError(f"the model has non-finite weights ({', '.join(bad[:3])}); it was not saved")

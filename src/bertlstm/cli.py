@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import warnings
 
 from .config import LAYERS, MODES, ModelConfig, TrainConfig
+from .errors import BertLSTMError
 
 _M, _T = ModelConfig(), TrainConfig()  # defaults shown in --help
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -21,6 +23,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument("--test", metavar="FILE", help="test data, evaluated once with the best model at the end")
     data.add_argument("--output", metavar="DIR", help="model folder to write (replaced atomically at the end)")
     data.add_argument("--resume", metavar="DIR", help="continue the killed run whose --output was DIR")
+    data.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output even when it is not a bertlstm model folder (never the working folder or input data)",
+    )
     data.add_argument("--text-column", help="column holding the text (default: auto-detect text/sentence/...)")
     data.add_argument("--label-column", help="column holding the label (default: auto-detect label/labels/...)")
     data.add_argument("--dev-fraction", type=float, default=_T.dev_fraction, help="held-out share when no --dev")
@@ -107,6 +114,15 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     from .runs import RunSpec, resume_run, train_run
 
     if args.resume:
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k, v in vars(args).items()
+            if k not in ("command", "resume") and v != parser_defaults(parser, k)
+        ]
+        if given:
+            raise BertLSTMError(
+                f"--resume continues a run with the settings it started with; leave out {', '.join(given)}"
+            )
         resume_run(args.resume)
         return
     if not args.train or not args.output:
@@ -143,7 +159,12 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         "encode_batch_size": args.encode_batch_size,
         "pad_to_max_length": args.pad_to_max_length,
     }
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
+    except ValueError:
+        raise BertLSTMError(
+            f"--seeds {args.seeds}: use distinct whole numbers separated by commas, such as 0,1,2"
+        ) from None
     spec = RunSpec(
         train=args.train,
         output=args.output,
@@ -154,6 +175,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         label_separator=args.label_separator,
         seeds=seeds,
         tensorboard=args.tensorboard,
+        overwrite=args.overwrite,
         options=options,
     )
     train_run(spec)
@@ -162,8 +184,10 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
 def cmd_predict(args: argparse.Namespace) -> None:
     from .classifier import BertLSTMClassifier
     from .data import load_texts
-    from .predict import write_predictions
+    from .predict import check_predictions_output, write_predictions
 
+    if args.output:
+        check_predictions_output(args.output, [args.input] if args.input else [])
     if args.input:
         texts = load_texts(args.input, args.text_column)
     elif args.text:
@@ -216,10 +240,25 @@ def cmd_cache(args: argparse.Namespace) -> None:
         )
 
 
+def parser_defaults(parser: argparse.ArgumentParser, dest: str) -> object:
+    """The default of the ``train`` option stored in ``dest``."""
+    train = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    return train.get_default(dest)
+
+
+def _for_cli(message: str) -> str:
+    """Library messages name settings in backquotes (`max_length`); here they are options (--max-length)."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+def _os_error(err: OSError) -> str:
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot access{where}: {err.strerror or err}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import BertLSTMError
 
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     commands = {"predict": cmd_predict, "evaluate": cmd_evaluate, "report": cmd_report, "cache": cmd_cache}
@@ -229,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             commands[args.command](args)
     except (BertLSTMError, ValueError) as err:  # bad input, or a setting out of range
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_for_cli(str(err))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a folder that cannot be written, a disk that is full
+        print(f"error: {_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no model folder was written", file=sys.stderr)

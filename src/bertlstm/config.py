@@ -7,12 +7,50 @@ A model is built from its :class:`ModelConfig` and nothing else; training settin
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import BertLSTMError
+
 MODES = ("frozen", "pooled", "finetune")
 LAYERS = ("last", "second-to-last", "concat-last-4", "scalar-mix")
-FORMAT_VERSION = 1  # bump when the saved-folder layout changes
+
+
+def _finite(value: float, name: str, low: float = 0.0, strict: bool = False, high: float = math.inf) -> None:
+    """``value`` must be a finite number with ``low <(=) value <= high``."""
+    ok = isinstance(value, int | float) and math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok or value > high:
+        bound = f"{'above' if strict else 'at least'} {low:g}" + (f" and at most {high:g}" if high < math.inf else "")
+        raise BertLSTMError(f"`{name}` must be a finite number {bound}, not {value!r}", name)
+
+
+def parse_threshold(value: str | float) -> str | float:
+    """``per-label``, ``global`` or a number in (0, 1)."""
+    if value in ("per-label", "global"):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 < number < 1.0:
+        raise BertLSTMError(f"`threshold` must be per-label, global or a number in (0, 1), not {value!r}", "threshold")
+    return number
+
+
+def parse_class_weight(value: str | None) -> str | list[float] | None:
+    """``None``, ``"balanced"`` or one finite positive weight per class (``"1,5"``)."""
+    if value is None or value == "balanced":
+        return value
+    try:
+        weights = [float(w) for w in str(value).split(",")]
+    except ValueError:
+        weights = []
+    if not weights or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise BertLSTMError(
+            f"`class_weight` must be 'balanced' or positive numbers such as '1,5', not {value!r}", "class_weight"
+        )
+    return weights
 
 
 @dataclass
@@ -42,6 +80,7 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.max_length < 2:
             raise ValueError(f"max_length must be at least 2, not {self.max_length}")
+        _finite(self.dropout, "dropout", high=0.99)
 
     @property
     def num_labels(self) -> int:
@@ -67,7 +106,7 @@ class TrainConfig:
     patience: int = 0  # stop after this many epochs without a better dev metric; 0 = never stop early
     metric: str = "auto"  # dev metric that picks the best epoch: accuracy | macro_f1 | micro_f1 ("auto": accuracy,
     # or micro_f1 when multi-label)
-    threshold: str = "per-label"  # multi-label decision threshold tuned on dev: per-label | global | a number
+    threshold: str | float = "per-label"  # multi-label decision threshold tuned on dev: per-label | global | a number
     class_weight: str | None = None  # loss weights: None, "balanced", or one number per class ("1,5")
     dev_fraction: float = 0.1  # stratified share of train held out when no dev set is given
     seed: int = 0  # seeds the split, initialisation, dropout and batch order
@@ -91,8 +130,18 @@ class TrainConfig:
             raise ValueError(f"dev_fraction must be in (0, 1), not {self.dev_fraction}")
         if self.cache_dtype not in ("float16", "float32"):
             raise ValueError(f"cache_dtype must be float16 or float32, not {self.cache_dtype!r}")
-        if self.device not in ("auto", "cuda", "mps", "cpu"):
-            raise ValueError(f"device must be auto, cuda, mps or cpu, not {self.device!r}")
+        if self.device.partition(":")[0] not in ("auto", "cuda", "mps", "cpu"):
+            raise ValueError(f"device must be auto, cuda, cuda:N, mps or cpu, not {self.device!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16 or bf16, not {self.mixed_precision!r}")
+        _finite(self.lr, "lr", strict=True)
+        _finite(self.encoder_lr, "encoder_lr", strict=True)
+        _finite(self.weight_decay, "weight_decay")
+        _finite(self.encoder_weight_decay, "encoder_weight_decay")
+        _finite(self.warmup_ratio, "warmup_ratio", high=1.0)
+        _finite(self.max_grad_norm, "max_grad_norm")
+        parse_threshold(self.threshold)
+        parse_class_weight(self.class_weight)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

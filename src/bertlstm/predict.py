@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,10 +38,8 @@ def write_predictions(
     if output is None:
         frame.to_csv(sys.stdout, index=False)
         return
-    path = Path(output)
+    path = check_predictions_output(output)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".jsonl"):
-        raise BertLSTMError(f"--output {output}: use a .csv, .tsv or .jsonl file name")
     tmp = path.with_name(f".{path.name}.tmp")
     if suffix == ".jsonl":
         frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
@@ -48,3 +47,22 @@ def write_predictions(
         frame.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
     tmp.replace(path)
     print(f"wrote {len(frame)} predictions to {path}", file=sys.stderr)
+
+
+def check_predictions_output(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """A file name predictions may be written to: .csv, .tsv or .jsonl, in an existing folder, not a folder
+    itself and never one of the ``inputs`` (that would destroy the true labels)."""
+    path = Path(output).expanduser()
+    if path.suffix.lower() not in (".csv", ".tsv", ".jsonl"):
+        raise BertLSTMError(f"predictions output {output}: use a .csv, .tsv or .jsonl file name", "output")
+    if path.is_dir():
+        raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
+    for item in inputs:
+        source = Path(item).expanduser()
+        if source.resolve() == path.resolve() or (source.exists() and path.exists() and source.samefile(path)):
+            raise BertLSTMError(f"predictions output {output} is the input file; name another file", "output")
+    if not path.parent.is_dir():
+        raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
+    return path

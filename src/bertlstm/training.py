@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from scipy.special import expit
 from torch import Tensor
@@ -33,18 +33,17 @@ from transformers import get_linear_schedule_with_warmup
 
 from .config import TrainConfig
 from .data import LengthGroupedBatches, sorted_batches
+from .device import resolve_device
 from .errors import BertLSTMError
 from .metrics import multilabel_metrics, quick_metrics
+from .model_folder import atomic_folder
 from .modeling import BertLSTMModel
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
     """An Accelerator for the requested device; ``auto`` lets Accelerate pick (cuda, mps, cpu)."""
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise BertLSTMError("--device cuda was asked for, but no CUDA GPU is available")
-    if config.device == "mps" and not torch.backends.mps.is_available():
-        raise BertLSTMError("--device mps was asked for, but MPS is not available")
-    return Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
+    device = resolve_device(config.device)  # a clear error for a device that is not there
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=config.mixed_precision)
 
 
 def predict_logits(model: BertLSTMModel, dataset: Dataset, batch_size: int, device: torch.device) -> np.ndarray:
@@ -144,6 +143,11 @@ class Trainer:
                 loss = self.compute_loss(batch) / n_examples
                 self.accelerator.backward(loss)
             total += float(loss.detach())
+        if not math.isfinite(total):
+            raise BertLSTMError(
+                f"training diverged: the loss became {total} (try a lower `lr` or `encoder_lr`); nothing was saved",
+                "lr",
+            )
         if self.config.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.trainable_parameters, self.config.max_grad_norm)
         self.optimizer.step()
@@ -251,9 +255,7 @@ class Trainer:
 
     def save_checkpoint(self, folder: Path, epoch: int) -> None:
         """Write ``folder/state`` atomically: weights, best weights, optimizer, scheduler, RNG, history."""
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".state-", dir=folder))
-        try:
+        with atomic_folder(folder / "state") as tmp:
             save_file(self._trainable_state(), str(tmp / "model.safetensors"))
             save_file(self.best["state"], str(tmp / "best.safetensors"))
             save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
@@ -268,22 +270,23 @@ class Trainer:
                 "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             }
             (tmp / "trainer_state.json").write_text(json.dumps(state))
-            current, old = folder / "state", folder / "state.old"
-            if current.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                current.rename(old)
-            tmp.rename(current)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def load_checkpoint(self, folder: Path) -> int:
         """Restore everything :meth:`save_checkpoint` wrote; returns the epoch it was taken after."""
         state_dir = folder / "state"
-        state = json.loads((state_dir / "trainer_state.json").read_text())
-        self._restore(load_file(str(state_dir / "model.safetensors")))
-        self.optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+        try:
+            state = json.loads((state_dir / "trainer_state.json").read_text())
+            self._restore(load_file(str(state_dir / "model.safetensors")))
+            # weights_only: a checkpoint is a file like any other and must not be able to run code
+            self.optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
+        except pickle.UnpicklingError:
+            raise BertLSTMError(
+                f"the checkpoint in {state_dir} cannot be resumed: optimizer.pt holds objects other than tensors, "
+                "and loading them could run code"
+            ) from None
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BertLSTMError(f"the checkpoint in {state_dir} cannot be resumed: {first}") from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = state["history"]
         self.best = {**state["best"], "state": load_file(str(state_dir / "best.safetensors"))}
