@@ -4,42 +4,65 @@
 
 The encoder's [CLS] state (``--head cls``) or its mean over real tokens (``--head mean``) goes through dropout
 0.1 into one linear layer; one AdamW (weight decay 0.01) trains everything at ``--lr`` with 10% linear warmup,
-batch 32, plain shuffling. It shows what the encoder itself reaches, so that the BERT→LSTM figures can be read
-against it: if this control lands where `bertlstm --mode finetune` lands, the ceiling is the encoder's.
+batch 32, gradient clipping 1.0, on bertlstm's own Trainer (length-grouped batches; the figures in
+BENCHMARKS.md came from this script's earlier loop of its own, with plain shuffling). It shows what the encoder
+itself reaches, so that the BERT→LSTM figures can be read against it: if this control lands where
+`bertlstm --mode finetune` lands, the ceiling is the encoder's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
-from transformers import get_linear_schedule_with_warmup
+from torch import Tensor, nn
 
-from bertlstm.data import load_labelled
+from bertlstm import TrainConfig
+from bertlstm.callbacks import KeepBest, LogEpoch
+from bertlstm.data import TokenDataset, load_labelled, tokenize
 from bertlstm.encoders import load_encoder
+from bertlstm.metrics import quick_metrics
+from bertlstm.modeling import ClassifierOutput, mean_pool
+from bertlstm.predict import predict_logits
+from bertlstm.training import Trainer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class Control(nn.Module):
+    """Encoder → [CLS] or mean → dropout → linear, everything trained at one learning rate: the protocol
+    :class:`bertlstm.training.TrainableModel` asks for, so the shared Trainer runs it."""
+
+    encoder_frozen = False  # linear warmup and decay
+
     def __init__(self, encoder: nn.Module, head: str, n_classes: int) -> None:
         super().__init__()
-        self.encoder, self.head = encoder, head
+        self.encoder, self.head, self.num_labels = encoder, head, n_classes
         self.dropout = nn.Dropout(0.1)
         self.out = nn.Linear(encoder.config.hidden_size, n_classes)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> ClassifierOutput:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        if self.head == "cls":
-            vector = hidden[:, 0]  # (B, H)
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            vector = (hidden * mask).sum(1) / mask.sum(1)  # (B, H)
-        return self.out(self.dropout(vector))  # (B, C)
+        vector = hidden[:, 0] if self.head == "cls" else mean_pool(hidden, attention_mask)  # (B, H)
+        return ClassifierOutput(self.out(self.dropout(vector)))  # (B, C)
+
+    def compute_loss(self, logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
+        return nn.functional.cross_entropy(logits, labels, weight=weight, reduction="sum")
+
+    def parameter_groups(self, training: TrainConfig) -> list[dict[str, Any]]:
+        return [{"params": list(self.parameters()), "lr": training.lr, "weight_decay": training.weight_decay}]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.load_state_dict(state)
 
 
 def main() -> None:
@@ -51,58 +74,35 @@ def main() -> None:
     parser.add_argument("--encoder", default="minilm")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     torch.manual_seed(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     encoder, tokenizer = load_encoder(args.encoder)
     splits = {s: load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev", "test")}
     names = sorted(set(splits["train"][1]))
+    data = {
+        split: TokenDataset(tokenize(tokenizer, texts, 128), [names.index(y) for y in labels], tokenizer.pad_token_id)
+        for split, (texts, labels) in splits.items()
+    }
+    model = Control(encoder, args.head, len(names))
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, weight_decay=0.01, seed=args.seed, progress=False)
 
-    def batches(split: str, shuffle: bool) -> list[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        texts, labels = splits[split]
-        order = torch.randperm(len(texts)).tolist() if shuffle else list(range(len(texts)))
-        out = []
-        for i in range(0, len(order), 32):
-            rows = order[i : i + 32]
-            enc = tokenizer(
-                [texts[r] for r in rows], truncation=True, max_length=128, padding=True, return_tensors="pt"
-            )
-            out.append((dict(enc), torch.tensor([names.index(labels[r]) for r in rows])))
-        return out
+    def accuracy(logits: np.ndarray, dataset: TokenDataset) -> dict[str, float]:
+        return {"accuracy": quick_metrics(dataset.labels, logits.argmax(-1).tolist())["accuracy"]}
 
-    def accuracy(split: str) -> float:
-        model.eval()
-        right = 0
-        with torch.no_grad():
-            for enc, y in batches(split, shuffle=False):
-                logits = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-                right += int((logits.argmax(-1).cpu() == y).sum())
-        return right / len(splits[split][0])
+    def test_accuracy(row: dict[str, Any]) -> None:  # reported beside dev, never used to choose
+        logits = predict_logits(model, data["test"], 256, trainer.accelerator.device)
+        row["test_accuracy"] = accuracy(logits, data["test"])["accuracy"]
 
-    model = Control(encoder, args.head, len(names)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    steps = args.epochs * -(-len(splits["train"][0]) // 32)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
-    start, history = time.perf_counter(), []
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        for enc, y in batches("train", shuffle=True):
-            logits = model(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-            loss = nn.functional.cross_entropy(logits, y.to(device))
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        row = {"epoch": epoch, "dev_accuracy": accuracy("dev"), "test_accuracy": accuracy("test")}
-        history.append(row)
-        print(f"epoch {epoch}: dev {row['dev_accuracy']:.4f} test {row['test_accuracy']:.4f}", flush=True)
-    best = max(history, key=lambda r: r["dev_accuracy"])
+    best = KeepBest("accuracy")
+    trainer = Trainer(model, config, score=accuracy, callbacks=[test_accuracy, LogEpoch(), best])
+    start = time.perf_counter()
+    history = trainer.fit(data["train"], data["dev"])
     minutes = (time.perf_counter() - start) / 60
     name = f"sst2 control head={args.head} lr={args.lr} seed={args.seed}"
     print(
-        f"{name}: dev_accuracy {best['dev_accuracy']:.4f}  test_accuracy {best['test_accuracy']:.4f}  "
-        f"(best epoch {best['epoch']}, {minutes:.1f} min)",
+        f"{name}: dev_accuracy {best.best['dev_accuracy']:.4f}  test_accuracy {best.best['test_accuracy']:.4f}  "
+        f"(best epoch {best.best['epoch']}, {minutes:.1f} min)",
         flush=True,
     )
     print(json.dumps({"experiment": name, "minutes": minutes, "history": history}), flush=True)

@@ -75,7 +75,7 @@ def main() -> None:
     )
     print(f"padded positions, everything padded to 128: {padded_fraction(lengths, sorted_b, fixed=128):.1%}")
 
-    model = BertLSTMModel(ModelConfig(mode="frozen", label_names=["0", "1"]), encoder).eval()
+    model = BertLSTMModel(ModelConfig(mode="frozen"), encoder, num_labels=2).eval()
     subset = random.Random(0).sample(range(len(texts)), args.n)
     ids = tokenize(tokenizer, [texts[i] for i in subset], 128)
     batches = sorted_batches([len(x) for x in ids], args.encode_batch_size)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def report(name: str, clf: BertLSTMClassifier, start: float, **scores: float) ->
                 **scores,
                 "history": clf.history,
                 "train_options": clf.train_config.to_dict(),
-                "model_options": {k: v for k, v in clf.config.to_dict().items() if k != "label_names"},
+                "model_options": clf.config.to_dict(),
             }
         ),
         flush=True,
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="override the default batch size (32)")
     parser.add_argument("--dropout", type=float, help="override the default dropout (0.1)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # each epoch's line from the library
     experiments[args.experiment](args)
 
 

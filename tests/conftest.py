@@ -33,10 +33,8 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a random 2-layer BERT (hidden 32) with a small word-level vocabulary."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
+def write_tiny_bert(folder: Path, layers: int) -> str:
+    """A random BERT (hidden 32) with a small word-level vocabulary, saved to ``folder``."""
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
@@ -44,7 +42,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=32,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=37,
         max_position_embeddings=128,  # as long as the default max_length
@@ -52,6 +50,18 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     BertModel(config).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Folder of a random 2-layer BERT."""
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_4(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Folder of a random 4-layer BERT, for what reads the last four layers."""
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert-4"), layers=4)
 
 
 def make_sentiment(n: int, seed: int) -> tuple[list[str], list[str]]:
@@ -66,6 +76,17 @@ def make_sentiment(n: int, seed: int) -> tuple[list[str], list[str]]:
         rng.shuffle(words)
         texts.append(" ".join(words))
         labels.append(label)
+    return texts, labels
+
+
+def make_multilabel(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Toy texts whose label set says which cue words they hold: pos, neg, cinema (movie/film)."""
+    texts, _ = make_sentiment(n, seed)
+    labels = []
+    for text in texts:
+        words = set(text.split())
+        cues = (("pos", set(POSITIVE)), ("neg", set(NEGATIVE)), ("cinema", {"movie", "film"}))
+        labels.append(",".join(name for name, cue in cues if words & cue))
     return texts, labels
 
 

@@ -190,9 +190,9 @@ def test_cache_info_and_clear(tiny_encoder: str, toy_files: dict[str, Path], tmp
         str(tmp_path / "m"),
     ]
     assert main(args) == 0
-    assert "feature cache: encoded" in capsys.readouterr().out
+    assert "feature cache: encoded" in capsys.readouterr().err
     assert main(args) == 0
-    assert "feature cache: read" in capsys.readouterr().out  # the second run reads, never re-encodes
+    assert "feature cache: read" in capsys.readouterr().err  # the second run reads, never re-encodes
     assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
     info = capsys.readouterr().out
     assert "2 entries" in info and "tokens" in info

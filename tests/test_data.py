@@ -7,15 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bertlstm.data import (
-    LengthGroupedBatches,
-    encode_labels,
-    label_names_of,
-    load_labelled,
-    pad_batch,
-    read_table,
-    split_dev,
-)
+from bertlstm.data import LengthGroupedBatches, load_labelled, pad_batch, read_table, split_dev
 from bertlstm.errors import BertLSTMError
 
 ROWS = pd.DataFrame({"sentence": ["a fine film", "a dull film", "so good"], "label": [1, 0, 1]})
@@ -68,19 +60,6 @@ def test_missing_file_and_unknown_type(tmp_path: Path) -> None:
     (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(BertLSTMError, match="unknown file type"):
         read_table(tmp_path / "d.xlsx")
-
-
-def test_label_names_sorted_numerically_and_one_class_rejected() -> None:
-    assert label_names_of(["10", "2", "1", "2"]) == ["1", "2", "10"]
-    assert label_names_of(["pos", "neg"]) == ["neg", "pos"]
-    with pytest.raises(BertLSTMError, match="only one class"):
-        label_names_of(["pos", "pos"])
-
-
-def test_unseen_labels_are_left_out_with_a_warning() -> None:
-    with pytest.warns(UserWarning, match="1 row\\(s\\) have labels never seen in training \\('maybe'\\)"):
-        ids, keep = encode_labels(["pos", "maybe", "neg"], ["neg", "pos"], "dev data")
-    assert ids == [1, 0] and keep == [0, 2]
 
 
 def test_dev_split_is_stratified_and_seeded() -> None:

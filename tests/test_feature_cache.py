@@ -17,16 +17,19 @@ from conftest import make_sentiment
 
 
 def model_and_tokenizer(tiny_encoder: str, mode: str) -> tuple[BertLSTMModel, object]:
-    config = ModelConfig(encoder=tiny_encoder, mode=mode, lstm_units=8, label_names=["neg", "pos"])
-    return BertLSTMModel(config, AutoModel.from_pretrained(tiny_encoder)).eval(), AutoTokenizer.from_pretrained(
-        tiny_encoder
-    )
+    config = ModelConfig(encoder=tiny_encoder, mode=mode, lstm_units=8)
+    model = BertLSTMModel(config, AutoModel.from_pretrained(tiny_encoder), num_labels=2).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_encoder)
+
+
+def build(cache: FeatureCache, key: CacheKey, model: BertLSTMModel, ids: list[list[int]], batch_size: int):
+    return cache.build(key, model.encode, model.feature_size, ids, 0, batch_size)
 
 
 def key_for(model, tokenizer, texts, mode="frozen", dtype="float32", max_length=32) -> CacheKey:
     return CacheKey(
         encoder="tiny",
-        encoder_hash=encoder_fingerprint(model, tokenizer),
+        encoder_hash=encoder_fingerprint(model.encoder, tokenizer),
         layers="last",
         max_length=max_length,
         pooling="mean" if mode == "pooled" else "tokens",
@@ -41,7 +44,7 @@ def test_cached_features_give_the_encoders_logits(tiny_encoder: str, tmp_path: P
     model, tokenizer = model_and_tokenizer(tiny_encoder, mode)
     texts = make_sentiment(50, seed=3)[0]
     ids = tokenize(tokenizer, texts, 32)
-    store = FeatureCache(tmp_path).build(key_for(model, tokenizer, texts, mode), model, ids, 0, 7, torch.device("cpu"))
+    store = build(FeatureCache(tmp_path), key_for(model, tokenizer, texts, mode), model, ids, 7)
     dataset = FeatureDataset(store)
     assert store.lengths == ([len(i) for i in ids] if mode == "frozen" else [1] * 50)
     rows = [3, 17, 40]
@@ -56,7 +59,7 @@ def test_key_changes_are_misses_and_same_key_is_a_hit(tiny_encoder: str, tmp_pat
     texts = make_sentiment(20, seed=3)[0]
     cache = FeatureCache(tmp_path)
     key = key_for(model, tokenizer, texts)
-    cache.build(key, model, tokenize(tokenizer, texts, 32), 0, 8, torch.device("cpu"))
+    build(cache, key, model, tokenize(tokenizer, texts, 32), 8)
     assert cache.open(key) is not None
     assert cache.open(key_for(model, tokenizer, texts[:-1] + ["a different text"])) is None
     assert cache.open(dataclasses.replace(key, max_length=16)) is None
@@ -73,7 +76,7 @@ def test_damaged_entries_are_detected_and_rebuilt(tiny_encoder: str, tmp_path: P
     texts = make_sentiment(20, seed=3)[0]
     cache = FeatureCache(tmp_path)
     key = key_for(model, tokenizer, texts)
-    store = cache.build(key, model, tokenize(tokenizer, texts, 32), 0, 8, torch.device("cpu"))
+    store = build(cache, key, model, tokenize(tokenizer, texts, 32), 8)
     good = store[5].copy()
     features = store.folder / "features.bin"
     if damage == "truncate":
@@ -86,7 +89,7 @@ def test_damaged_entries_are_detected_and_rebuilt(tiny_encoder: str, tmp_path: P
         (store.folder / "meta.json").write_text("{not json")
     with pytest.warns(UserWarning, match="damaged"):
         assert cache.open(key) is None
-    rebuilt = cache.build(key, model, tokenize(tokenizer, texts, 32), 0, 8, torch.device("cpu"))
+    rebuilt = build(cache, key, model, tokenize(tokenizer, texts, 32), 8)
     np.testing.assert_array_equal(rebuilt[5], good)
 
 
@@ -108,7 +111,5 @@ def test_clear(tiny_encoder: str, tmp_path: Path) -> None:
     model, tokenizer = model_and_tokenizer(tiny_encoder, "pooled")
     texts = make_sentiment(10, seed=3)[0]
     cache = FeatureCache(tmp_path / "c")
-    cache.build(
-        key_for(model, tokenizer, texts, "pooled"), model, tokenize(tokenizer, texts, 32), 0, 4, torch.device("cpu")
-    )
+    build(cache, key_for(model, tokenizer, texts, "pooled"), model, tokenize(tokenizer, texts, 32), 4)
     assert cache.clear() > 0 and cache.entries() == [] and cache.clear() == 0

@@ -6,23 +6,13 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from bertlstm import BertLSTMModel, ModelConfig
-from bertlstm.classifier import BertLSTMClassifier
-from bertlstm.config import TrainConfig
+from bertlstm import BertLSTMClassifier, BertLSTMError, BertLSTMModel, ModelConfig, TrainConfig
 from bertlstm.data import pad_batch
-from bertlstm.training import Trainer
 
 
 def build(tiny_encoder: str, mode: str, bidirectional: bool = False, layers: int = 1) -> BertLSTMModel:
-    config = ModelConfig(
-        encoder=tiny_encoder,
-        mode=mode,
-        lstm_units=8,
-        lstm_layers=layers,
-        bidirectional=bidirectional,
-        label_names=["neg", "pos", "neutral"],
-    )
-    return BertLSTMModel(config, AutoModel.from_pretrained(tiny_encoder)).eval()
+    config = ModelConfig(encoder=tiny_encoder, mode=mode, lstm_units=8, lstm_layers=layers, bidirectional=bidirectional)
+    return BertLSTMModel(config, AutoModel.from_pretrained(tiny_encoder), num_labels=3).eval()
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -73,9 +63,7 @@ def test_frozen_encoder_gets_no_gradient_and_no_dropout(tiny_encoder: str, mode:
 def test_finetune_trains_encoder_with_its_own_learning_rate(tiny_encoder: str) -> None:
     model = build(tiny_encoder, "finetune").train()
     assert model.encoder.training
-    trainer = Trainer(model, TrainConfig(device="cpu", lr=1e-3, encoder_lr=2e-5))
-    optimizer = trainer.create_optimizer()
-    encoder_group, head_group = optimizer.param_groups
+    encoder_group, head_group = model.parameter_groups(TrainConfig(lr=1e-3, encoder_lr=2e-5))
     assert encoder_group["lr"] == 2e-5 and encoder_group["weight_decay"] == 0.001
     assert head_group["lr"] == 1e-3
     encoder_ids = {id(p) for p in model.encoder.parameters()}
@@ -95,7 +83,7 @@ def test_pooled_mean_ignores_padding() -> None:
 def test_classifier_rejects_unknown_options() -> None:
     with pytest.raises(TypeError, match="lstm_unit"):
         BertLSTMClassifier(lstm_unit=3)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(BertLSTMError, match="`mode` must be one of frozen, pooled, finetune, not 'frozn'"):
         BertLSTMClassifier(mode="frozn")
 
 
@@ -116,8 +104,8 @@ def test_layer_choice(tiny_encoder: str, layers: str, width: int) -> None:
             max_position_embeddings=64,
         )
     )
-    config = ModelConfig(mode="frozen", layers=layers, lstm_units=8, label_names=["a", "b"])
-    model = BertLSTMModel(config, encoder).eval()
+    config = ModelConfig(mode="frozen", layers=layers, lstm_units=8)
+    model = BertLSTMModel(config, encoder, num_labels=2).eval()
     input_ids, mask = pad_batch([[2, 5, 6, 3], [2, 7, 3]], 0)
     with torch.no_grad():
         features = model.encode(input_ids, mask)

@@ -45,9 +45,8 @@ def copy_of(model_dir: Path, tmp_path: Path) -> Path:
 def one_error(capsys: pytest.CaptureFixture[str], *fragments: str) -> str:
     """The captured stderr is one ``error:`` line that contains every fragment; returns stdout."""
     out, err = capsys.readouterr()
-    err = err.strip()
-    lines = [line for line in err.splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]  # progress lines may come first
+    assert len(lines) == 1 and err.strip().endswith(lines[0]) and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return out
@@ -158,17 +157,21 @@ def test_a_second_run_on_the_same_output_is_refused(tiny_encoder, tmp_path, caps
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--multi-label", "--threshold", "foo"], "--threshold must be per-label, global or a number"),
+        (["--multi-label", "--threshold", "foo"], "--threshold must be a number or per-label, global, not 'foo'"),
         (["--metric", "micro_f1"], "--metric micro_f1 is for multi-label"),
         (["--test", "UNKNOWN"], "no row has a label the model knows"),
-        (["--class-weight", "nan,1"], "--class-weight must be 'balanced' or positive numbers"),
-        (["--class-weight=-1,1"], "--class-weight must be"),
+        (["--class-weight", "nan,1"], "--class-weight must be a finite number above 0, not nan"),
+        (["--class-weight=-1,1"], "--class-weight must be a finite number above 0, not -1.0"),
+        (
+            ["--class-weight", "heavy"],
+            "--class-weight must be balanced or a comma-separated list of numbers, not 'heavy'",
+        ),
         (["--class-weight", "1,2,3"], "3 class weights for 2 classes"),
         (["--lr", "-0.001"], "--lr must be a finite number above 0"),
         (["--encoder-lr", "nan"], "--encoder-lr must be a finite number above 0"),
         (["--max-length", "1000"], "--max-length 1000 is beyond what encoder"),
         (["--seeds", "0,0"], "--seeds [0, 0] repeat a seed"),
-        (["--seeds", "0,x"], "--seeds 0,x: use distinct whole numbers"),
+        (["--seeds", "0,x"], "--seeds must be a comma-separated list of whole numbers, not '0,x'"),
     ],
 )
 def test_bad_options_fail_before_any_work(tiny_encoder, tmp_path, capsys, options, message) -> None:
@@ -307,7 +310,7 @@ def test_a_diverging_run_stops_and_saves_nothing(tiny_encoder, tmp_path, capsys,
     from bertlstm.modeling import BertLSTMModel
 
     data = write_csv(tmp_path / "train.csv")
-    monkeypatch.setattr(BertLSTMModel, "loss_fn", lambda self, logits, *a, **k: logits.sum() * float("nan"))
+    monkeypatch.setattr(BertLSTMModel, "compute_loss", lambda self, logits, *a, **k: logits.sum() * float("nan"))
     assert train(tiny_encoder, tmp_path / "model", "--train", data) == 2
     one_error(capsys, "training diverged", "--lr")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.csv"]
@@ -357,7 +360,7 @@ def _edit_config(folder: Path, edit) -> None:
         ("truncate-encoder", "damaged"),
         ("truncate-unchecked", "does not match config.json"),
         ("version-type", "format_version must be a whole number, not '2'"),
-        ("unknown-key", "unknown model setting(s) colour"),
+        ("unknown-key", "model: unknown setting(s) colour"),
         ("no-model-section", "the 'model' section is missing"),
         ("label-count", "does not match config.json"),
         ("not-json", "is not valid JSON"),
@@ -377,7 +380,7 @@ def test_damaged_folders_are_one_error_line(model_dir, tmp_path, capsys, damage,
     elif damage == "no-model-section":
         _edit_config(folder, lambda m: m.pop("model"))
     elif damage == "label-count":
-        _edit_config(folder, lambda m: m["model"].update(label_names=["neg", "pos", "meh"]))
+        _edit_config(folder, lambda m: m["labels"].update(names=["neg", "pos", "meh"]))
     else:
         (folder / "config.json").write_text("{not json")
     if damage == "truncate-unchecked":

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig, TrainConfig
 from bertlstm.cli import main
 from bertlstm.data import TokenDataset, tokenize
 from bertlstm.training import Trainer
-from conftest import cli_train, make_sentiment
+from conftest import cli_train, make_multilabel, make_sentiment
 
 
 def test_gradient_accumulation_equals_one_large_batch(tiny_encoder: str) -> None:
@@ -31,29 +32,16 @@ def test_gradient_accumulation_equals_one_large_batch(tiny_encoder: str) -> None
     states = []
     for groups in ([list(range(15))], [list(range(8)), list(range(8, 15))]):
         torch.manual_seed(0)
-        config = ModelConfig(encoder=tiny_encoder, mode="finetune", lstm_units=8, dropout=0.0, label_names=["n", "p"])
-        model = BertLSTMModel(
-            config, AutoModel.from_pretrained(tiny_encoder, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        )
-        trainer = Trainer(model, TrainConfig(device="cpu", grad_accum=len(groups), max_grad_norm=0))
-        trainer.trainable_parameters = list(model.parameters())
-        trainer.optimizer = trainer.create_optimizer()
-        trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda step: 1.0)
+        config = ModelConfig(encoder=tiny_encoder, mode="finetune", lstm_units=8, dropout=0.0)
+        encoder = AutoModel.from_pretrained(tiny_encoder, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        model = BertLSTMModel(config, encoder, num_labels=2)
+        trainer = Trainer(model, TrainConfig(device="cpu", grad_accum=len(groups), max_grad_norm=0), score=None)
+        trainer.prepare(data)
         model.train()
         trainer.train_step([data.collate([data[i] for i in rows]) for rows in groups])
         states.append({k: v.clone() for k, v in model.state_dict().items()})
     for key in states[0]:
         torch.testing.assert_close(states[1][key], states[0][key], atol=1e-6, rtol=1e-5, msg=key)
-
-
-def test_class_weights(tiny_encoder: str) -> None:
-    clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="balanced")
-    torch.testing.assert_close(clf._class_weights(["a", "b"], [0, 0, 0, 1]), torch.tensor([4 / 6, 4 / 2]))
-    clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="1,5")
-    torch.testing.assert_close(clf._class_weights(["a", "b"], [0, 1]), torch.tensor([1.0, 5.0]))
-    clf = BertLSTMClassifier(encoder=tiny_encoder, class_weight="1,5,2")
-    with pytest.raises(ValueError, match="3 class weights for 2 classes"):
-        clf._class_weights(["a", "b"], [0, 1])
 
 
 def test_balanced_weights_lift_the_rare_class(tiny_encoder: str) -> None:
@@ -93,6 +81,7 @@ def _write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_encoder: str, tmp_path: Path) -> None:
     train = _write_csv(tmp_path / "train.csv", *make_sentiment(2000, seed=1))
     dev = _write_csv(tmp_path / "dev.csv", *make_sentiment(100, seed=2))
@@ -127,8 +116,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_encoder: str, tm
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     subprocess.run(command(tmp_path / "whole"), check=True, env=env, capture_output=True, timeout=600)
 
-    killed = subprocess.Popen(command(tmp_path / "cut"), env=env, stdout=subprocess.PIPE, text=True)
-    for line in killed.stdout:
+    killed = subprocess.Popen(command(tmp_path / "cut"), env=env, stderr=subprocess.PIPE, text=True)
+    for line in killed.stderr:
         if line.startswith("checkpoint saved"):
             killed.send_signal(signal.SIGKILL)
             break
@@ -146,7 +135,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_encoder: str, tm
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stdout and "epoch 1/2" not in resumed.stdout
+    assert "resumed from" in resumed.stderr and "epoch 1/2" not in resumed.stderr
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert cut["dev_accuracy"] == whole["dev_accuracy"] and cut["best_epoch"] == whole["best_epoch"]
@@ -164,23 +153,6 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, capsys) -> N
     assert "nothing to resume" in capsys.readouterr().err
 
 
-def make_multilabel(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """Toy texts whose label set says which cue words they hold: pos, neg, cinema (movie/film)."""
-    texts, _ = make_sentiment(n, seed)
-    positive, negative = (
-        {"good", "great", "fine", "lovely", "happy", "excellent", "superb", "nice"},
-        {"bad", "awful", "terrible", "poor", "sad", "horrible", "dull", "boring"},
-    )
-    labels = []
-    for text in texts:
-        words = set(text.split())
-        names = [
-            name for name, cue in (("pos", positive), ("neg", negative), ("cinema", {"movie", "film"})) if words & cue
-        ]
-        labels.append(",".join(names))
-    return texts, labels
-
-
 def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> None:
     train = _write_csv(tmp_path / "train.csv", *make_multilabel(400, seed=1))
     dev = _write_csv(tmp_path / "dev.csv", *make_multilabel(100, seed=2))
@@ -191,8 +163,8 @@ def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> No
     assert cli_train(tiny_encoder, out, *files, *options) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metric"] == "macro_f1" and metrics["test_micro_f1"] > 0.7
-    config = json.loads((out / "config.json").read_text())["model"]
-    assert config["label_names"] == ["cinema", "neg", "pos"] and len(config["thresholds"]) == 3
+    labels = json.loads((out / "config.json").read_text())["labels"]
+    assert labels["names"] == ["cinema", "neg", "pos"] and len(labels["thresholds"]) == 3
     assert (out / "per_label_f1.png").is_file() and (out / "history.png").is_file()
     capsys.readouterr()
     assert main(["predict", "--model", str(out), "--text", "good movie", "--label-separator", "|"]) == 0
@@ -211,15 +183,22 @@ def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> No
     assert json.loads(capsys.readouterr().out)["micro_f1"] == pytest.approx(report["micro_f1"])
 
 
-def test_seeds_report_mean_and_std(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path) -> None:
+def test_seeds_train_different_models_and_report_mean_and_std(
+    tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     files = ["--train", toy_files["train"], "--dev", toy_files["dev"], "--test", toy_files["test"]]
     assert cli_train(tiny_encoder, out, *files, "--epochs", 1, "--seeds", "0,1,2") == 0
-    summary = json.loads((out / "seeds.json").read_text())["summary"]
-    values = summary["test_accuracy"]["values"]
-    assert len(values) == 3 and summary["test_accuracy"]["mean"] == pytest.approx(np.mean(values))
-    assert summary["test_accuracy"]["std"] == pytest.approx(np.std(values, ddof=1))
-    assert all((out / f"seed-{s}" / "model.safetensors").is_file() for s in (0, 1, 2))
+    seeds = json.loads((out / "seeds.json").read_text())
+    assert seeds["seeds"] == [0, 1, 2]
+    weights = [load_file(out / f"seed-{s}" / "model.safetensors")["head.weight"] for s in (0, 1, 2)]
+    assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])  # really other seeds
+    trained = [json.loads((out / f"seed-{s}" / "config.json").read_text())["training"]["seed"] for s in (0, 1, 2)]
+    assert trained == [0, 1, 2]
+    values = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["test_accuracy"] for s in (0, 1, 2)]
+    summary = seeds["summary"]["test_accuracy"]
+    assert summary["values"] == values and summary["mean"] == pytest.approx(np.mean(values))
+    assert summary["std"] == pytest.approx(np.std(values, ddof=1))
 
 
 def test_report_command_and_plots(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path, capsys) -> None:

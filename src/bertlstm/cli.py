@@ -1,226 +1,175 @@
-"""The ``bertlstm`` command: parses arguments and calls the library; no logic of its own."""
+"""The ``bertlstm`` command: parses arguments and calls one library function per command.
+
+The ``train`` options are generated from the settings dataclasses (:mod:`bertlstm.config`): each field is an
+option (``lstm_units`` → ``--lstm-units``) with the field's help, and what is given on the command line
+overrides a ``--config`` file. Only this module prints, and only it sets up logging (``-q``/``-v``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import re
 import sys
+import typing
 import warnings
+from typing import Any, Literal, get_args, get_origin
 
-from .config import LAYERS, MODES, ModelConfig, TrainConfig
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config_file
 from .errors import BertLSTMError
 
-_M, _T = ModelConfig(), TrainConfig()  # defaults shown in --help
-DEVICES = ("auto", "cuda", "mps", "cpu")
+SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "training": TrainConfig}
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:
-    t = sub.add_parser("train", help="train a classifier from a data file", formatter_class=_fmt)
-    data = t.add_argument_group("data")
-    data.add_argument("--train", metavar="FILE", help="training data (.csv, .tsv, .jsonl, .parquet)")
-    data.add_argument("--dev", metavar="FILE", help="dev data; without it --dev-fraction of train is held out")
-    data.add_argument("--test", metavar="FILE", help="test data, evaluated once with the best model at the end")
-    data.add_argument("--output", metavar="DIR", help="model folder to write (replaced atomically at the end)")
-    data.add_argument("--resume", metavar="DIR", help="continue the killed run whose --output was DIR")
-    data.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace --output even when it is not a bertlstm model folder (never the working folder or input data)",
-    )
-    data.add_argument("--text-column", help="column holding the text (default: auto-detect text/sentence/...)")
-    data.add_argument("--label-column", help="column holding the label (default: auto-detect label/labels/...)")
-    data.add_argument("--dev-fraction", type=float, default=_T.dev_fraction, help="held-out share when no --dev")
-    data.add_argument("--multi-label", action="store_true", help="several labels per text (sigmoid outputs)")
-    data.add_argument("--label-separator", default=",", help="separates the labels of one text (multi-label)")
-    m = t.add_argument_group("model")
-    m.add_argument("--mode", choices=MODES, default=_M.mode, help="frozen, pooled or finetune recipe")
-    m.add_argument("--encoder", default=_M.encoder, help="'minilm' (packaged all-MiniLM-L6-v2), a folder or hub id")
-    m.add_argument("--layers", choices=LAYERS, default=_M.layers, help="encoder layers the LSTM reads")
-    m.add_argument("--lstm-units", type=int, default=_M.lstm_units, help="LSTM hidden units per direction")
-    m.add_argument("--lstm-layers", type=int, default=_M.lstm_layers, help="stacked LSTM layers")
-    m.add_argument("--bidirectional", action="store_true", help="run the LSTM in both directions")
-    m.add_argument("--dropout", type=float, default=_M.dropout, help="dropout before the dense layer")
-    m.add_argument("--max-length", type=int, default=_M.max_length, help="word pieces per text (longer: truncated)")
-    o = t.add_argument_group("training")
-    o.add_argument("--epochs", type=int, default=_T.epochs, help="passes over the training data")
-    o.add_argument("--batch-size", type=int, default=_T.batch_size, help="examples per micro-batch")
-    o.add_argument("--grad-accum", type=int, default=_T.grad_accum, help="micro-batches per optimizer step")
-    o.add_argument("--lr", type=float, default=_T.lr, help="learning rate of LSTM and head")
-    o.add_argument("--encoder-lr", type=float, default=_T.encoder_lr, help="encoder learning rate (finetune)")
-    o.add_argument("--weight-decay", type=float, default=_T.weight_decay, help="AdamW weight decay of LSTM and head")
-    o.add_argument("--warmup-ratio", type=float, default=_T.warmup_ratio, help="warmup share of steps (finetune)")
-    o.add_argument("--max-grad-norm", type=float, default=_T.max_grad_norm, help="gradient clipping (0: off)")
-    o.add_argument("--patience", type=int, default=_T.patience, help="early stop after N epochs without gain (0: off)")
-    o.add_argument(
-        "--metric",
-        choices=("auto", "accuracy", "macro_f1", "micro_f1"),
-        default=_T.metric,
-        help="dev metric for the best epoch (auto: accuracy, or macro_f1 when multi-label)",
-    )
-    o.add_argument("--class-weight", help="loss weights: 'balanced' or one number per class, e.g. '1,5'")
-    o.add_argument("--threshold", default=_T.threshold, help="multi-label: per-label | global | a number")
-    o.add_argument("--seed", type=int, default=_T.seed, help="random seed")
-    o.add_argument("--seeds", help="several seeds, e.g. 0,1,2: one model each in OUTPUT/seed-N, then mean ± std")
-    r = t.add_argument_group("running")
-    r.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
-    r.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no", help="mixed precision")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--no-cache", action="store_true", help="frozen/pooled: run the encoder every epoch")
-    r.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
-    r.add_argument("--encode-batch-size", type=int, default=_T.encode_batch_size, help="texts per encoder-only batch")
-    r.add_argument("--pad-to-max-length", action="store_true", help="pad batches to --max-length (slow; to compare)")
-    r.add_argument("--tensorboard", metavar="DIR", help="also log each epoch to TensorBoard in DIR")
+# --- parsing -----------------------------------------------------------------------------------------------
+def _metavar(hint: Any, field: dataclasses.Field) -> str:
+    if "metavar" in field.metadata:
+        return field.metadata["metavar"]
+    if get_origin(hint) is Literal:
+        return "{" + ",".join(get_args(hint)) + "}"
+    return {int: "N", float: "X"}.get(hint, field.name.split("_")[-1].upper())
 
 
-def _fmt(prog: str) -> argparse.HelpFormatter:
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """One option per settings field, grouped by section; values are checked by the config, not here."""
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} settings")
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if section == "run" and field.name in RunConfig.SECTIONS:
+                continue
+            default = field.default if field.default is not dataclasses.MISSING else None
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            options: dict[str, Any] = {
+                "dest": f"{section}.{field.name}",
+                "default": argparse.SUPPRESS,  # only what is given overrides the config file
+                "help": f"{field.metadata['help']} (default: {'none' if shown in (None, '') else shown})",
+            }
+            if hints[field.name] is bool:
+                options["action"] = argparse.BooleanOptionalAction
+            else:
+                options["metavar"] = _metavar(hints[field.name], field)
+            group.add_argument("--" + field.name.replace("_", "-"), **options)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less output (-qq: errors only)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more output, and tracebacks")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertlstm", description="Train and use BERT→LSTM text classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _train_parser(sub)
+    common = [_common()]
+    t = sub.add_parser("train", parents=common, help="train a classifier from data files")
+    t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
+    t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
+    t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
+    add_settings(t)
 
-    p = sub.add_parser("predict", help="predict labels for texts", formatter_class=_fmt)
+    p = sub.add_parser("predict", parents=common, help="predict labels for texts")
     p.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
     p.add_argument("--input", metavar="FILE", help="file of texts to label (otherwise --text or stdin lines)")
     p.add_argument("--output", metavar="FILE", help="write .csv, .tsv or .jsonl here (default: CSV on stdout)")
     p.add_argument("--text", action="append", metavar="TEXT", help="a text to label (repeatable)")
     p.add_argument("--text-column", help="column holding the text (default: auto-detect)")
     p.add_argument("--label-separator", default=",", help="joins the labels of one text (multi-label)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="where to run")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
-    e = sub.add_parser("evaluate", help="score a model on labelled data", formatter_class=_fmt)
+    e = sub.add_parser("evaluate", parents=common, help="score a model on labelled data")
     e.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
     e.add_argument("--data", required=True, metavar="FILE", help="labelled data file")
     e.add_argument("--text-column", help="column holding the text (default: auto-detect)")
     e.add_argument("--label-column", help="column holding the label (default: auto-detect)")
     e.add_argument("--label-separator", default=",", help="separates the labels of one text (multi-label)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    e.add_argument("--device", choices=DEVICES, default="auto", help="where to run")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
-    r = sub.add_parser("report", help="summarise a trained model's run folder", formatter_class=_fmt)
+    r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
     r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
     r.add_argument("--markdown", metavar="FILE", help="also write the summary to FILE as Markdown")
 
-    c = sub.add_parser("cache", help="show or free the frozen-encoder feature cache", formatter_class=_fmt)
+    c = sub.add_parser("cache", parents=common, help="show or free the frozen-encoder feature cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
     c.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
     return parser
 
 
-def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from .runs import RunSpec, resume_run, train_run
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, as a nested dict like a config file's."""
+    values: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        section, _, name = dest.partition(".")
+        if not name:
+            continue
+        if section == "run":
+            values[name] = value
+        else:
+            values.setdefault(section, {})[name] = value
+    return values
 
+
+def _merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in given.items():
+        merged[key] = {**(merged.get(key) or {}), **value} if isinstance(value, dict) else value
+    return merged
+
+
+# --- commands: each calls one library function --------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> None:
+    from .runs import resume_run, train_run
+
+    given = _given_settings(args)
     if args.resume:
-        given = [
-            f"--{k.replace('_', '-')}"
-            for k, v in vars(args).items()
-            if k not in ("command", "resume") and v != parser_defaults(parser, k)
-        ]
-        if given:
+        flags = ["--" + dest.partition(".")[2].replace("_", "-") for dest in vars(args) if "." in dest]
+        if flags or args.config:
             raise BertLSTMError(
-                f"--resume continues a run with the settings it started with; leave out {', '.join(given)}"
+                "--resume continues a run with the settings it started with; leave out "
+                + ", ".join(flags + (["--config"] if args.config else []))
             )
         resume_run(args.resume)
         return
-    if not args.train or not args.output:
-        parser.error("train needs --train FILE and --output DIR (or --resume DIR)")
-    options = {
-        "mode": args.mode,
-        "encoder": args.encoder,
-        "layers": args.layers,
-        "lstm_units": args.lstm_units,
-        "lstm_layers": args.lstm_layers,
-        "bidirectional": args.bidirectional,
-        "dropout": args.dropout,
-        "max_length": args.max_length,
-        "multi_label": args.multi_label,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
-        "lr": args.lr,
-        "encoder_lr": args.encoder_lr,
-        "weight_decay": args.weight_decay,
-        "warmup_ratio": args.warmup_ratio,
-        "max_grad_norm": args.max_grad_norm,
-        "patience": args.patience,
-        "metric": args.metric,
-        "class_weight": args.class_weight,
-        "threshold": args.threshold,
-        "dev_fraction": args.dev_fraction,
-        "seed": args.seed,
-        "device": args.device,
-        "mixed_precision": args.mixed_precision,
-        "progress": not args.no_progress,
-        "cache": not args.no_cache,
-        "cache_dir": args.cache_dir,
-        "encode_batch_size": args.encode_batch_size,
-        "pad_to_max_length": args.pad_to_max_length,
-    }
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
-    except ValueError:
-        raise BertLSTMError(
-            f"--seeds {args.seeds}: use distinct whole numbers separated by commas, such as 0,1,2"
-        ) from None
-    spec = RunSpec(
-        train=args.train,
-        output=args.output,
-        dev=args.dev,
-        test=args.test,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        label_separator=args.label_separator,
-        seeds=seeds,
-        tensorboard=args.tensorboard,
-        overwrite=args.overwrite,
-        options=options,
-    )
-    train_run(spec)
+    config = RunConfig.from_dict(_merge(load_config_file(args.config) if args.config else {}, given))
+    if args.dump_config:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return
+    train_run(config)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .classifier import BertLSTMClassifier
-    from .data import load_texts
-    from .predict import check_predictions_output, write_predictions
+    from .predict import predict_file
 
-    if args.output:
-        check_predictions_output(args.output, [args.input] if args.input else [])
-    if args.input:
-        texts = load_texts(args.input, args.text_column)
-    elif args.text:
-        texts = args.text
-    else:
+    texts = args.text
+    if args.input is None and texts is None:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    clf = BertLSTMClassifier.from_pretrained(args.model, device=args.device)
-    proba = clf.predict_proba(texts)
-    write_predictions(texts, proba, clf.decide(proba), clf.label_names, args.output, args.label_separator)
+    frame = predict_file(
+        args.model, texts, args.input, args.output, args.text_column, args.label_separator, args.device
+    )
+    if args.output is None:
+        frame.to_csv(sys.stdout, index=False)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .classifier import BertLSTMClassifier
-    from .data import load_labelled
     from .metrics import format_report
+    from .runs import evaluate_file
 
-    clf = BertLSTMClassifier.from_pretrained(args.model, device=args.device)
-    separator = args.label_separator if clf.config.multi_label else None
-    texts, labels = load_labelled(args.data, args.text_column, args.label_column, separator)
-    report = clf.evaluate(texts, labels)
+    report = evaluate_file(
+        args.model, args.data, args.text_column, args.label_column, args.label_separator, args.device
+    )
     print(json.dumps(report) if args.json else format_report(report))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from pathlib import Path
+    from .reports import write_report
 
-    from .reports import summarize
-
-    text = summarize(args.run)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-        print(f"written to {args.markdown}", file=sys.stderr)
+    print(write_report(args.run, args.markdown))
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -229,21 +178,44 @@ def cmd_cache(args: argparse.Namespace) -> None:
     cache = FeatureCache(args.cache_dir)
     if args.action == "clear":
         print(f"freed {cache.clear() / 2**20:.1f} MiB in {cache.root}")
-        return
-    entries = cache.entries()
-    print(f"{cache.root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB")
-    for e in entries:
-        key = e["key"]
-        print(
-            f"  {e['entry']}  {e['bytes'] / 2**20:8.1f} MiB  {key['n_texts']:>7} texts  {key['pooling']:<6} "
-            f"{key['layers']}  {key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  {e['created']}"
-        )
+    else:
+        print(cache.summary())
 
 
-def parser_defaults(parser: argparse.ArgumentParser, dest: str) -> object:
-    """The default of the ``train`` option stored in ``dest``."""
-    train = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
-    return train.get_default(dest)
+COMMANDS = {
+    "train": cmd_train,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "report": cmd_report,
+    "cache": cmd_cache,
+}
+LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}  # by -v count minus -q count
+
+
+# --- output -------------------------------------------------------------------------------------------------
+class _Handler(logging.Handler):
+    """Log lines on stderr, through tqdm so that they never break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging(level: int) -> None:
+    """``bertlstm`` logs to stderr at ``level``; the libraries below it only say what is wrong."""
+    logger = logging.getLogger("bertlstm")
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, _Handler)] + [_Handler()]
+    logger.setLevel(level)
+    logger.propagate = False
+    warnings.formatwarning = lambda msg, *args, **kwargs: f"warning: {msg}\n"
+    if level > logging.DEBUG:
+        from huggingface_hub.utils import disable_progress_bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a command's output
+        disable_progress_bars()
 
 
 def _for_cli(message: str) -> str:
@@ -251,27 +223,22 @@ def _for_cli(message: str) -> str:
     return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
-def _os_error(err: OSError) -> str:
-    where = f" {err.filename}" if err.filename else ""
-    return f"cannot access{where}: {err.strerror or err}"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
-    commands = {"predict": cmd_predict, "evaluate": cmd_evaluate, "report": cmd_report, "cache": cmd_cache}
+    args = build_parser().parse_args(argv)
+    verbosity = args.verbose - args.quiet
+    setup_logging(LEVELS[max(-2, min(1, verbosity))])
     try:
-        if args.command == "train":
-            cmd_train(args, parser)
-        else:
-            commands[args.command](args)
+        COMMANDS[args.command](args)
     except (BertLSTMError, ValueError) as err:  # bad input, or a setting out of range
+        if verbosity > 0:
+            raise
         print(f"error: {_for_cli(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # a folder that cannot be written, a disk that is full
-        print(f"error: {_os_error(err)}", file=sys.stderr)
+        if verbosity > 0:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot access{where}: {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no model folder was written", file=sys.stderr)

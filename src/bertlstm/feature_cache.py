@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ from torch import Tensor
 from .data import pad_batch, sorted_batches, with_labels
 from .errors import BertLSTMError
 from .model_folder import atomic_folder, file_sha256
-from .modeling import BertLSTMModel
+
+logger = logging.getLogger(__name__)
+Encode = Callable[[Tensor, Tensor], Tensor]  # (input_ids, attention_mask) -> features
 
 CACHE_FORMAT = 1
 TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
@@ -51,12 +54,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "bertlstm" / "features"
 
 
-def encoder_fingerprint(model: BertLSTMModel, tokenizer: Any) -> str:
+def encoder_fingerprint(encoder: Any, tokenizer: Any) -> str:
     """SHA-256 of the encoder's config, every weight, and the tokenizer: what decides the features."""
-    h = hashlib.sha256(model.encoder.config.to_json_string(use_diff=False).encode())
+    h = hashlib.sha256(encoder.config.to_json_string(use_diff=False).encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    h.update((backend.to_str() if backend is not None else repr(tokenizer.get_vocab())).encode())
-    for name, tensor in sorted(model.encoder.state_dict().items()):
+    if backend is not None:  # without the truncation and padding its last call left behind
+        rules = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        h.update(json.dumps(rules, sort_keys=True).encode())
+    else:
+        h.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
@@ -157,41 +164,39 @@ class FeatureCache:
     def build(
         self,
         key: CacheKey,
-        model: BertLSTMModel,
+        encode: Encode,
+        feature_size: int,
         input_ids: Sequence[Sequence[int]],
         pad_id: int,
         batch_size: int,
-        device: torch.device,
     ) -> FeatureStore:
-        """Run the encoder once over every text (sorted by length) and write the entry atomically."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Run ``encode`` once over every text (sorted by length) and write the entry atomically.
+
+        ``encode(input_ids, attention_mask)`` maps CPU tensors (B, T) to features (B, T, D) or (B, 1, D),
+        on any device; ``feature_size`` is D.
+        """
         lengths = [len(ids) for ids in input_ids]
         rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-        hidden, dtype = model.feature_size, np.dtype(key.dtype)
+        dtype = np.dtype(key.dtype)
         _tag(self.root)
         final = self.root / key.digest()
         with atomic_folder(final, replace=False) as tmp:  # another process may finish the same entry first
             start = time.perf_counter()
-            row_bytes = hidden * dtype.itemsize
-            was_training = model.training
-            model.eval()
+            row_bytes = feature_size * dtype.itemsize
             with open(tmp / "features.bin", "wb") as f, torch.inference_mode():
                 f.truncate(int(offsets[-1]) * row_bytes)
                 for batch in sorted_batches(lengths, batch_size):
                     ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
-                    out = (
-                        model.encode(ids.to(device), mask.to(device)).float().cpu().numpy()
-                    )  # (B, T, K*H) | (B, 1, K*H)
+                    out = encode(ids, mask).float().cpu().numpy()  # (B, T, D) | (B, 1, D)
                     for j, i in enumerate(batch):  # positioned writes: memory stays one batch, not the data set
-                        rows = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
-                        os.pwrite(f.fileno(), rows.tobytes(), int(offsets[i]) * row_bytes)
-            model.train(was_training)
+                        features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
+                        os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)
             np.save(tmp / "offsets.npy", offsets)
             meta = {
                 "key": dataclasses.asdict(key),
                 "format": CACHE_FORMAT,
-                "hidden": hidden,
+                "hidden": feature_size,
                 "dtype": dtype.name,
                 "rows": int(offsets[-1]),
                 "sha256": file_sha256(tmp / "features.bin"),
@@ -209,6 +214,19 @@ class FeatureCache:
             size = sum(p.stat().st_size for p in folder.iterdir())
             found.append({"entry": folder.name, "bytes": size, **meta})
         return found
+
+    def summary(self) -> str:
+        """What ``bertlstm cache info`` prints: the folder, then one line per entry."""
+        entries = self.entries()
+        lines = [f"{self.root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB"]
+        for e in entries:
+            key = e["key"]
+            lines.append(
+                f"  {e['entry']}  {e['bytes'] / 2**20:8.1f} MiB  {key['n_texts']:>7} texts  {key['pooling']:<6} "
+                f"{key['layers']}  {key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  "
+                f"{e['created']}"
+            )
+        return "\n".join(lines)
 
     def _kinds(self) -> dict[str, list[Path]]:
         """What the cache folder holds: entries, unfinished builds, its tag, and anything else."""
@@ -278,3 +296,26 @@ class FeatureDataset(torch.utils.data.Dataset):
             features[row, : len(f)] = f
         batch = {"features": torch.from_numpy(features).float(), "lengths": torch.tensor(lengths, dtype=torch.long)}
         return with_labels(batch, items)
+
+
+def cached_dataset(
+    cache: FeatureCache,
+    key: CacheKey,
+    encode: Encode,
+    feature_size: int,
+    input_ids: Callable[[], Sequence[Sequence[int]]],
+    pad_id: int,
+    batch_size: int,
+    labels: list[Any] | None,
+    what: str = "texts",
+) -> FeatureDataset:
+    """The features of ``key``'s texts from the cache; on a miss, ``input_ids()`` (tokenizing happens only
+    then) are encoded once and stored."""
+    store = cache.open(key)
+    if store is None:
+        store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size)
+        seconds = store.meta["build_seconds"]
+        logger.info(f"feature cache: encoded {key.n_texts} {what} in {seconds:.1f}s -> {store.folder}")
+    else:
+        logger.info(f"feature cache: read {key.n_texts} {what} from {store.folder}")
+    return FeatureDataset(store, labels)

@@ -26,7 +26,7 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, how: str = "per-label") -> list[float]:
+def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, how: str | float = "per-label") -> list[float]:
     """Decision thresholds for multi-label outputs, chosen on dev to maximise F1.
 
     ``per-label``: each label's own best threshold (its F1); ``global``: one threshold for all (macro-F1);

@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+import copy
+import csv
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,12 +25,15 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from .errors import BertLSTMError
 
-FORMAT_VERSION = 2  # 2: config.json records the SHA-256 of every weight and tokenizer file
+# 2: config.json records the SHA-256 of every weight and tokenizer file; 3: labels in their own section
+FORMAT_VERSION = 3
 CONFIG_NAME, WEIGHTS_NAME, ENCODER_DIR = "config.json", "model.safetensors", "encoder"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # never loaded from a model folder
 _CHUNK = 1 << 24  # bytes hashed at a time
@@ -228,9 +234,16 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise BertLSTMError(f"{config_file}: format_version must be a whole number, not {version!r}")
     if version > FORMAT_VERSION:
         raise BertLSTMError(f"{folder} was written by a newer bertlstm (format {version}); upgrade bertlstm")
-    for section, required in (("model", True), ("training", False), ("files", version >= 2)):
+    for section, required in (("model", True), ("training", False), ("files", version >= 2), ("labels", False)):
         if (required or section in meta) and not isinstance(meta.get(section), dict):
             raise BertLSTMError(f"{config_file}: the {section!r} section is missing or not an object")
+    if version < 3 and "labels" not in meta:  # label names and thresholds lived in the model section
+        model = dict(meta["model"])
+        names, thresholds = model.pop("label_names", None), model.pop("thresholds", None) or None
+        meta = {**meta, "model": model, "labels": {"names": names, "thresholds": thresholds}}
+        meta["labels"]["multi_label"] = bool(model.get("multi_label", False))
+    if "labels" not in meta:
+        raise BertLSTMError(f"{config_file}: the 'labels' section is missing or not an object")
     return meta
 
 
@@ -258,3 +271,131 @@ def check_files(folder: Path, meta: dict[str, Any]) -> None:
     for name in (WEIGHTS_NAME, f"{ENCODER_DIR}/config.json", f"{ENCODER_DIR}/tokenizer.json"):
         if not (folder / name).is_file():
             raise BertLSTMError(f"{folder / name} is missing from the model folder")
+
+
+# --- a whole model folder ---------------------------------------------------------------------------------
+@dataclass
+class SavedModel:
+    """A model folder, read and verified: its config sections, encoder, tokenizer, head weights and records."""
+
+    folder: Path
+    meta: dict[str, Any]  # config.json: format_version, task, model, labels, training, files, ...
+    encoder: Any  # a transformers PreTrainedModel
+    tokenizer: Any  # its fast tokenizer
+    head_state: dict[str, Any]  # model.safetensors: every weight but the encoder's
+    records: dict[str, str]  # the training record (history.csv, metrics.json) as written
+
+
+def save_model_folder(
+    target: str | os.PathLike,
+    sections: dict[str, Any],
+    head_state: dict[str, Any],
+    encoder: Any,
+    tokenizer: Any,
+    records: dict[str, str],
+    overwrite: bool = False,
+) -> Path:
+    """Write a model folder atomically: config.json (``sections`` plus format, versions and checksums),
+    model.safetensors (``head_state``), encoder/ (the encoder's and tokenizer's own ``save_pretrained``) and
+    the ``records`` files. Non-finite weights are refused: such a model could only predict NaN."""
+    path = check_output(target, overwrite=overwrite)
+    state = {**head_state, **{f"encoder.{k}": v for k, v in encoder.state_dict().items()}}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise BertLSTMError(f"the model has non-finite weights ({', '.join(bad[:3])}); it was not saved")
+    from safetensors.torch import save_file
+
+    with atomic_folder(path) as tmp:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in head_state.items()},
+            str(tmp / WEIGHTS_NAME),
+            metadata={"format": "pt"},
+        )
+        encoder.save_pretrained(tmp / ENCODER_DIR)
+        _clean_copy(tokenizer).save_pretrained(tmp / ENCODER_DIR)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "library_versions": {p: version(p) for p in ("bertlstm", "torch", "transformers", "safetensors")},
+            **sections,
+            "tokenizer_size": len(tokenizer),
+            "files": digests(tmp),  # SHA-256 of every weight and tokenizer file, verified on load
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        for name, text in records.items():
+            (tmp / name).write_text(text)
+    return path
+
+
+def _clean_copy(tokenizer: Any) -> Any:
+    """The tokenizer without the truncation and padding its last call left in its backend, so that a saved
+    tokenizer does not depend on what it last tokenized (and a load → save gives the same files)."""
+    tokenizer = copy.deepcopy(tokenizer)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    return tokenizer
+
+
+def load_model_folder(folder: str | os.PathLike, records: Iterable[str] = ()) -> SavedModel:
+    """Read a model folder: local files only, every checksum verified, safetensors only, no code run."""
+    folder = Path(folder)
+    meta = read_config(folder)
+    check_files(folder, meta)
+    encoder, tokenizer = _load_encoder(folder / ENCODER_DIR)
+    if "tokenizer_size" in meta and len(tokenizer) != meta["tokenizer_size"]:
+        raise BertLSTMError(
+            f"{folder / ENCODER_DIR}: the tokenizer has {len(tokenizer)} entries, but the model was saved with "
+            f"{meta['tokenizer_size']}: it is not the tokenizer this model was trained with"
+        )
+    if len(tokenizer) > encoder.config.vocab_size:
+        raise BertLSTMError(f"{folder / ENCODER_DIR}: the tokenizer is larger than the encoder's vocabulary")
+    from safetensors.torch import load_file
+
+    try:
+        head_state = load_file(str(folder / WEIGHTS_NAME))
+    except Exception as err:  # a torn file (SafetensorError) in a folder saved before checksums
+        raise BertLSTMError(f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}: {_first_line(err)}") from None
+    texts = {name: (folder / name).read_text() for name in records if (folder / name).is_file()}
+    return SavedModel(folder, meta, encoder, tokenizer, head_state, texts)
+
+
+def _load_encoder(folder: Path) -> tuple[Any, Any]:
+    """The encoder inside a model folder: local files only, safetensors only, no code from the folder run."""
+    from transformers import AutoModel, AutoTokenizer
+
+    safe = {"local_files_only": True, "trust_remote_code": False}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
+        encoder = AutoModel.from_pretrained(folder, use_safetensors=True, **safe)
+    except Exception as err:  # torn or foreign files: safetensors, tokenizers and transformers raise many kinds
+        raise BertLSTMError(f"could not load the encoder in {folder}: {_first_line(err)}") from None
+    return encoder, tokenizer
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# --- the training record ----------------------------------------------------------------------------------
+def history_to_csv(history: list[dict[str, Any]]) -> str:
+    """One row per epoch; :func:`history_from_csv` reads it back to equal values."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+def history_from_csv(text: str) -> list[dict[str, Any]]:
+    return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -19,6 +19,7 @@ which is what the feature cache stores; the scalar mix (trainable even with a fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from transformers import PreTrainedModel
 
-from .config import ModelConfig
+from .config import ModelConfig, TrainConfig
 
 
 @dataclass
@@ -57,13 +58,15 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
 
 
 class BertLSTMModel(nn.Module):
-    """Encoder → LSTM → dropout → linear. Built from a :class:`ModelConfig` and a loaded encoder."""
+    """Encoder → LSTM → dropout → linear. Built from a :class:`ModelConfig`, a loaded encoder and the number
+    of labels (what the data decides), and nothing else."""
 
-    def __init__(self, config: ModelConfig, encoder: PreTrainedModel) -> None:
+    def __init__(self, config: ModelConfig, encoder: PreTrainedModel, num_labels: int) -> None:
         super().__init__()
-        if config.num_labels < 2:
-            raise ValueError("a classifier needs at least two label names")
+        if num_labels < 2:
+            raise ValueError("a classifier needs at least two labels")
         self.config = config
+        self.num_labels = num_labels
         self.encoder = encoder
         hidden, n_layers = encoder.config.hidden_size, encoder.config.num_hidden_layers
         self.layer_ids = {
@@ -84,7 +87,7 @@ class BertLSTMModel(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
-        self.head = nn.Linear(config.lstm_units * directions, config.num_labels)
+        self.head = nn.Linear(config.lstm_units * directions, num_labels)
         if self.encoder_frozen:
             self.encoder.requires_grad_(False)
 
@@ -138,20 +141,50 @@ class BertLSTMModel(nn.Module):
         with their ``lengths``; the loss is computed only when ``labels`` are given: (B,) class ids, or
         (B, C) 0/1 targets when ``multi_label``."""
         if features is None:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("give input_ids and attention_mask, or features and lengths")
             features = self.encode(input_ids, attention_mask)  # (B, T, H) or (B, 1, H)
             lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
-        if self.config.mode == "pooled":
+        if self.config.mode == "pooled" or lengths is None:
             lengths = torch.ones(features.size(0), dtype=torch.long)
         if self.scalar_mix is not None:
             features = self.scalar_mix(features)  # (B, T, H)
         logits = self.classify(features, lengths)
         loss = None
         if labels is not None:
-            loss = self.loss_fn(logits, labels, reduction="mean")
+            loss = self.compute_loss(logits, labels) / logits.size(0)
         return ClassifierOutput(logits=logits, loss=loss)
 
-    def loss_fn(self, logits: Tensor, labels: Tensor, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
-        """Cross-entropy over classes; binary cross-entropy per label when ``multi_label`` (labels (B, C))."""
+    # --- what the Trainer needs (training.TrainableModel) ---------------------------------------------
+    def compute_loss(self, logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The batch's loss summed over its examples: cross-entropy over classes, or when ``multi_label``
+        binary cross-entropy averaged over the labels of each example (labels (B, C), ``weight`` = pos_weight)."""
         if self.config.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight, reduction=reduction)
-        return F.cross_entropy(logits, labels, weight=weight, reduction=reduction)
+            loss = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight, reduction="sum")
+            return loss / logits.size(1)
+        return F.cross_entropy(logits, labels, weight=weight, reduction="sum")
+
+    def parameter_groups(self, training: TrainConfig) -> list[dict[str, Any]]:
+        """LSTM and head at ``lr``; in ``finetune`` the encoder too, at its own ``encoder_lr``."""
+        head = [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
+        groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
+        if not self.encoder_frozen:
+            encoder = {"params": list(self.encoder.parameters()), "lr": training.encoder_lr}
+            groups.insert(0, {**encoder, "weight_decay": training.encoder_weight_decay})
+        return groups
+
+    def head_state_dict(self) -> dict[str, Tensor]:
+        """Everything but the encoder: what ``model.safetensors`` holds (the encoder is saved on its own)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """A CPU copy of what training changes: the head, and the encoder when it is fine-tuned."""
+        state = self.head_state_dict() if self.encoder_frozen else self.state_dict()
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """The inverse of :meth:`trainable_state_dict` (and of :meth:`head_state_dict`); a state for another
+        model is an error."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("encoder.") for k in missing):
+            raise ValueError(f"weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")

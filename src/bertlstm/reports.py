@@ -1,4 +1,8 @@
-"""Plots and readable summaries of a run folder (history.csv, metrics.json, config.json)."""
+"""Plots and readable summaries of a run folder (history.csv, metrics.json, config.json).
+
+Figures are drawn with :class:`matplotlib.figure.Figure` straight to files: no pyplot, no backend switch,
+nothing global changed for a program that imports bertlstm.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .errors import BertLSTMError  # noqa: E402
+from .config import ModelConfig, TrainConfig
+from .model_folder import history_from_csv, read_config
 
 PLOTS = {"history": "history.png", "confusion": "confusion_matrix.png", "per_label": "per_label_f1.png"}
 
@@ -22,7 +24,8 @@ PLOTS = {"history": "history.png", "confusion": "confusion_matrix.png", "per_lab
 def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
     """Training loss and the dev metrics per epoch."""
     frame = pd.DataFrame(history)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     left.plot(frame["epoch"], frame["train_loss"], marker="o")
     left.set(title="training loss", xlabel="epoch", ylabel="loss")
     for column in [c for c in frame.columns if c.startswith("dev_")]:
@@ -34,7 +37,6 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(report: dict[str, Any], path: Path) -> None:
@@ -43,7 +45,8 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
     matrix = matrix / matrix.sum(1, keepdims=True).clip(min=1)
     names = report["labels"]
     size = max(4.0, 0.6 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
@@ -62,19 +65,18 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
                 )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
     """F1 per label (multi-label), sorted, with the support in the tick labels."""
     rows = sorted(report["per_label"].items(), key=lambda kv: kv[1]["f1"])
-    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(rows) + 1)))
+    fig = Figure(figsize=(7, max(3.0, 0.28 * len(rows) + 1)))
+    ax = fig.subplots()
     ax.barh([f"{name} ({r['support']})" for name, r in rows], [r["f1"] for _, r in rows])
     ax.set(xlabel="F1", xlim=(0, 1), title=f"per-label F1 (macro {report['macro_f1']:.3f})")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[str, Any] | None) -> list[str]:
@@ -93,29 +95,15 @@ def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[st
 
 
 def summarize(folder: str | Path) -> str:
-    """A Markdown summary of a run folder: settings, best epoch, metrics, history and plots."""
+    """A Markdown summary of a run folder: every setting, best epoch, metrics, history and plots."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise BertLSTMError(f"{folder} is not a bertlstm run folder (no config.json)")
-    meta = json.loads((folder / "config.json").read_text())
+    meta = read_config(folder)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
-    model, training = meta["model"], meta.get("training", {})
     lines = [f"# Run `{folder.name}`", "", "## Settings", "", "| setting | value |", "|---|---|"]
-    for key in (
-        "encoder",
-        "mode",
-        "layers",
-        "lstm_units",
-        "lstm_layers",
-        "bidirectional",
-        "dropout",
-        "max_length",
-        "multi_label",
-    ):
-        lines.append(f"| {key} | {model.get(key)} |")
-    for key in ("epochs", "batch_size", "grad_accum", "lr", "encoder_lr", "class_weight", "seed"):
-        lines.append(f"| {key} | {training.get(key)} |")
-    lines.append(f"| labels | {', '.join(model['label_names'])} |")
+    for section, settings in (("model", ModelConfig), ("training", TrainConfig)):
+        saved = meta.get(section, {})
+        lines += [f"| {name} | {saved.get(name)} |" for name in settings.__dataclass_fields__ if name in saved]
+    lines.append(f"| labels | {', '.join(meta['labels']['names'])} |")
     scores = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.items()]
@@ -133,12 +121,20 @@ def summarize(folder: str | Path) -> str:
             for n, r in test["per_class"].items()
         ]
     if (folder / "history.csv").is_file():
-        history = pd.read_csv(folder / "history.csv")
+        history = pd.DataFrame(history_from_csv((folder / "history.csv").read_text()))
         lines += ["", "## History", "", _markdown_table(history)]
     plots = [name for name in PLOTS.values() if (folder / name).is_file()]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def write_report(folder: str | Path, markdown: str | Path | None = None) -> str:
+    """The summary of ``folder``; also written to ``markdown`` when given."""
+    text = summarize(folder)
+    if markdown is not None:
+        Path(markdown).write_text(text)
+    return text
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:

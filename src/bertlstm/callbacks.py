@@ -1,0 +1,127 @@
+"""What happens at the end of each epoch, one small class each: keep the best weights, stop early, write a
+checkpoint, log a line. The :class:`~bertlstm.training.Trainer` calls every callback's hooks in order;
+``on_epoch_end`` returns True to stop training."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .training import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+class Callback:
+    """Hooks with nothing in them; a callback overrides the ones it needs. Tensors it must keep across a
+    resume go in :meth:`tensors` (saved with each checkpoint) and come back through :meth:`load_tensors`."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+        return False
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        pass
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        pass
+
+
+class EveryEpoch(Callback):
+    """A plain function called with each epoch's history row (what ``fit(callbacks=[...])`` accepts)."""
+
+    def __init__(self, function: Callable[[dict[str, Any]], Any]) -> None:
+        self.function = function
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+        self.function(row)
+        return False
+
+
+def as_callback(item: Callback | Callable[[dict[str, Any]], Any]) -> Callback:
+    return item if isinstance(item, Callback) else EveryEpoch(item)
+
+
+def best_row(history: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The first epoch with the highest ``key`` (ties go to the earlier epoch)."""
+    return max(history, key=lambda row: row[key])  # max keeps the first of equal values
+
+
+class LogEpoch(Callback):
+    """One line per epoch: loss, dev metrics and timings."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+        scores = "  ".join(f"dev {k[4:].replace('_', '-')} {v:.4f}" for k, v in row.items() if k.startswith("dev_"))
+        logger.info(
+            f"epoch {row['epoch']}/{trainer.config.epochs}: loss {row['train_loss']:.4f}  {scores}  "
+            f"(train {row['train_seconds']:.1f}s, {row['examples_per_s']:.0f} ex/s; dev {row['eval_seconds']:.1f}s)"
+        )
+        return False
+
+
+class KeepBest(Callback):
+    """Remember the weights of the best epoch by ``dev_<metric>`` and put them back when training ends."""
+
+    def __init__(self, metric: str) -> None:
+        self.key = f"dev_{metric}"
+        self.best: dict[str, Any] = {}  # the best epoch's history row
+        self.weights: dict[str, Tensor] = {}
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+        if best_row(trainer.history, self.key) is row:
+            self.best, self.weights = row, trainer.base_model.trainable_state_dict()
+        return False
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.best = best_row(trainer.history, self.key)
+        trainer.base_model.load_trainable_state_dict(self.weights)
+        logger.info(f"best epoch: {self.best['epoch']} ({self.key.replace('_', ' ')} {self.best[self.key]:.4f})")
+
+    def tensors(self) -> dict[str, Tensor]:
+        return self.weights
+
+    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.weights = tensors
+
+
+class EarlyStopping(Callback):
+    """Stop after ``patience`` epochs without a better ``dev_<metric>``."""
+
+    def __init__(self, metric: str, patience: int) -> None:
+        self.key, self.patience = f"dev_{metric}", patience
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+        waited = row["epoch"] - best_row(trainer.history, self.key)["epoch"]
+        if waited >= self.patience:
+            logger.info(f"early stop: no better {self.key.replace('_', ' ')} for {self.patience} epoch(s)")
+            return True
+        return False
+
+
+class Checkpoint(Callback):
+    """After every epoch, a checkpoint in ``folder`` (main process only); at the start, resume from one."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        if (self.folder / "state").is_dir():
+            trainer.first_epoch = trainer.load_checkpoint(self.folder) + 1
+            logger.info(f"resumed from {self.folder} after epoch {trainer.first_epoch - 1}")
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+        if trainer.accelerator.is_main_process:
+            trainer.save_checkpoint(self.folder, row["epoch"])
+            logger.info(f"checkpoint saved: epoch {row['epoch']} -> {self.folder}")
+        return False
