@@ -5,7 +5,7 @@ These dataclasses are the single source: the command line's ``train`` options ar
 (``bertlstm train --config run.yaml``), and a saved model folder records its ``model`` and ``training``
 sections. :meth:`Settings.from_dict` turns what a file or the command line gives (strings included) into
 typed values, and every setting is checked once, when the object is built, with messages in library terms
-(settings are named in backquotes, ```lr```, which the CLI turns into ``--lr``).
+(settings are named in backquotes, `` `lr` ``, which the CLI shows as ``--lr``).
 
 A model is built from its :class:`ModelConfig` and nothing else; what is learnt from the data (label names,
 thresholds) lives in :class:`~bertlstm.labels.Labels`, never in a config.
@@ -27,8 +27,9 @@ from .errors import BertLSTMError
 Mode = Literal["frozen", "pooled", "finetune"]
 Layers = Literal["last", "second-to-last", "concat-last-4", "scalar-mix"]
 Metric = Literal["auto", "accuracy", "macro_f1", "micro_f1"]
-MODES: tuple[str, ...] = get_args(Mode)
-LAYERS: tuple[str, ...] = get_args(Layers)
+Precision = Literal["no", "fp16", "bf16"]
+CacheDtype = Literal["float16", "float32"]
+ThresholdRule = Literal["per-label", "global"]
 S = TypeVar("S", bound="Settings")
 
 
@@ -60,6 +61,12 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]  # tuples as lists
 
+    def check_choices(self) -> None:
+        """Every field whose type is a ``Literal`` holds one of its values."""
+        for name, hint in typing.get_type_hints(type(self)).items():
+            if get_origin(hint) is Literal:
+                check_choice(getattr(self, name), hint, name)
+
 
 @dataclass(frozen=True)
 class ModelConfig(Settings):
@@ -76,8 +83,7 @@ class ModelConfig(Settings):
     multi_label: bool = setting(False, "several labels per text: sigmoid outputs, binary cross-entropy")
 
     def __post_init__(self) -> None:
-        check_choice(self.mode, Mode, "mode")
-        check_choice(self.layers, Layers, "layers")
+        self.check_choices()
         check_int(self.lstm_units, "lstm_units", 1)
         check_int(self.lstm_layers, "lstm_layers", 1)
         check_int(self.max_length, "max_length", 2)
@@ -102,21 +108,22 @@ class TrainConfig(Settings):
     class_weight: Literal["balanced"] | tuple[float, ...] | None = setting(
         None, "loss weights: 'balanced', or one number per class such as 1,5", metavar="balanced|W1,W2,..."
     )
-    threshold: float | Literal["per-label", "global"] = setting(
+    threshold: float | ThresholdRule = setting(
         "per-label", "multi-label decision threshold, tuned on dev: per-label, global, or a number", metavar="T"
     )
     dev_fraction: float = setting(0.1, "stratified share of train held out when no dev set is given")
     seed: int = setting(0, "seeds the split, initialisation, dropout and batch order")
     device: str = setting("auto", "auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
-    mixed_precision: Literal["no", "fp16", "bf16"] = setting("no", "mixed precision (through Accelerate)")
+    mixed_precision: Precision = setting("no", "mixed precision (through Accelerate)")
     encode_batch_size: int = setting(256, "texts per batch when only the forward pass runs (sorted by length)")
     progress: bool = setting(True, "progress bars (only ever on a terminal)")
     cache: bool = setting(True, "frozen/pooled: compute encoder features once and read them back every epoch")
     cache_dir: str | None = setting(None, "feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
-    cache_dtype: Literal["float16", "float32"] = setting("float16", "storage type of cached features")
+    cache_dtype: CacheDtype = setting("float16", "storage type of cached features")
     pad_to_max_length: bool = setting(False, "pad every batch to max_length, as the original recipe (to compare)")
 
     def __post_init__(self) -> None:
+        self.check_choices()
         for name in ("epochs", "batch_size", "grad_accum", "encode_batch_size"):
             check_int(getattr(self, name), name, 1)
         check_int(self.patience, "patience", 0)
@@ -127,15 +134,12 @@ class TrainConfig(Settings):
             check_number(getattr(self, name), name)
         check_number(self.warmup_ratio, "warmup_ratio", high=1.0)
         check_number(self.dev_fraction, "dev_fraction", strict=True, high=0.9)
-        for name, hint in (("metric", Metric), ("mixed_precision", Literal["no", "fp16", "bf16"])):
-            check_choice(getattr(self, name), hint, name)
-        check_choice(self.cache_dtype, Literal["float16", "float32"], "cache_dtype")
         if self.device.partition(":")[0] not in ("auto", "cpu", "cuda", "mps"):
             raise BertLSTMError(f"`device` must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}", "device")
         if isinstance(self.threshold, float | int):
             check_number(self.threshold, "threshold", strict=True, high=0.999)
         else:
-            check_choice(self.threshold, Literal["per-label", "global"], "threshold")
+            check_choice(self.threshold, ThresholdRule, "threshold")
         if isinstance(self.class_weight, tuple):
             for w in self.class_weight:
                 check_number(w, "class_weight", strict=True)

@@ -9,6 +9,9 @@
   only a hidden temporary folder, which :func:`remove_leftovers` deletes on the next run.
 * Saved weight and tokenizer files are recorded by SHA-256 in ``config.json`` and verified on load
   (:func:`read_config`, :func:`check_files`): a damaged or swapped file is an error, never a wrong answer.
+* :func:`save_model_folder` and :func:`load_model_folder` write and read a whole model folder for any task:
+  config sections, head weights, the encoder with its tokenizer, and the training record. Loading is local
+  only, safetensors only, and never runs code shipped in the folder.
 """
 
 from __future__ import annotations

@@ -164,9 +164,14 @@ class BertLSTMModel(nn.Module):
             return loss / logits.size(1)
         return F.cross_entropy(logits, labels, weight=weight, reduction="sum")
 
+    @staticmethod
+    def is_head(name: str) -> bool:
+        """Whether a parameter or state name belongs to what sits on the encoder (LSTM, mix, dense head)."""
+        return not name.startswith("encoder.")
+
     def parameter_groups(self, training: TrainConfig) -> list[dict[str, Any]]:
         """LSTM and head at ``lr``; in ``finetune`` the encoder too, at its own ``encoder_lr``."""
-        head = [p for name, p in self.named_parameters() if not name.startswith("encoder.")]
+        head = [p for name, p in self.named_parameters() if self.is_head(name)]
         groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
         if not self.encoder_frozen:
             encoder = {"params": list(self.encoder.parameters()), "lr": training.encoder_lr}
@@ -175,7 +180,7 @@ class BertLSTMModel(nn.Module):
 
     def head_state_dict(self) -> dict[str, Tensor]:
         """Everything but the encoder: what ``model.safetensors`` holds (the encoder is saved on its own)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+        return {k: v for k, v in self.state_dict().items() if self.is_head(k)}
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """A CPU copy of what training changes: the head, and the encoder when it is fine-tuned."""
@@ -186,5 +191,5 @@ class BertLSTMModel(nn.Module):
         """The inverse of :meth:`trainable_state_dict` (and of :meth:`head_state_dict`); a state for another
         model is an error."""
         missing, unexpected = self.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("encoder.") for k in missing):
+        if unexpected or any(self.is_head(k) for k in missing):
             raise ValueError(f"weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
