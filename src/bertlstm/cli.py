@@ -17,10 +17,11 @@ import typing
 import warnings
 from typing import Any, Literal, get_args, get_origin
 
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_config_file
-from .errors import BertLSTMError
+from .config import DataConfig, ModelConfig, RunConfig, ServeConfig, TrainConfig, load_config_file
+from .errors import BertLSTMError, missing_package
 
 SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "training": TrainConfig}
+SERVE: dict[str, type] = {"serve": ServeConfig}
 
 
 # --- parsing -----------------------------------------------------------------------------------------------
@@ -32,9 +33,9 @@ def _metavar(hint: Any, field: dataclasses.Field) -> str:
     return {int: "N", float: "X"}.get(hint, field.name.split("_")[-1].upper())
 
 
-def add_settings(parser: argparse.ArgumentParser) -> None:
+def add_settings(parser: argparse.ArgumentParser, sections: dict[str, type]) -> None:
     """One option per settings field, grouped by section; values are checked by the config, not here."""
-    for section, cls in SECTIONS.items():
+    for section, cls in sections.items():
         group = parser.add_argument_group(f"{section} settings")
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
@@ -69,16 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
     t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
     t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
-    add_settings(t)
+    add_settings(t, SECTIONS)
 
     p = sub.add_parser("predict", parents=common, help="predict labels for texts")
-    p.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
+    p.add_argument("--model", required=True, metavar="PATH", help="model folder, or an exported .onnx file")
     p.add_argument("--input", metavar="FILE", help="file of texts to label (otherwise --text or stdin lines)")
     p.add_argument("--output", metavar="FILE", help="write .csv, .tsv or .jsonl here (default: CSV on stdout)")
     p.add_argument("--text", action="append", metavar="TEXT", help="a text to label (repeatable)")
     p.add_argument("--text-column", help="column holding the text (default: auto-detect)")
     p.add_argument("--label-separator", default=",", help="joins the labels of one text (multi-label)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"), help="auto: onnx for .onnx")
+    p.add_argument("--quantize", choices=("int8",), help="torch back end: int8 linear and LSTM layers")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    x = sub.add_parser("export", parents=common, help="export a model as one ONNX graph")
+    x.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
+    x.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
+    x.add_argument("--quantize", choices=("int8",), help="onnxruntime dynamic int8 quantization")
+    x.add_argument("--output", required=True, metavar="FILE", help="the .onnx file; tokenizer and metadata beside it")
+
+    v = sub.add_parser("serve", parents=common, help="serve a model over HTTP (FastAPI + uvicorn)")
+    add_settings(v, SERVE)
 
     e = sub.add_parser("evaluate", parents=common, help="score a model on labelled data")
     e.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
@@ -149,11 +161,34 @@ def cmd_predict(args: argparse.Namespace) -> None:
     texts = args.text
     if args.input is None and texts is None:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    frame = predict_file(
-        args.model, texts, args.input, args.output, args.text_column, args.label_separator, args.device
+    predict_file(
+        args.model,
+        texts,
+        args.input,
+        args.output,
+        sys.stdout,
+        args.text_column,
+        args.label_separator,
+        args.backend,
+        args.quantize,
+        args.device,
     )
-    if args.output is None:
-        frame.to_csv(sys.stdout, index=False)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_onnx
+
+    export_onnx(args.model, args.output, args.quantize)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from .serving import serve
+    except ImportError as err:
+        raise missing_package(err, "serve") from None
+
+    setup_logging(logging.getLogger("bertlstm").level, ("bertlstm", "uvicorn"))
+    serve(ServeConfig.from_dict(_given_settings(args).get("serve", {})))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -185,6 +220,8 @@ def cmd_cache(args: argparse.Namespace) -> None:
 COMMANDS = {
     "train": cmd_train,
     "predict": cmd_predict,
+    "export": cmd_export,
+    "serve": cmd_serve,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "cache": cmd_cache,
@@ -202,14 +239,16 @@ class _Handler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
-def setup_logging(level: int) -> None:
-    """``bertlstm`` logs to stderr at ``level``; the libraries below it only say what is wrong."""
-    logger = logging.getLogger("bertlstm")
-    logger.handlers = [h for h in logger.handlers if not isinstance(h, _Handler)] + [_Handler()]
-    logger.setLevel(level)
-    logger.propagate = False
+def setup_logging(level: int, names: tuple[str, ...] = ("bertlstm",)) -> None:
+    """The loggers ``names`` log to stderr at ``level``; the libraries below only say what is wrong."""
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not isinstance(h, _Handler)] + [_Handler()]
+        logger.setLevel(level)
+        logger.propagate = False
     warnings.formatwarning = lambda msg, *args, **kwargs: f"warning: {msg}\n"
     if level > logging.DEBUG:
+        logging.getLogger("torch").setLevel(logging.ERROR)  # the ONNX exporter's notes on its own internals
         from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging as hf_logging
 

@@ -30,6 +30,7 @@ Metric = Literal["auto", "accuracy", "macro_f1", "micro_f1"]
 Precision = Literal["no", "fp16", "bf16"]
 CacheDtype = Literal["float16", "float32"]
 ThresholdRule = Literal["per-label", "global"]
+Backend = Literal["auto", "torch", "onnx"]
 S = TypeVar("S", bound="Settings")
 
 
@@ -315,3 +316,31 @@ def check_number(value: float, name: str, strict: bool = False, high: float = ma
 def check_choice(value: Any, hint: Any, name: str) -> None:
     if value not in get_args(hint):
         raise BertLSTMError(f"`{name}` must be one of {', '.join(get_args(hint))}, not {value!r}", name)
+
+
+@dataclass(frozen=True)
+class ServeConfig(Settings):
+    """An HTTP server for one model: what ``bertlstm serve`` takes."""
+
+    model: str | None = setting(None, "model folder, or an exported .onnx file", metavar="PATH")
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8000, "port to listen on")
+    backend: Backend = setting("auto", "torch, onnx, or auto (onnx for a .onnx file)")
+    quantize: Literal["int8"] | None = setting(None, "torch back end: int8 weights for linear and LSTM layers")
+    device: str = setting("auto", "torch back end: auto, cpu, cuda, cuda:N or mps")
+    workers: int = setting(1, "server processes, each with its own copy of the model")
+    max_batch: int = setting(64, "texts per request at most")
+    max_chars: int = setting(5000, "characters per text at most")
+    max_body_bytes: int = setting(1_000_000, "request body size at most")
+    batch_size: int = setting(64, "texts per forward pass: concurrent requests share one")
+    max_wait_ms: float = setting(5.0, "how long a request waits for others to share its forward pass")
+    queue_size: int = setting(256, "requests waiting at most; more are answered 503")
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+        if self.quantize is not None:
+            check_choice(self.quantize, Literal["int8"], "quantize")
+        for name in ("workers", "max_batch", "max_chars", "max_body_bytes", "batch_size", "queue_size"):
+            check_int(getattr(self, name), name, 1)
+        check_int(self.port, "port", 0)
+        check_number(self.max_wait_ms, "max_wait_ms", high=10_000)

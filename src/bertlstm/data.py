@@ -6,28 +6,26 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
-from transformers import PreTrainedTokenizerBase
 
 from .errors import BertLSTMError
 from .labels import tidy
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, TSV, JSON Lines or Parquet file (by extension; ``.gz`` allowed) as strings.
-
-    ``frame.attrs["kind"]`` says which, so that messages can name rows the way the file counts them.
-    """
+def file_kind(path: str | Path) -> str:
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by extension (``.gz`` allowed); a clear error otherwise."""
     path = Path(path)
     if path.is_dir():
         raise BertLSTMError(f"{path} is a folder, not a data file")
@@ -39,23 +37,56 @@ def read_table(path: str | Path) -> pd.DataFrame:
     kind = _READERS.get(suffixes[-1] if suffixes else "")
     if kind is None:
         raise BertLSTMError(f"{path}: unknown file type; use .csv, .tsv, .jsonl, .json or .parquet")
+    return kind
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV, JSON Lines or Parquet file (by extension; ``.gz`` allowed) as strings.
+
+    ``frame.attrs["kind"]`` says which, so that messages can name rows the way the file counts them.
+    """
+    frames = list(iter_tables(path, chunk_rows=None))
+    return frames[0]
+
+
+def iter_tables(path: str | Path, chunk_rows: int | None = 50_000) -> Iterator[pd.DataFrame]:
+    """The file in pieces of ``chunk_rows`` rows (all at once when None), so that a large file is never held
+    in memory whole. Each piece's ``attrs`` hold ``kind`` and ``start`` (the index of its first row)."""
+    kind = file_kind(path)
+    start = 0
     try:
-        if kind in ("csv", "tsv"):
-            sep = "\t" if kind == "tsv" else ","
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
-        elif kind == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
-        else:
-            frame = pd.read_parquet(path)
+        for frame in _pieces(Path(path), kind, chunk_rows):
+            frame.attrs.update(kind=kind, start=start)
+            start += len(frame)
+            yield frame
     except UnicodeDecodeError:
         raise BertLSTMError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BertLSTMError(f"{path}: could not read as {kind}: {first}") from None
-    if len(frame) == 0:
+    if start == 0:
         raise BertLSTMError(f"{path}: no rows")
-    frame.attrs["kind"] = kind
-    return frame
+
+
+def _pieces(path: Path, kind: str, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        if chunk_rows is None:
+            yield pd.read_parquet(path)
+        else:
+            yield from (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+        return
+    if kind == "jsonl":
+        reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows)
+    else:
+        sep = "\t" if kind == "tsv" else ","
+        reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8", chunksize=chunk_rows)
+    if chunk_rows is None:
+        yield reader
+    else:
+        with reader:
+            yield from reader
 
 
 def find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
@@ -95,10 +126,10 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple, np.ndarray))
 
 
-def _refuse_rows(bad: list[int], what: str, path: str, kind: str) -> None:
-    """One error naming the first bad rows the way the file counts them."""
+def _refuse_rows(bad: list[int], what: str, path: str, kind: str, start: int = 0) -> None:
+    """One error naming the first bad rows (``start`` + index) the way the file counts them."""
     if bad:
-        first_row = 2 if kind in ("csv", "tsv") else 1  # CSV and TSV start with a header line
+        first_row = start + (2 if kind in ("csv", "tsv") else 1)  # CSV and TSV start with a header line
         where = "file line" if kind != "parquet" else "row"
         rows = ", ".join(str(i + first_row) for i in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
@@ -108,7 +139,8 @@ def _refuse_rows(bad: list[int], what: str, path: str, kind: str) -> None:
 def _clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
     """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
     cells = [_cell_text(v) for v in values.tolist()]
-    _refuse_rows([i for i, v in enumerate(cells) if v is None], what, path, values.attrs.get("kind", "csv"))
+    bad = [i for i, v in enumerate(cells) if v is None]
+    _refuse_rows(bad, what, path, values.attrs.get("kind", "csv"), values.attrs.get("start", 0))
     return [cell for cell in cells if cell is not None]  # every cell, now that none is empty
 
 
@@ -132,9 +164,17 @@ def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]
 
 
 def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
-    frame = read_table(path)
-    column = find_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
-    return _clean_cells(_column(frame, column), "text", str(path))
+    return [text for chunk in iter_texts(path, text_column, chunk_rows=None) for text in chunk]
+
+
+def iter_texts(
+    path: str | Path, text_column: str | None = None, chunk_rows: int | None = 50_000
+) -> Iterator[list[str]]:
+    """The texts of a file, ``chunk_rows`` at a time (the column is found in the first piece)."""
+    column = text_column
+    for frame in iter_tables(path, chunk_rows):
+        column = find_column(frame, column, TEXT_COLUMNS, "text", str(path))
+        yield _clean_cells(_column(frame, column), "text", str(path))
 
 
 def load_labelled(
@@ -164,7 +204,7 @@ def load_labelled(
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     column = frame[name]
-    column.attrs["kind"] = frame.attrs.get("kind", "csv")
+    column.attrs.update(kind=frame.attrs.get("kind", "csv"), start=frame.attrs.get("start", 0))
     return column
 
 
@@ -177,6 +217,8 @@ def split_dev(
     texts: list[str], labels: list[Any], fraction: float, seed: int
 ) -> tuple[list[str], list[str], list[Any], list[Any]]:
     """A stratified train/dev split (plain random where a class is too small to stratify)."""
+    from sklearn.model_selection import train_test_split
+
     keys = [str(label) for label in labels]  # a label set (multi-label) stratifies as one key
     counts = pd.Series(keys).value_counts()
     stratify = keys if counts.min() >= 2 and int(len(labels) * fraction) >= len(counts) else None

@@ -13,3 +13,8 @@ class BertLSTMError(ValueError):
     def __init__(self, message: str, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+def missing_package(error: ImportError, extra: str) -> BertLSTMError:
+    """The error for an optional package that is not installed, with the command that installs it."""
+    return BertLSTMError(f"this needs the {error.name or 'missing'} package: pip install 'bertlstm[{extra}]'")

@@ -115,6 +115,26 @@ class BertLSTMModel(nn.Module):
             return mean_pool(hidden, attention_mask).unsqueeze(1)  # (B, 1, K*H)
         return hidden  # (B, T, K*H)
 
+    def lstm_inputs(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        features: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """What the LSTM reads, (B, T, D), and each row's number of real steps (B,): from token ids and their
+        mask, or from cached ``features`` (the selected layers side by side) and their ``lengths``."""
+        if features is None:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("give input_ids and attention_mask, or features and lengths")
+            features = self.encode(input_ids, attention_mask)  # (B, T, K*H) or (B, 1, K*H)
+            lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
+        if self.config.mode == "pooled" or lengths is None:
+            lengths = torch.ones(features.size(0), dtype=torch.long, device=features.device)
+        if self.scalar_mix is not None:
+            features = self.scalar_mix(features)  # (B, T, H)
+        return features, lengths
+
     def classify(self, features: Tensor, lengths: Tensor) -> Tensor:
         """LSTM over the first ``lengths[i]`` steps of each row, then the head: (B, T, D) -> (B, C)."""
         if self.config.bidirectional:
@@ -140,16 +160,7 @@ class BertLSTMModel(nn.Module):
         """Classify token ids (B, T) with their mask, or precomputed ``features`` (from the feature cache)
         with their ``lengths``; the loss is computed only when ``labels`` are given: (B,) class ids, or
         (B, C) 0/1 targets when ``multi_label``."""
-        if features is None:
-            if input_ids is None or attention_mask is None:
-                raise ValueError("give input_ids and attention_mask, or features and lengths")
-            features = self.encode(input_ids, attention_mask)  # (B, T, H) or (B, 1, H)
-            lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
-        if self.config.mode == "pooled" or lengths is None:
-            lengths = torch.ones(features.size(0), dtype=torch.long)
-        if self.scalar_mix is not None:
-            features = self.scalar_mix(features)  # (B, T, H)
-        logits = self.classify(features, lengths)
+        logits = self.classify(*self.lstm_inputs(input_ids, attention_mask, features, lengths))
         loss = None
         if labels is not None:
             loss = self.compute_loss(logits, labels) / logits.size(0)

@@ -1,0 +1,184 @@
+"""The HTTP server, started for real on a loopback port and used over HTTP, bad requests included."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bertlstm import BertLSTMClassifier
+from bertlstm.predict import TorchPredictor
+from conftest import make_multilabel, make_sentiment
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``bertlstm serve`` in a child process."""
+
+    def __init__(self, model: Path, *options: str) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "bertlstm.cli", "serve", "--model", str(model), "--port", str(self.port)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.log = tempfile.TemporaryFile("w+")  # read after the fact; a pipe nobody reads would fill and block
+        self.process = subprocess.Popen([*command, *options], env=env, stderr=self.log, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the server did not start: {self.output()[-2000:]}")
+
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, **headers: str
+    ) -> tuple[int, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        connection.request(method, path, body=data, headers={"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        text = response.read().decode()
+        connection.close()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
+    def stop(self) -> bool:
+        """SIGTERM; True when the server shut down by it (uvicorn re-raises the signal once it is done)."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60) in (0, -signal.SIGTERM)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+def train(encoder: str, folder: Path, multi: bool) -> Path:
+    texts, labels = make_multilabel(120, 1) if multi else make_sentiment(120, 1)
+    labels = [label.split(",") for label in labels] if multi else labels
+    clf = BertLSTMClassifier(encoder=encoder, lstm_units=8, epochs=2, lr=1e-2, multi_label=multi, progress=False)
+    return clf.fit(texts, labels).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train(tiny_encoder, tmp_path_factory.mktemp("served") / "model", multi=False)
+
+
+@pytest.fixture(scope="module")
+def server(model: Path) -> Iterator[Server]:
+    server = Server(model, "--max-batch", "8", "--max-chars", "200", "--max-body-bytes", "4000", "--max-wait-ms", "20")
+    yield server
+    assert server.stop()
+
+
+def test_predict_health_metadata_and_docs(server: Server, model: Path) -> None:
+    texts = ["good film", "awful boring plot", "it was fine"]
+    status, answer = server.request("POST", "/predict", {"texts": texts})
+    assert status == 200 and len(answer["predictions"]) == 3
+    expected = TorchPredictor(model, device="cpu").predict_proba(texts)
+    for row, proba in zip(answer["predictions"], expected, strict=True):
+        assert row["label"] == ["neg", "pos"][int(proba.argmax())]
+        np.testing.assert_allclose([row["probabilities"]["neg"], row["probabilities"]["pos"]], proba, atol=1e-5)
+    assert server.request("GET", "/health")[1]["status"] == "ok"
+    metadata = server.request("GET", "/metadata")[1]
+    assert metadata["labels"]["names"] == ["neg", "pos"] and metadata["mode"] == "frozen"
+    assert metadata["max_length"] == 128 and metadata["format_version"] == 3 and metadata["limits"]["max_batch"] == 8
+    assert server.request("GET", "/docs")[0] == 200 and "/predict" in server.request("GET", "/openapi.json")[1]["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (json.dumps({"texts": [1, 2]}).encode(), 422, "texts.0"),
+        (json.dumps({"text": "a"}).encode(), 422, "texts"),
+        (json.dumps({"texts": "good film"}).encode(), 422, "texts"),
+        (json.dumps({"texts": []}).encode(), 422, "texts is empty"),
+        (json.dumps({"texts": ["x"] * 9}).encode(), 422, "at most 8"),
+        (json.dumps({"texts": ["x" * 201]}).encode(), 422, "more than 200 characters"),
+        (json.dumps({"texts": ["  "]}).encode(), 422, "is empty"),
+        (json.dumps({"texts": ["x" * 150] * 30}).encode(), 413, "over 4000 bytes"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(server: Server, body: bytes, status: int, message: str) -> None:
+    got, answer = server.request("POST", "/predict", raw=body)
+    assert got == status and message in answer["detail"], answer
+
+
+def test_an_oversize_body_without_a_length_is_refused(server: Server) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    chunks = iter([b'{"texts": ["', b"x" * 3000, b"x" * 3000, b'"]}'])
+    connection.request(
+        "POST", "/predict", body=chunks, headers={"Content-Type": "application/json"}, encode_chunked=True
+    )
+    response = connection.getresponse()
+    assert response.status == 413 and "over 4000 bytes" in json.loads(response.read())["detail"]
+
+
+def test_concurrent_requests_share_forward_passes_and_bad_ones_harm_no_one(server: Server) -> None:
+    before = server.request("GET", "/health")[1]
+    good = [{"texts": [f"good film number {i}"]} for i in range(24)]
+    bad = [{"texts": []}, {"texts": [7]}, {"texts": ["x" * 500]}] * 4
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda body: server.request("POST", "/predict", body), good + bad))
+    assert [status for status, _ in answers[: len(good)]] == [200] * len(good)
+    assert all(status == 422 for status, _ in answers[len(good) :])
+    after = server.request("GET", "/health")[1]
+    passes, requests = after["forward_passes"] - before["forward_passes"], after["requests"] - before["requests"]
+    assert requests == len(good) and passes < requests  # several requests answered by one forward pass
+
+
+def test_multi_label_models_answer_label_sets(tiny_encoder: str, tmp_path: Path) -> None:
+    server = Server(train(tiny_encoder, tmp_path / "multi", multi=True))
+    try:
+        status, answer = server.request("POST", "/predict", {"texts": ["good movie", "sad film"]})
+        assert status == 200 and all(isinstance(row["labels"], list) for row in answer["predictions"])
+        assert set(answer["predictions"][0]["probabilities"]) == {"cinema", "neg", "pos"}
+    finally:
+        assert server.stop()
+
+
+def test_sigterm_answers_requests_in_flight(model: Path) -> None:
+    server = Server(model, "--max-wait-ms", "1500", "--batch-size", "64")  # a request waits 1.5 s for company
+    answers: list[tuple[int, Any]] = []
+    thread = threading.Thread(target=lambda: answers.append(server.request("POST", "/predict", {"texts": ["good"]})))
+    thread.start()
+    time.sleep(0.5)  # the request is now in flight, waiting in the batcher
+    assert server.stop()
+    thread.join(timeout=30)
+    assert answers and answers[0][0] == 200 and answers[0][1]["predictions"][0]["label"] in ("neg", "pos")
+
+
+def test_a_missing_model_is_one_error_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bertlstm.cli", "serve", "--model", str(tmp_path / "nope"), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: model folder")
