@@ -182,3 +182,38 @@ def test_a_missing_model_is_one_error_line(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: model folder")
+
+
+class Flaky:
+    """A back end whose forward pass fails when a text says so."""
+
+    def __init__(self) -> None:
+        from bertlstm import Labels
+
+        self.labels = Labels(("neg", "pos"))
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if "boom" in texts:
+            raise RuntimeError("the back end broke")
+        return np.tile([0.25, 0.75], (len(texts), 1))
+
+    def metadata(self) -> dict[str, Any]:
+        return {"backend": "test"}
+
+
+def test_a_failed_forward_pass_is_a_logged_500_and_the_server_goes_on(caplog) -> None:
+    from fastapi.testclient import TestClient
+
+    from bertlstm.config import ServeConfig
+    from bertlstm.serving import create_app
+
+    with TestClient(create_app(ServeConfig(model="unused", max_wait_ms=0), predictor=Flaky())) as client:
+        with caplog.at_level("ERROR", logger="bertlstm"):
+            failed = client.post("/predict", json={"texts": ["boom"]})
+        assert failed.status_code == 500 and failed.json() == {"detail": "internal error; see the server log"}
+        assert any("forward pass over 1 texts failed" in r.getMessage() for r in caplog.records)
+        answer = client.post("/predict", json={"texts": ["fine"]})
+        assert answer.status_code == 200 and answer.json()["predictions"][0] == {
+            "label": "pos",
+            "probabilities": {"neg": 0.25, "pos": 0.75},
+        }

@@ -27,6 +27,7 @@ from .predict import Predictor, load_predictor
 
 logger = logging.getLogger(__name__)
 SETTINGS_ENV = "BERTLSTM_SERVE"  # how the settings reach worker processes
+INTERNAL_ERROR = "internal error; see the server log"
 
 
 class Overloaded(Exception):
@@ -147,6 +148,8 @@ def _routes(app: FastAPI, settings: ServeConfig, predictor: Predictor) -> None:
             proba = await request.app.state.batcher.predict(body.texts)
         except Overloaded:
             raise HTTPException(503, "too many requests are waiting; try again shortly") from None
+        except Exception:  # the forward pass failed; the batcher has logged why
+            raise HTTPException(500, INTERNAL_ERROR) from None
         names = labels.decode(proba)
         key = "labels" if labels.multi_label else "label"
         rows = [
@@ -193,7 +196,7 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal(request: Request, err: Exception) -> JSONResponse:
         logger.exception(f"{request.method} {request.url.path} failed")
-        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+        return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
 class BodyLimit:
