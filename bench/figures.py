@@ -28,14 +28,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def report(name: str, clf: BertLSTMClassifier, start: float, **scores: float) -> None:
     minutes = (time.perf_counter() - start) / 60
     shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
-    print(f"{name}: {shown}  (best epoch {clf.metrics['best_epoch']}, {minutes:.1f} min)", flush=True)
+    print(f"{name}: {shown}  (best epoch {clf.metrics_['best_epoch']}, {minutes:.1f} min)", flush=True)
     print(
         json.dumps(
             {
                 "experiment": name,
                 "minutes": minutes,
                 **scores,
-                "history": clf.history,
+                "history": clf.history_,
                 "train_options": clf.train_config.to_dict(),
                 "model_options": clf.config.to_dict(),
             }
@@ -121,7 +121,7 @@ def sst2_layers(args: argparse.Namespace) -> None:
         options = {**common(args), "bidirectional": True, "layers": layers}
         clf = BertLSTMClassifier(mode="frozen", lstm_layers=2, epochs=args.epochs or 5, **options)
         clf.fit(*train, *dev)
-        report(f"sst2 frozen 2-layer BiLSTM layers={layers}", clf, start, dev_accuracy=clf.metrics["dev_accuracy"])
+        report(f"sst2 frozen 2-layer BiLSTM layers={layers}", clf, start, dev_accuracy=clf.metrics_["dev_accuracy"])
 
 
 def sst2_finetune(args: argparse.Namespace) -> None:
@@ -133,7 +133,7 @@ def sst2_finetune(args: argparse.Namespace) -> None:
         f"sst2 finetune {tag(clf)}",
         clf,
         start,
-        dev_accuracy=clf.metrics["dev_accuracy"],
+        dev_accuracy=clf.metrics_["dev_accuracy"],
         test_accuracy=clf.evaluate(*test)["accuracy"],
     )
 

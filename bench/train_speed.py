@@ -54,7 +54,7 @@ def run_one(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     clf.fit([texts[i] for i in rows], [labels[i] for i in rows], *dev)
     total = time.perf_counter() - start
-    epochs = [h["train_seconds"] + h["eval_seconds"] for h in clf.history]
+    epochs = [h["train_seconds"] + h["eval_seconds"] for h in clf.history_]
     epochs[0] += total - sum(epochs)  # loading, tokenizing, cache build: paid before the first epoch
     print(
         json.dumps(
@@ -63,9 +63,9 @@ def run_one(args: argparse.Namespace) -> None:
                 "mode": args.mode,
                 "total_s": total,
                 "epoch_s": epochs,
-                "train_ex_s": [h["examples_per_s"] for h in clf.history],
-                "dev_accuracy": [h["dev_accuracy"] for h in clf.history],
-                "best_dev_accuracy": clf.metrics["dev_accuracy"],
+                "train_ex_s": [h["examples_per_s"] for h in clf.history_],
+                "dev_accuracy": [h["dev_accuracy"] for h in clf.history_],
+                "best_dev_accuracy": clf.metrics_["dev_accuracy"],
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )

@@ -42,15 +42,15 @@ def test_train_save_load_same_predictions(tiny_encoder, tiny_encoder_4, tmp_path
     before = clf.predict_proba(probe)
     assert before.shape == (30, 3 if multi else 2)
     if multi:
-        assert clf.labels.thresholds is not None and len(clf.labels.thresholds) == 3
+        assert clf.labels_.thresholds is not None and len(clf.labels_.thresholds) == 3
     else:
         np.testing.assert_allclose(before.sum(1), 1.0, atol=1e-5)
 
     folder = clf.save_pretrained(tmp_path / "model")
     loaded = BertLSTMClassifier.from_pretrained(folder, device="cpu")
     np.testing.assert_array_equal(loaded.predict_proba(probe), before)
-    assert loaded.predict(probe) == clf.predict(probe)
-    assert loaded.labels == clf.labels and loaded.config == clf.config and loaded.history == clf.history
+    np.testing.assert_array_equal(loaded.predict(probe), clf.predict(probe))
+    assert loaded.labels_ == clf.labels_ and loaded.config == clf.config and loaded.history_ == clf.history_
 
 
 def test_the_folder_and_its_inverse(tiny_encoder: str, toy_data, tmp_path: Path) -> None:
@@ -61,11 +61,12 @@ def test_the_folder_and_its_inverse(tiny_encoder: str, toy_data, tmp_path: Path)
     assert {"config.json", "model.safetensors", "history.csv", "metrics.json", "encoder/tokenizer.json"} <= files
     meta = json.loads((first / "config.json").read_text())
     assert meta["format_version"] == 3 and meta["task"] == "classification" and meta["model"]["mode"] == "frozen"
-    assert meta["labels"] == {"names": ["neg", "pos"], "multi_label": False, "thresholds": None}
+    assert meta["labels"] == {"names": ["neg", "pos"], "multi_label": False, "thresholds": None, "kind": "str"}
     assert "torch" in meta["library_versions"] and set(meta["files"]) == files - {
         "config.json",
         "history.csv",
         "metrics.json",
+        "README.md",
     }
     assert not any(k.startswith("encoder.") for k in load_file(first / "model.safetensors"))
 
@@ -79,10 +80,10 @@ def test_training_learns_and_keeps_the_best_epoch(tiny_encoder: str, toy_data) -
     texts, labels = toy_data
     clf = BertLSTMClassifier(encoder=tiny_encoder, lstm_units=16, epochs=6, lr=1e-2, progress=False, device="cpu")
     clf.fit(texts, labels, *make_sentiment(80, seed=2))
-    dev = [row["dev_accuracy"] for row in clf.history]
-    assert len(dev) == 6 and clf.metrics["dev_accuracy"] == max(dev)
-    assert clf.metrics["best_epoch"] == dev.index(max(dev)) + 1
-    assert clf.metrics["n_train"] == 160 and clf.metrics["n_dev"] == 80
+    dev = [row["dev_accuracy"] for row in clf.history_]
+    assert len(dev) == 6 and clf.metrics_["dev_accuracy"] == max(dev)
+    assert clf.metrics_["best_epoch"] == dev.index(max(dev)) + 1
+    assert clf.metrics_["n_train"] == 160 and clf.metrics_["n_dev"] == 80
     test_texts, test_labels = make_sentiment(60, seed=9)
     assert clf.evaluate(test_texts, test_labels)["accuracy"] > 0.75  # chance is 0.5
 
@@ -92,7 +93,7 @@ def test_finetune_changes_the_encoder_and_frozen_does_not(tiny_encoder: str, toy
 
     original = AutoModel.from_pretrained(tiny_encoder).state_dict()
     for mode, should_change in (("frozen", False), ("finetune", True)):
-        state = fit(tiny_encoder, toy_data, mode=mode, epochs=1).model.encoder.state_dict()
+        state = fit(tiny_encoder, toy_data, mode=mode, epochs=1).model_.encoder.state_dict()
         floats = [k for k, v in original.items() if v.is_floating_point()]
         changed = any(not np.allclose(state[k].numpy(), original[k].numpy()) for k in floats)
         assert changed == should_change, mode
@@ -109,8 +110,8 @@ def test_integer_labels_and_a_given_dev_set(tiny_encoder: str) -> None:
     ints = np.array([1 if label == "pos" else 0 for label in labels])  # arrays work as well as lists
     clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=1, progress=False, device="cpu")
     clf.fit(texts[:60], ints[:60], texts[60:], ints[60:])
-    assert clf.label_names == ["0", "1"] and clf.metrics["n_dev"] == 20
-    assert set(clf.predict(texts[:5])) <= {"0", "1"}
+    assert clf.label_names == ["0", "1"] and clf.metrics_["n_dev"] == 20
+    assert clf.classes_.tolist() == [0, 1] and set(clf.predict(texts[:5]).tolist()) <= {0, 1}  # as given: ints
 
 
 def test_saving_over_a_model_is_atomic(tiny_encoder: str, toy_data, tmp_path: Path, monkeypatch) -> None:

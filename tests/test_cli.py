@@ -51,8 +51,9 @@ def test_predict_to_file_and_stdout(
     out = tmp_path / "pred.jsonl"
     assert main(["predict", "--model", str(trained), "--input", str(toy_files["test"]), "--output", str(out)]) == 0
     rows = pd.read_json(out, lines=True)
-    assert list(rows.columns) == ["text", "label", "prob_neg", "prob_pos"] and len(rows) == 40
-    assert ((rows["prob_neg"] + rows["prob_pos"] - 1).abs() < 1e-4).all()
+    # every input column is kept; the input has its own "label", so the predictions are "predicted_..."
+    assert list(rows.columns) == ["text", "label", "predicted_label", "predicted_prob_neg", "predicted_prob_pos"]
+    assert len(rows) == 40 and ((rows["predicted_prob_neg"] + rows["predicted_prob_pos"] - 1).abs() < 1e-4).all()
 
     assert main(["predict", "--model", str(trained), "--text", "good movie", "--text", "awful film"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -199,3 +200,44 @@ def test_cache_info_and_clear(tiny_encoder: str, toy_files: dict[str, Path], tmp
     assert main(["cache", "clear", "--cache-dir", str(cache)]) == 0
     assert main(["cache", "info", "--cache-dir", str(cache)]) == 0
     assert "0 entries" in capsys.readouterr().out
+
+
+def test_version_and_json_output(trained: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("bertlstm 0.")
+    assert main(["report", str(trained), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["labels"]["names"] == ["neg", "pos"] and report["metrics"]["best_epoch"] >= 1
+    assert len(report["history"]) == 2 and report["model"]["mode"] == "pooled"
+    assert main(["cache", "info", "--json", "--cache-dir", str(tmp_path / "empty")]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+def test_predictions_keep_the_input_columns_in_every_format(trained: Path, tmp_path: Path, suffix: str) -> None:
+    texts = [f"good film number {i}" for i in range(30)]
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"id": [f"doc-{i}" for i in range(30)], "body": texts}).to_csv(source, index=False)
+    out = tmp_path / f"out{suffix}"
+    args = ["predict", "--model", str(trained), "--input", str(source), "--text-column", "body", "--output", str(out)]
+    assert main([*args, "--batch-size", "7"]) == 0
+    if suffix == ".parquet":
+        rows = pd.read_parquet(out)
+    elif suffix == ".json":
+        rows = pd.DataFrame(json.loads(out.read_text()))
+    elif suffix == ".jsonl":
+        rows = pd.read_json(out, lines=True)
+    else:
+        rows = pd.read_csv(out, sep="\t" if suffix == ".tsv" else ",")
+    assert list(rows.columns) == ["id", "body", "label", "prob_neg", "prob_pos"]
+    assert rows["id"].tolist() == [f"doc-{i}" for i in range(30)] and rows["body"].tolist() == texts
+
+
+def test_without_matplotlib_training_skips_the_plots(
+    tiny_encoder: str, toy_files, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plots extra were not installed
+    assert cli_train(tiny_encoder, tmp_path / "m", "--train", toy_files["train"], "--epochs", 1) == 0
+    assert "plots skipped" in capsys.readouterr().err
+    assert (tmp_path / "m" / "model.safetensors").is_file() and not list((tmp_path / "m").glob("*.png"))

@@ -12,9 +12,10 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from bertlstm import BertLSTMClassifier, BertLSTMError
+from bertlstm.batch import predict_file
 from bertlstm.cli import main
 from bertlstm.export import MaskedLSTM, export_onnx
-from bertlstm.predict import OnnxPredictor, TorchPredictor, predict_file
+from bertlstm.predict import OnnxPredictor, TorchPredictor
 from conftest import make_multilabel, make_sentiment
 
 pytest.importorskip("onnxruntime")

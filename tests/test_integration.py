@@ -26,5 +26,5 @@ def test_default_encoder_learns_the_sample_data_and_round_trips(tmp_path: Path) 
 
     folder = clf.save_pretrained(tmp_path / "model")
     loaded = BertLSTMClassifier.from_pretrained(folder, device="cpu")
-    assert loaded.tokenizer.is_fast
+    assert loaded.tokenizer_.is_fast
     np.testing.assert_allclose(loaded.predict_proba(test[0]), clf.predict_proba(test[0]), atol=1e-6)

@@ -319,7 +319,7 @@ def test_a_diverging_run_stops_and_saves_nothing(tiny_encoder, tmp_path, capsys,
 def test_non_finite_weights_are_never_saved(model_dir, tmp_path) -> None:
     clf = BertLSTMClassifier.from_pretrained(model_dir, device="cpu")
     with torch.no_grad():
-        clf.model.head.weight[0, 0] = float("nan")
+        clf.model_.head.weight[0, 0] = float("nan")
     with pytest.raises(BertLSTMError, match="non-finite weights"):
         clf.save_pretrained(tmp_path / "nan-model")
     assert not (tmp_path / "nan-model").exists()

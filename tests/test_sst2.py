@@ -31,4 +31,4 @@ def test_recipe_learns_sst2(mode: str, n_train: int, epochs: int, floor: float) 
     dev = load_labelled(SST2 / "dev.tsv")
     clf = BertLSTMClassifier(mode=mode, epochs=epochs, encoder_lr=5e-5, progress=False, device="cpu", seed=0)
     clf.fit(texts[:n_train], labels[:n_train], *dev)
-    assert clf.metrics["dev_accuracy"] >= floor, clf.history
+    assert clf.metrics_["dev_accuracy"] >= floor, clf.history_

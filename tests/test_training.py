@@ -70,7 +70,7 @@ def test_balanced_weights_lift_the_rare_class(tiny_encoder: str) -> None:
 def test_patience_stops_early(tiny_encoder: str, toy_data) -> None:
     clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=6, lr=1e-12, patience=2, progress=False, device="cpu")
     clf.fit(*toy_data)
-    assert len(clf.history) == 3 and clf.metrics["best_epoch"] == 1  # nothing can improve at lr 1e-12
+    assert len(clf.history_) == 3 and clf.metrics_["best_epoch"] == 1  # nothing can improve at lr 1e-12
 
 
 def _write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:

@@ -1,4 +1,5 @@
-"""The user-facing classifier: ``fit``, ``predict``, ``predict_proba``, ``evaluate`` and saved folders.
+"""The user-facing classifier: a scikit-learn estimator with ``fit``, ``predict``, ``predict_proba``,
+``score`` and ``evaluate``, saved as (and loaded from) a model folder, locally or on the Hugging Face Hub.
 
 It puts the shared parts together: settings (:mod:`config`), labels (:mod:`labels`), datasets and the
 feature cache, the model (:mod:`modeling`), the trainer and its callbacks, and the model folder.
@@ -6,6 +7,8 @@ feature cache, the model (:mod:`modeling`), the trainer and its callbacks, and t
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -17,14 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 
 from .callbacks import Checkpoint, EarlyStopping, KeepBest, LogEpoch
 from .config import ModelConfig, TrainConfig, check_together
-from .data import TokenDataset, split_dev, tokenize
+from .data import TokenDataset, as_texts, split_dev, texts_and_labels, tokenize
 from .device import resolve_device
 from .encoders import check_max_length, load_encoder
 from .errors import BertLSTMError
-from .labels import Labels
+from .labels import Labels, kind_of
 from .metrics import full_report, multilabel_metrics, multilabel_report, quick_metrics, tune_thresholds
 from .model_folder import history_from_csv, history_to_csv, load_model_folder, save_model_folder
 from .modeling import BertLSTMModel
@@ -34,128 +39,144 @@ logger = logging.getLogger(__name__)
 TASK = "classification"
 RECORDS = ("history.csv", "metrics.json")  # the training record saved beside the model
 CPU_PREDICT_BATCH = 32
+SETTINGS = {f.name: f for f in (*dataclasses.fields(ModelConfig), *dataclasses.fields(TrainConfig))}
 
 
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Keyword options as (ModelConfig fields, TrainConfig fields); an unknown name is a TypeError."""
-    model_fields, train_fields = ModelConfig.__dataclass_fields__, TrainConfig.__dataclass_fields__
-    unknown = set(options) - set(model_fields) - set(train_fields)
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    return (
-        {k: v for k, v in options.items() if k in model_fields},
-        {k: v for k, v in options.items() if k in train_fields},
-    )
+def _default(field: dataclasses.Field) -> Any:
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[operator]
 
 
-class BertLSTMClassifier:
-    """A BERT-family encoder feeding an LSTM, with a scikit-learn-like interface.
+class NotTrainedError(BertLSTMError, NotFittedError):
+    """Predicting before ``fit`` or ``from_pretrained``: a BertLSTMError, and scikit-learn's NotFittedError."""
+
+
+class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
+    """A BERT-family encoder feeding an LSTM, as a scikit-learn classifier.
+
+    Every field of :class:`ModelConfig` and :class:`TrainConfig` is a keyword argument (``mode``, ``encoder``,
+    ``lstm_units``, ``epochs``, ...), stored unchanged, so that ``get_params``, ``set_params`` and ``clone``
+    work; the settings are checked when :meth:`fit` starts. After fitting: ``classes_``, ``labels_``,
+    ``model_``, ``tokenizer_``, ``history_``, ``metrics_`` and ``device_``.
 
     Example:
-        >>> clf = BertLSTMClassifier(mode="frozen", epochs=3)
-        >>> clf.fit(texts, labels)
-        >>> clf.predict_proba(["This was alright"])
+        >>> clf = BertLSTMClassifier(mode="frozen", epochs=3).fit(texts, labels)   # or fit(dataframe)
+        >>> clf.predict(["This was alright"]), clf.predict_proba(["This was alright"])
         >>> clf.save_pretrained("my-model")
-        >>> clf = BertLSTMClassifier.from_pretrained("my-model")
-
-    Args:
-        mode: ``"frozen"``, ``"pooled"`` or ``"finetune"``.
-        encoder: ``"minilm"`` (the packaged all-MiniLM-L6-v2), a local model folder or a hub id.
-        **options: any field of :class:`ModelConfig` or :class:`TrainConfig` (``epochs=3``, ...).
+        >>> clf = BertLSTMClassifier.from_pretrained("my-model")     # or a Hub id: "user/name"
     """
 
-    def __init__(self, mode: str = "frozen", encoder: str = "minilm", **options: Any) -> None:
-        model_options, train_options = split_options(options)
-        config = ModelConfig.from_dict({"mode": mode, "encoder": encoder, **model_options})
-        self._set_configs(config, TrainConfig.from_dict(train_options))
+    def __init__(self, **settings: Any) -> None:
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise TypeError(f"BertLSTMClassifier got unexpected keyword argument(s): {', '.join(unknown)}")
+        for name, field in SETTINGS.items():
+            setattr(self, name, settings.get(name, _default(field)))
 
-    @classmethod
-    def from_configs(cls, config: ModelConfig, training: TrainConfig) -> BertLSTMClassifier:
-        clf = cls.__new__(cls)
-        clf._set_configs(config, training)
-        return clf
+    @property
+    def config(self) -> ModelConfig:
+        """The model settings as given now (checked)."""
+        return ModelConfig.from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)})
 
-    def _set_configs(self, config: ModelConfig, training: TrainConfig) -> None:
+    @property
+    def train_config(self) -> TrainConfig:
+        """The training settings as given now (checked)."""
+        return TrainConfig.from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)})
+
+    def _configs(self) -> tuple[ModelConfig, TrainConfig]:
+        config, training = self.config, self.train_config
         check_together(config, training)
-        self.config, self.train_config = config, training
-        self.model: BertLSTMModel | None = None
-        self.tokenizer: Any = None
-        self.labels: Labels | None = None  # learnt in fit(): names and, multi-label, thresholds
-        self.history: list[dict[str, Any]] = []
-        self.metrics: dict[str, Any] = {}
-        self.device = torch.device("cpu")
+        return config, training
 
     @property
     def label_names(self) -> list[str]:
-        return list(self.labels.names) if self.labels else []
+        return list(self.labels_.names) if getattr(self, "labels_", None) else []
 
-    @property
-    def metric(self) -> str:
-        """The dev metric that picks the best epoch."""
-        if self.train_config.metric != "auto":
-            return self.train_config.metric
-        return "macro_f1" if self.config.multi_label else "accuracy"
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is a sequence of texts (or a table with a text column)
+        tags.input_tags.one_d_array = True
+        tags.input_tags.string = True
+        tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = True
+        return tags
 
     # --- training -----------------------------------------------------------------------------
     def fit(
         self,
-        texts: Sequence[str],
-        labels: Sequence[Any],
-        dev_texts: Sequence[str] | None = None,
-        dev_labels: Sequence[Any] | None = None,
+        X: Any,
+        y: Any = None,
+        dev_texts: Any = None,
+        dev_labels: Any = None,
+        *,
+        text_column: str | None = None,
+        label_column: str | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         callbacks: Sequence[Any] = (),
     ) -> BertLSTMClassifier:
-        """Train on ``texts``/``labels``; without a dev set, a stratified ``dev_fraction`` is held out.
+        """Train on texts ``X`` and labels ``y``, or on a table (DataFrame, ``datasets.Dataset``) holding both;
+        without a dev set a stratified ``dev_fraction`` is held out.
 
-        Labels are class names (or numbers); with ``multi_label``, lists of names. With ``checkpoint_dir``, a
-        checkpoint is written there after each epoch, and one already there is resumed from. ``callbacks`` are
-        :class:`~bertlstm.callbacks.Callback` objects or functions called with each epoch's history row.
+        Labels are class names or numbers; with ``multi_label``, lists of names or a 0/1 matrix (N, C). With
+        ``checkpoint_dir``, a checkpoint is written there after each epoch, and one already there is resumed
+        from. ``callbacks`` are :class:`~bertlstm.callbacks.Callback` objects or functions of each epoch's row.
         """
-        cfg, multi = self.train_config, self.config.multi_label
-        texts, labels = list(texts), Labels.clean(labels, multi, "training labels")
-        if len(texts) != len(labels):
-            raise BertLSTMError(f"{len(texts)} texts but {len(labels)} labels")
-        self.labels = Labels.from_training(labels, multi)
-        self.labels.class_weights(cfg.class_weight, [])  # as many weights as classes, before any work
+        config, training = self._configs()
+        texts, raw = texts_and_labels(X, y, text_column, label_column, "training data")
+        if not config.multi_label and kind_of(raw) == "float":
+            raise BertLSTMError("Unknown label type: continuous. bertlstm classifies; give class labels")
+        self.labels_, labels = Labels.learn(raw, config.multi_label)
+        self.labels_.class_weights(training.class_weight, [])  # as many weights as classes, before any work
         if dev_texts is None:
-            texts, dev_texts, labels, dev_labels = split_dev(texts, labels, cfg.dev_fraction, cfg.seed)
-        dev = list(dev_texts), Labels.clean([] if dev_labels is None else dev_labels, multi, "dev labels")
-        self._build_model()
+            texts, dev_texts, labels, dev = split_dev(texts, labels, training.dev_fraction, training.seed)
+        else:
+            dev_texts, dev_raw = texts_and_labels(dev_texts, dev_labels, text_column, label_column, "dev data")
+            dev = Labels.clean(dev_raw, config.multi_label, "dev labels")
+        self.text_column_ = text_column
+        self._build_model(config, training)
         train_texts, train_y = self._targets(texts, labels, "training data")
-        dev_texts, dev_y = self._targets(*dev, "dev data")
-        best = KeepBest(self.metric)
-        trainer = self._trainer(train_y, [LogEpoch(), best, *callbacks], checkpoint_dir)
+        dev_texts, dev_y = self._targets(list(dev_texts), dev, "dev data")
+        best = KeepBest(self._metric(config, training))
+        trainer = self._trainer(training, train_y, [LogEpoch(), best, *callbacks], checkpoint_dir)
         start = time.perf_counter()
         with trainer.accelerator.main_process_first():  # one process builds the feature cache
             train_set = self._dataset(train_texts, train_y, "training texts", trainer.accelerator.device)
             dev_set = self._dataset(dev_texts, dev_y, "dev texts", trainer.accelerator.device)
         prepare_seconds = time.perf_counter() - start  # tokenizing, and building or reading the feature cache
-        self.history = trainer.fit(train_set, dev_set)
-        self.device = trainer.accelerator.device
+        self.history_ = trainer.fit(train_set, dev_set)
+        self.device_ = trainer.accelerator.device
         self._record(best.best, len(train_set), dev_set, prepare_seconds)
         return self
 
-    def _build_model(self) -> None:
+    @staticmethod
+    def _metric(config: ModelConfig, training: TrainConfig) -> str:
+        """The dev metric that picks the best epoch."""
+        if training.metric != "auto":
+            return training.metric
+        return "macro_f1" if config.multi_label else "accuracy"
+
+    def _build_model(self, config: ModelConfig, training: TrainConfig) -> None:
         from accelerate.utils import set_seed
 
-        set_seed(self.train_config.seed)
-        encoder, self.tokenizer = load_encoder(self.config.encoder)
-        check_max_length(self.config.encoder, self.config.max_length, encoder.config)
-        self.model = BertLSTMModel(self.config, encoder, len(self._require_labels()))
+        set_seed(training.seed)
+        encoder, self.tokenizer_ = load_encoder(config.encoder)
+        check_max_length(config.encoder, config.max_length, encoder.config)
+        self.model_ = BertLSTMModel(config, encoder, len(self.labels_))
+        self.training_ = training  # the settings this model was trained with, whatever set_params does later
+        self.metrics_: dict[str, Any] = {}
 
-    def _trainer(self, targets: list[Any], callbacks: list[Any], checkpoint_dir: str | os.PathLike | None) -> Any:
+    def _trainer(
+        self, training: TrainConfig, targets: list[Any], callbacks: list[Any], checkpoint_dir: str | os.PathLike | None
+    ) -> Any:
         """A Trainer with the class weights of ``targets``; checkpoints and early stopping after ``callbacks``."""
         from .training import Trainer  # only here: prediction never imports the training loop
 
-        cfg = self.train_config
         if checkpoint_dir is not None:
             callbacks.append(Checkpoint(checkpoint_dir))
-        if cfg.patience:
-            callbacks.append(EarlyStopping(self.metric, cfg.patience))
-        weight = self._require_labels().class_weights(cfg.class_weight, targets)
+        if training.patience:
+            callbacks.append(EarlyStopping(self._metric(self.model_.config, training), training.patience))
+        weight = self.labels_.class_weights(training.class_weight, targets)
         loss_weight = None if weight is None else torch.tensor(weight, dtype=torch.float32)
-        return Trainer(self.model, cfg, score=self._score, callbacks=callbacks, loss_weight=loss_weight)
+        return Trainer(self.model_, training, score=self._score, callbacks=callbacks, loss_weight=loss_weight)
 
     def _targets(self, texts: list[str], labels: list[Any], where: str) -> tuple[list[str], list[Any]]:
         """The texts the model can learn from or be scored on, and their targets."""
@@ -164,21 +185,21 @@ class BertLSTMClassifier:
 
     def _score(self, logits: np.ndarray, dataset: Any) -> dict[str, float]:
         """What each epoch reports on dev (multi-label at the untuned threshold 0.5)."""
-        if self.config.multi_label:
+        if self._require_labels().multi_label:
             return multilabel_metrics(np.asarray(dataset.labels), expit(logits) >= 0.5)
         return quick_metrics(dataset.labels, logits.argmax(-1).tolist())
 
     def _record(self, best: dict[str, Any], n_train: int, dev_set: Any, prepare_seconds: float) -> None:
-        """After training: tuned multi-label thresholds, and the metrics of the best epoch."""
-        labels = self._require_labels()
-        dev_logits = predict_logits(self._require_model(), dev_set, self.train_config.encode_batch_size, self.device)
-        if self.config.multi_label:
-            how = self.train_config.threshold
-            self.labels = labels.tuned(tune_thresholds(np.asarray(dev_set.labels), expit(dev_logits), how))
-        self.metrics = {
+        """After training: tuned multi-label thresholds, the classes, and the metrics of the best epoch."""
+        dev_logits = predict_logits(self._require_model(), dev_set, self.training_.encode_batch_size, self.device_)
+        if self.labels_.multi_label:
+            thresholds = tune_thresholds(np.asarray(dev_set.labels), expit(dev_logits), self.training_.threshold)
+            self.labels_ = self.labels_.tuned(thresholds)
+        self.classes_ = self.labels_.classes()
+        self.metrics_ = {
             "best_epoch": best["epoch"],
             **{k: v for k, v in best.items() if k.startswith("dev_")},
-            "metric": self.metric,
+            "metric": self._metric(self.model_.config, self.training_),
             "n_train": n_train,
             "n_dev": len(dev_set),
             "prepare_seconds": prepare_seconds,
@@ -188,18 +209,18 @@ class BertLSTMClassifier:
     # --- datasets -----------------------------------------------------------------------------
     def _dataset(self, texts: list[str], targets: list[Any] | None, what: str, device: torch.device) -> Any:
         """Token ids, or for a frozen encoder with the cache on, its features from the feature cache."""
-        model, cfg = self._require_model(), self.train_config
+        model, cfg, config = self._require_model(), self.training_, self.model_.config
         if not (model.encoder_frozen and cfg.cache):
-            return self._encode(texts, targets, pad_to=self.config.max_length if cfg.pad_to_max_length else None)
+            return self._encode(texts, targets, pad_to=config.max_length if cfg.pad_to_max_length else None)
         from .feature_cache import CacheKey, FeatureCache, cached_dataset, encoder_fingerprint, texts_fingerprint
 
         model.to(device)
         key = CacheKey(
-            encoder=self.config.encoder,
-            encoder_hash=encoder_fingerprint(model.encoder, self.tokenizer),
-            layers=self.config.layers,
-            max_length=self.config.max_length,
-            pooling="mean" if self.config.mode == "pooled" else "tokens",
+            encoder=config.encoder,
+            encoder_hash=encoder_fingerprint(model.encoder, self.tokenizer_),
+            layers=config.layers,
+            max_length=config.max_length,
+            pooling="mean" if config.mode == "pooled" else "tokens",
             dtype=cfg.cache_dtype,
             texts_hash=texts_fingerprint(texts),
             n_texts=len(texts),
@@ -209,121 +230,145 @@ class BertLSTMClassifier:
             return model.encode(input_ids.to(device), attention_mask.to(device))
 
         def input_ids() -> list[list[int]]:
-            return tokenize(self.tokenizer, texts, self.config.max_length)
+            return tokenize(self.tokenizer_, texts, config.max_length)
 
-        return cached_dataset(
-            FeatureCache(cfg.cache_dir),
-            key,
-            encode,
-            model.feature_size,
-            input_ids,
-            self._pad_id,
-            cfg.encode_batch_size,
-            targets,
-            what,
-        )
+        cache = FeatureCache(cfg.cache_dir)
+        size, batch = model.feature_size, cfg.encode_batch_size
+        return cached_dataset(cache, key, encode, size, input_ids, self._pad_id, batch, targets, what)
 
     def _encode(
         self, texts: Sequence[str], targets: list[Any] | None = None, pad_to: int | None = None
     ) -> TokenDataset:
-        return TokenDataset(tokenize(self.tokenizer, texts, self.config.max_length), targets, self._pad_id, pad_to)
+        max_length = self._require_model().config.max_length
+        return TokenDataset(tokenize(self.tokenizer_, texts, max_length), targets, self._pad_id, pad_to)
 
     @property
     def _predict_batch(self) -> int:
         """Texts per forward pass when predicting: on a CPU small batches are fastest (SST-2 dev, 2 cores:
         2.7 s at 32 against 3.8 s at 256, see BENCHMARKS.md); elsewhere ``encode_batch_size``."""
-        return CPU_PREDICT_BATCH if self.device.type == "cpu" else self.train_config.encode_batch_size
+        chosen = getattr(self, "predict_batch_size_", None)  # set by a prediction back end, or not at all
+        if chosen:
+            return int(chosen)
+        return CPU_PREDICT_BATCH if self.device_.type == "cpu" else self.training_.encode_batch_size
 
     @property
     def _pad_id(self) -> int:
-        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
 
     # --- using it -----------------------------------------------------------------------------
     def _require_model(self) -> BertLSTMModel:
-        if self.model is None:
-            raise BertLSTMError("this classifier is not trained yet: call fit() or from_pretrained()")
-        return self.model
+        if getattr(self, "model_", None) is None:
+            raise NotTrainedError("this classifier is not trained yet: call fit() or from_pretrained()")
+        return self.model_
 
     def _require_labels(self) -> Labels:
-        if self.labels is None:
-            raise BertLSTMError("this classifier is not trained yet: call fit() or from_pretrained()")
-        return self.labels
+        if getattr(self, "labels_", None) is None:
+            raise NotTrainedError("this classifier is not trained yet: call fit() or from_pretrained()")
+        return self.labels_
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities (N, C), columns in :attr:`label_names` order (independent sigmoids when
-        multi-label, else a softmax)."""
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (N, C), columns in ``classes_`` order (independent sigmoids when multi-label,
+        else a softmax). ``X``: texts, or a table with a text column."""
         model = self._require_model()
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = as_texts(X, getattr(self, "text_column_", None))
         if not texts:
             return np.zeros((0, model.num_labels), dtype=np.float32)
-        logits = predict_logits(model, self._encode(texts), self._predict_batch, self.device)
-        return (expit(logits) if self.config.multi_label else softmax(logits, axis=-1)).astype(np.float32)
+        logits = predict_logits(model, self._encode(texts), self._predict_batch, self.device_)
+        return (expit(logits) if model.config.multi_label else softmax(logits, axis=-1)).astype(np.float32)
 
-    def predict(self, texts: Sequence[str]) -> list[Any]:
-        """The label name per text (a list of names when multi-label)."""
-        return self._require_labels().decode(self.predict_proba(texts))
+    def predict(self, X: Any) -> np.ndarray:
+        """The class per text (an array like ``classes_``); multi-label: a 0/1 matrix (N, C) at the tuned
+        thresholds."""
+        labels, proba = self._require_labels(), self.predict_proba(X)
+        if labels.multi_label:
+            return labels.chosen(proba).astype(int)
+        return self.classes_[proba.argmax(-1)]
 
-    def evaluate(self, texts: Sequence[str], labels: Sequence[Any]) -> dict[str, Any]:
+    def evaluate(self, X: Any, y: Any = None) -> dict[str, Any]:
         """Accuracy, macro/weighted P/R/F1, per-class report and confusion matrix; when multi-label, micro
         and macro P/R/F1 and a per-label report, at the tuned thresholds.
 
         Rows whose label the model never saw in training are left out, with a warning.
         """
-        labels = Labels.clean(labels, self.config.multi_label, "evaluation labels")
-        known, targets = self._targets(list(texts), labels, "evaluation data")
-        dataset = self._encode(known)
-        logits = predict_logits(self._require_model(), dataset, self._predict_batch, self.device)
+        texts, raw = texts_and_labels(X, y, getattr(self, "text_column_", None), None, "evaluation data")
+        labels = Labels.clean(raw, self._require_labels().multi_label, "evaluation labels")
+        known, targets = self._targets(texts, labels, "evaluation data")
+        logits = predict_logits(self._require_model(), self._encode(known), self._predict_batch, self.device_)
         return {**self._report(targets, logits), "n_unseen_label": len(labels) - len(known)}
 
     def _report(self, targets: list[Any], logits: np.ndarray) -> dict[str, Any]:
         """The full evaluation report from targets and logits (N, C)."""
         labels = self._require_labels()
-        if self.config.multi_label:
+        if labels.multi_label:
             return multilabel_report(np.asarray(targets), labels.chosen(expit(logits)), labels.names)
         return full_report(targets, logits.argmax(-1).tolist(), labels.names)
 
     # --- folders ------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write a self-contained model folder, atomically (a temporary folder renamed into place).
+    def save_pretrained(
+        self, directory: str | os.PathLike, overwrite: bool = False, repo_id: str | None = None
+    ) -> Path:
+        """Write a self-contained model folder, with a Hub model card, atomically (a temporary folder
+        renamed into place). ``repo_id`` names the model in its card (``push_to_hub`` gives it).
 
         An existing ``directory`` is replaced only when it is empty or a bertlstm model folder, unless
         ``overwrite``; the working folder and its parents never are.
         """
+        from .reports import model_card
+
         model, labels = self._require_model(), self._require_labels()
         sections = {
             "task": TASK,
-            "model": self.config.to_dict(),
+            "model": model.config.to_dict(),
             "labels": labels.to_dict(),
-            "training": self.train_config.to_dict(),
+            "training": self.training_.to_dict(),
         }
-        records = {}
-        if self.history:
-            records["history.csv"] = history_to_csv(self.history)
-        if self.metrics:
-            records["metrics.json"] = json.dumps(self.metrics, indent=2) + "\n"
-        return save_model_folder(
-            directory, sections, model.head_state_dict(), model.encoder, self.tokenizer, records, overwrite
-        )
+        history, metrics = getattr(self, "history_", []), getattr(self, "metrics_", {})
+        records = {"README.md": model_card(repo_id, sections, metrics, history)}
+        if history:
+            records["history.csv"] = history_to_csv(history)
+        if metrics:
+            records["metrics.json"] = json.dumps(metrics, indent=2) + "\n"
+        head = model.head_state_dict()
+        return save_model_folder(directory, sections, head, model.encoder, self.tokenizer_, records, overwrite)
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+        """Save to a temporary folder and upload it to the Hugging Face Hub as ``repo_id``; returns its URL."""
+        from .hub import push_folder
+
+        return push_folder(lambda folder: self.save_pretrained(folder, repo_id=repo_id), repo_id, private, token)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: str = "auto") -> BertLSTMClassifier:
-        """Load a folder written by :meth:`save_pretrained` (its exact inverse): local files only, every
-        checksum verified, safetensors only, no code from the folder ever run."""
-        saved = load_model_folder(directory, RECORDS)
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "auto") -> BertLSTMClassifier:
+        """Load a folder written by :meth:`save_pretrained` (its exact inverse), or a Hub repository
+        (``user/name``, downloaded to the Hugging Face cache): every checksum verified, safetensors only, no
+        code from the folder ever run."""
+        from .hub import local_folder
+
+        saved = load_model_folder(local_folder(name_or_path), RECORDS)
         where = f"{saved.folder / 'config.json'}: "
         if saved.meta.get("task", TASK) != TASK:
             raise BertLSTMError(f"{where}a {saved.meta['task']} model, not a text classifier")
         config = ModelConfig.from_dict(saved.meta["model"], where + "model: ")
-        clf = cls.from_configs(config, TrainConfig.from_dict(saved.meta.get("training", {}), where + "training: "))
-        clf.labels = Labels.from_dict(saved.meta["labels"], where + "labels")
-        clf.device, clf.tokenizer = resolve_device(device), saved.tokenizer
-        model = BertLSTMModel(config, saved.encoder, len(clf.labels))
+        training = TrainConfig.from_dict(saved.meta.get("training", {}), where + "training: ")
+        check_together(config, training)
+        clf = cls(**config.as_kwargs(), **training.as_kwargs())
+        clf.labels_ = Labels.from_dict(saved.meta["labels"], where + "labels")
+        clf.classes_, clf.training_ = clf.labels_.classes(), training
+        clf.device_, clf.tokenizer_ = resolve_device(device), saved.tokenizer
+        model = BertLSTMModel(config, saved.encoder, len(clf.labels_))
         try:
             model.load_trainable_state_dict(saved.head_state)
         except (ValueError, RuntimeError) as err:  # other names or shapes: another model's weights
             first = str(err).strip().splitlines()[-1].strip()  # torch's last line names the tensor
             raise BertLSTMError(f"{saved.folder / 'model.safetensors'} does not match config.json: {first}") from None
-        clf.model = model.to(clf.device).eval()
-        clf.history = history_from_csv(saved.records["history.csv"]) if "history.csv" in saved.records else []
-        clf.metrics = json.loads(saved.records["metrics.json"]) if "metrics.json" in saved.records else {}
+        clf.model_ = model.to(clf.device_).eval()
+        clf.history_ = history_from_csv(saved.records["history.csv"]) if "history.csv" in saved.records else []
+        clf.metrics_ = json.loads(saved.records["metrics.json"]) if "metrics.json" in saved.records else {}
         return clf
+
+
+# scikit-learn reads an estimator's settings from its __init__ signature: spell every setting out there.
+BertLSTMClassifier.__init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=_default(f)) for n, f in SETTINGS.items()]
+)

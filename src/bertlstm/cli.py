@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import re
+import shlex
 import sys
 import typing
 import warnings
@@ -64,23 +65,26 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertlstm", description="Train and use BERT→LSTM text classifiers.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
     t = sub.add_parser("train", parents=common, help="train a classifier from data files")
     t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
     t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
     t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
+    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     add_settings(t, SECTIONS)
 
     p = sub.add_parser("predict", parents=common, help="predict labels for texts")
-    p.add_argument("--model", required=True, metavar="PATH", help="model folder, or an exported .onnx file")
+    p.add_argument("--model", required=True, metavar="PATH", help="model folder, Hub id, or exported .onnx file")
     p.add_argument("--input", metavar="FILE", help="file of texts to label (otherwise --text or stdin lines)")
-    p.add_argument("--output", metavar="FILE", help="write .csv, .tsv or .jsonl here (default: CSV on stdout)")
+    p.add_argument("--output", metavar="FILE", help=".csv .tsv .jsonl .json or .parquet (default: CSV on stdout)")
     p.add_argument("--text", action="append", metavar="TEXT", help="a text to label (repeatable)")
     p.add_argument("--text-column", help="column holding the text (default: auto-detect)")
     p.add_argument("--label-separator", default=",", help="joins the labels of one text (multi-label)")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"), help="auto: onnx for .onnx")
     p.add_argument("--quantize", choices=("int8",), help="torch back end: int8 linear and LSTM layers")
+    p.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default: 32 on a CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
     x = sub.add_parser("export", parents=common, help="export a model as one ONNX graph")
@@ -104,10 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
     r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
     r.add_argument("--markdown", metavar="FILE", help="also write the summary to FILE as Markdown")
+    r.add_argument("--json", action="store_true", help="print settings, labels and metrics as one JSON object")
 
     c = sub.add_parser("cache", parents=common, help="show or free the frozen-encoder feature cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
     c.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
+    c.add_argument("--json", action="store_true", help="info: print the entries as one JSON object")
     return parser
 
 
@@ -144,35 +150,28 @@ def cmd_train(args: argparse.Namespace) -> None:
                 "--resume continues a run with the settings it started with; leave out "
                 + ", ".join(flags + (["--config"] if args.config else []))
             )
-        resume_run(args.resume)
-        return
-    config = RunConfig.from_dict(_merge(load_config_file(args.config) if args.config else {}, given))
-    if args.dump_config:
-        import yaml
+        metrics = resume_run(args.resume)
+    else:
+        config = RunConfig.from_dict(_merge(load_config_file(args.config) if args.config else {}, given))
+        if args.dump_config:
+            import yaml
 
-        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
-        return
-    train_run(config)
+            print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+            return
+        metrics = train_run(config, command="bertlstm " + shlex.join(args.argv))
+    if args.json:
+        print(json.dumps(metrics))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .predict import predict_file
+    from .batch import predict_file
 
     texts = args.text
     if args.input is None and texts is None:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    predict_file(
-        args.model,
-        texts,
-        args.input,
-        args.output,
-        sys.stdout,
-        args.text_column,
-        args.label_separator,
-        args.backend,
-        args.quantize,
-        args.device,
-    )
+    options = {"text_column": args.text_column, "separator": args.label_separator, "backend": args.backend}
+    options.update(quantize=args.quantize, device=args.device, batch_size=args.batch_size)
+    predict_file(args.model, texts, args.input, args.output, sys.stdout, **options)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -202,9 +201,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .reports import write_report
+    from .reports import report_dict, write_report
 
-    print(write_report(args.run, args.markdown))
+    text = write_report(args.run, args.markdown)
+    print(json.dumps(report_dict(args.run)) if args.json else text)
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -213,6 +213,8 @@ def cmd_cache(args: argparse.Namespace) -> None:
     cache = FeatureCache(args.cache_dir)
     if args.action == "clear":
         print(f"freed {cache.clear() / 2**20:.1f} MiB in {cache.root}")
+    elif args.json:
+        print(json.dumps({"root": str(cache.root), "entries": cache.entries()}))
     else:
         print(cache.summary())
 
@@ -262,8 +264,16 @@ def _for_cli(message: str) -> str:
     return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("bertlstm")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     verbosity = args.verbose - args.quiet
     setup_logging(LEVELS[max(-2, min(1, verbosity))])
     try:

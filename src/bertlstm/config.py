@@ -62,6 +62,10 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]  # tuples as lists
 
+    def as_kwargs(self) -> dict[str, Any]:
+        """The settings as keyword arguments, values as they are (tuples stay tuples, sections stay objects)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
     def check_choices(self) -> None:
         """Every field whose type is a ``Literal`` holds one of its values."""
         for name, hint in typing.get_type_hints(type(self)).items():

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .errors import BertLSTMError
+from .errors import BertLSTMError, missing_package
 from .labels import tidy
 
 if TYPE_CHECKING:
@@ -25,7 +25,10 @@ _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", "
 
 
 def file_kind(path: str | Path) -> str:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by extension (``.gz`` allowed); a clear error otherwise."""
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by extension (``.gz`` allowed), or ``hf`` for a Hugging Face
+    dataset named ``hf:NAME[:SPLIT]``; a clear error otherwise."""
+    if str(path).startswith("hf:"):
+        return "hf"
     path = Path(path)
     if path.is_dir():
         raise BertLSTMError(f"{path} is a folder, not a data file")
@@ -49,6 +52,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frames[0]
 
 
+def load_hf_dataset(spec: str) -> Any:
+    """``hf:NAME[:SPLIT]`` (split ``train`` by default) through the ``datasets`` library: a Hub id where the
+    Hub is reachable, or a local dataset folder."""
+    name, _, split = spec.removeprefix("hf:").rpartition(":")
+    if not name or "/" in split:  # no split given (a ":" inside a path is part of the name)
+        name, split = spec.removeprefix("hf:"), "train"
+    try:
+        import datasets
+    except ImportError as err:
+        raise missing_package(err, "datasets") from None
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as err:  # offline, no such dataset or split: datasets raises many kinds
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = f"could not load dataset {name!r}, split {split!r}, with the datasets library: {first}"
+        raise BertLSTMError(message) from None
+
+
 def iter_tables(path: str | Path, chunk_rows: int | None = 50_000) -> Iterator[pd.DataFrame]:
     """The file in pieces of ``chunk_rows`` rows (all at once when None), so that a large file is never held
     in memory whole. Each piece's ``attrs`` hold ``kind`` and ``start`` (the index of its first row)."""
@@ -59,6 +80,8 @@ def iter_tables(path: str | Path, chunk_rows: int | None = 50_000) -> Iterator[p
             frame.attrs.update(kind=kind, start=start)
             start += len(frame)
             yield frame
+    except BertLSTMError:
+        raise
     except UnicodeDecodeError:
         raise BertLSTMError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as err:
@@ -69,8 +92,15 @@ def iter_tables(path: str | Path, chunk_rows: int | None = 50_000) -> Iterator[p
 
 
 def _pieces(path: Path, kind: str, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    if kind == "hf":
+        dataset = load_hf_dataset(str(path))
+        yield from dataset.to_pandas(batched=True, batch_size=chunk_rows) if chunk_rows else [dataset.to_pandas()]
+        return
     if kind == "parquet":
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise missing_package(err, "parquet") from None
 
         if chunk_rows is None:
             yield pd.read_parquet(path)
@@ -130,7 +160,7 @@ def _refuse_rows(bad: list[int], what: str, path: str, kind: str, start: int = 0
     """One error naming the first bad rows (``start`` + index) the way the file counts them."""
     if bad:
         first_row = start + (2 if kind in ("csv", "tsv") else 1)  # CSV and TSV start with a header line
-        where = "file line" if kind != "parquet" else "row"
+        where = "file line" if kind in ("csv", "tsv", "jsonl") else "row"
         rows = ", ".join(str(i + first_row) for i in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise BertLSTMError(f"{path}: empty or non-text {what} in {len(bad)} row(s) ({where} {rows}{more})")
@@ -161,6 +191,11 @@ def _label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]
         lists.append(names)
     _refuse_rows(bad, "labels", path, values.attrs.get("kind", "csv"))
     return lists
+
+
+def column_texts(frame: pd.DataFrame, column: str, where: str) -> list[str]:
+    """The texts of one column of a table read by :func:`iter_tables` (bad cells named by file line)."""
+    return _clean_cells(_column(frame, column), "text", where)
 
 
 def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
@@ -206,6 +241,57 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     column = frame[name]
     column.attrs.update(kind=frame.attrs.get("kind", "csv"), start=frame.attrs.get("start", 0))
     return column
+
+
+# --- what Python users have: lists, arrays, Series, DataFrames, datasets ---------------------------------
+def as_frame(data: Any) -> pd.DataFrame | None:
+    """A pandas DataFrame for a DataFrame or a Hugging Face ``datasets.Dataset``; None for anything else."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    if hasattr(data, "to_pandas") and hasattr(data, "column_names"):  # datasets.Dataset, without importing it
+        return data.to_pandas()
+    return None
+
+
+def as_texts(data: Any, text_column: str | None = None, where: str = "texts") -> list[str]:
+    """Texts from a string, a list, an array (1-D, or one column), a Series, a DataFrame (its text column:
+    ``text_column`` or one named text, sentence, ...) or a ``datasets.Dataset``."""
+    if isinstance(data, str):
+        return [data]
+    frame = as_frame(data)
+    if frame is not None:
+        column = find_column(frame, text_column, TEXT_COLUMNS, "text", f"{where} (a table)")
+        cells = frame[column].reset_index(drop=True)
+        cells.attrs.update(kind="table", start=0)  # rows are counted from 1, as a table shows them
+        return _clean_cells(cells, "text", where)
+    if isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == 1:
+        data = data[:, 0]
+    if isinstance(data, np.ndarray) and data.ndim != 1:
+        raise BertLSTMError(f"{where}: an array of texts must be 1-D (or one column), not of shape {data.shape}")
+    texts = list(data)
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        raise BertLSTMError(f"{where}: every text must be a string; item {bad[0]} is {texts[bad[0]]!r}")
+    return texts
+
+
+def texts_and_labels(
+    data: Any, labels: Any = None, text_column: str | None = None, label_column: str | None = None, where: str = "data"
+) -> tuple[list[str], Any]:
+    """Texts and labels: ``data`` with ``labels`` beside it, or a table (DataFrame, ``datasets.Dataset``) that
+    holds both, its label column named by ``label_column`` or found (label, labels, ...)."""
+    frame = as_frame(data)
+    if labels is None and frame is None:  # scikit-learn's words, which its checks look for
+        raise BertLSTMError(f"{where}: requires y to be passed, but the target y is None: give labels")
+    texts = as_texts(data, text_column, where)
+    if labels is None and frame is not None:
+        column = find_column(frame, label_column, LABEL_COLUMNS, "label", f"{where} (a table)")
+        labels = frame[column].tolist()
+    if isinstance(labels, pd.Series | pd.DataFrame):
+        labels = labels.to_numpy()
+    if len(labels) != len(texts):
+        raise BertLSTMError(f"{where}: {len(texts)} texts but {len(labels)} labels")
+    return texts, labels
 
 
 def split_label_lists(labels: Sequence[str], separator: str) -> list[list[str]]:

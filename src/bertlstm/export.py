@@ -150,8 +150,8 @@ def _check_output(output: str | Path, model_dir: str | Path) -> Path:
 def _sample(clf: Any, texts: list[str]) -> tuple[Tensor, Tensor]:
     from .data import pad_batch, tokenize
 
-    ids = tokenize(clf.tokenizer, texts, clf.config.max_length)
-    return pad_batch(ids, clf.tokenizer.pad_token_id or 0)
+    ids = tokenize(clf.tokenizer_, texts, clf.model_.config.max_length)
+    return pad_batch(ids, clf.tokenizer_.pad_token_id or 0)
 
 
 def _check_close(got: Any, want: Tensor, tolerance: float, what: str) -> None:
@@ -209,9 +209,10 @@ def _write_beside(clf: Any, graph: Path, tmp: Path, path: Path, quantize: str | 
     """The graph, its tokenizer and its metadata, each renamed into place."""
     stem = path.with_suffix("")
     tokenizer = tmp / "tokenizer.json"
-    backend = clf.tokenizer.backend_tokenizer
+    backend = clf.tokenizer_.backend_tokenizer
     backend.no_padding()
-    backend.enable_truncation(clf.config.max_length)
+    config = clf.model_.config
+    backend.enable_truncation(config.max_length)
     backend.save(str(tokenizer))
     metadata = {
         "format": "bertlstm-onnx",
@@ -219,12 +220,12 @@ def _write_beside(clf: Any, graph: Path, tmp: Path, path: Path, quantize: str | 
         "bertlstm_version": version("bertlstm"),
         "inputs": {"input_ids": "int64 (batch, sequence)", "attention_mask": "int64 (batch, sequence)"},
         "outputs": {"logits": "float32 (batch, labels)"},
-        "activation": "sigmoid" if clf.config.multi_label else "softmax",
-        "labels": clf.labels.to_dict(),
-        "max_length": clf.config.max_length,
-        "pad_token_id": clf.tokenizer.pad_token_id or 0,
-        "mode": clf.config.mode,
-        "encoder": clf.config.encoder,
+        "activation": "sigmoid" if config.multi_label else "softmax",
+        "labels": clf.labels_.to_dict(),
+        "max_length": config.max_length,
+        "pad_token_id": clf.tokenizer_.pad_token_id or 0,
+        "mode": config.mode,
+        "encoder": config.encoder,
         "quantized": quantize,
         "opset": OPSET,
         "tokenizer": f"{stem.name}.tokenizer.json",

@@ -23,31 +23,49 @@ class Labels:
     names: tuple[str, ...]
     multi_label: bool = False
     thresholds: tuple[float, ...] | None = None  # multi-label only: one per name, tuned on dev
+    kind: str = "str"  # what the names were before they became names: "str", "int" or "float"
 
     def __len__(self) -> int:
         return len(self.names)
 
     # --- from the data -----------------------------------------------------------------------------
     @staticmethod
-    def clean(labels: Sequence[Any], multi_label: bool, where: str = "labels") -> list[Any]:
+    def clean(labels: Any, multi_label: bool, where: str = "labels") -> list[Any]:
         """Labels as class names: strings, numbers read as numbers (``1.0`` and ``1`` are one class), or
-        lists of strings when multi-label. Names that look like missing values (``NaN``) warn."""
+        lists of strings when multi-label (from lists of names, or from a 0/1 matrix (N, C), whose column
+        numbers become the names). Names that look like missing values (``NaN``) warn."""
         if multi_label:
+            if _is_indicator(labels):
+                return [[str(j) for j in np.flatnonzero(row)] for row in labels]
             if any(isinstance(label, str) for label in labels):
                 raise BertLSTMError("with `multi_label`, each label must be a list of names, not a joined string")
-            return [[str(name) for name in label] for label in labels]
-        return tidy([str(label) for label in labels], where)
+            return [[_name(name) for name in label] for label in labels]
+        return tidy([_name(label) for label in labels], where)
 
     @classmethod
-    def from_training(cls, labels: Sequence[Any], multi_label: bool = False) -> Labels:
-        """Sorted names: numerically when every name is a whole number, else alphabetically."""
+    def learn(cls, labels: Any, multi_label: bool = False, where: str = "training labels") -> tuple[Labels, list[Any]]:
+        """The labels of a training set as given, and those labels as class names (:meth:`clean`)."""
+        clean = cls.clean(labels, multi_label, where)
+        if multi_label and _is_indicator(labels):  # every column is a label, even one never set in training
+            return cls(tuple(str(j) for j in range(labels.shape[1])), True, kind="int"), clean
+        return cls.from_training(clean, multi_label, "str" if multi_label else kind_of(labels)), clean
+
+    @classmethod
+    def from_training(cls, labels: Sequence[Any], multi_label: bool = False, kind: str = "str") -> Labels:
+        """Sorted names: numerically when every name is a whole number, else alphabetically. ``kind`` is
+        :func:`kind_of` the labels as given, so that :meth:`classes` can give them back as they came."""
         names = sorted({n for row in labels for n in row} if multi_label else set(labels))
         if len(names) < 2:
             found = f"only one class ({names[0]!r})" if names else "no label at all"
             raise BertLSTMError(f"the training labels hold {found}; need at least two")
         if all(n.lstrip("-").isdigit() for n in names):
             names.sort(key=int)
-        return cls(tuple(names), multi_label)
+        return cls(tuple(names), multi_label, kind=kind)
+
+    def classes(self) -> np.ndarray:
+        """The class names as the labels were given: strings, or numbers for numeric labels."""
+        converter = {"int": int, "float": float}.get(self.kind, str)
+        return np.array([converter(name) for name in self.names])
 
     def check_known(self, labels: Sequence[Any], where: str) -> None:
         """At least one row must name a known class, or nothing can be evaluated."""
@@ -114,19 +132,32 @@ class Labels:
     # --- in config.json ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         thresholds = list(self.thresholds) if self.thresholds is not None else None
-        return {"names": list(self.names), "multi_label": self.multi_label, "thresholds": thresholds}
+        return {"names": list(self.names), "multi_label": self.multi_label, "thresholds": thresholds, "kind": self.kind}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "labels") -> Labels:
         try:
             names = tuple(str(n) for n in values["names"])
             thresholds = values.get("thresholds")
-            labels = cls(names, bool(values.get("multi_label", False)), tuple(map(float, thresholds or ())) or None)
+            multi, kind = bool(values.get("multi_label", False)), str(values.get("kind", "str"))
+            labels = cls(names, multi, tuple(map(float, thresholds or ())) or None, kind)
         except (KeyError, TypeError, ValueError):
             raise BertLSTMError(f"{where}: not a list of label names with optional thresholds") from None
+        if labels.kind not in ("str", "int", "float"):
+            raise BertLSTMError(f"{where}: kind must be str, int or float, not {labels.kind!r}")
         if len(names) < 2 or (labels.thresholds is not None and len(labels.thresholds) != len(names)):
             raise BertLSTMError(f"{where}: {len(names)} names and thresholds {thresholds} do not fit together")
         return labels
+
+
+def kind_of(labels: Sequence[Any]) -> str:
+    """``int`` when every label is a whole number (``1`` or ``1.0``, not a string), ``float`` when every label
+    is a number, else ``str`` (multi-label label sets are always ``str``)."""
+    values = list(labels)
+    numbers = [v for v in values if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)]
+    if not values or len(numbers) < len(values) or not all(math.isfinite(v) for v in numbers):
+        return "str"
+    return "int" if all(float(v).is_integer() for v in numbers) else "float"
 
 
 def tidy(labels: list[str], where: str) -> list[str]:
@@ -142,6 +173,20 @@ def tidy(labels: list[str], where: str) -> list[str]:
     if changed:
         warnings.warn(f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", stacklevel=3)
     return canonical
+
+
+def _is_indicator(labels: Any) -> bool:
+    """A 0/1 matrix (N, C), as scikit-learn's MultiLabelBinarizer makes them."""
+    return isinstance(labels, np.ndarray) and labels.ndim == 2 and bool(np.isin(labels, (0, 1)).all())
+
+
+def _name(value: Any) -> str:
+    """A label as a class name: whole numbers without a decimal point (``1.0`` is ``"1"``)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float | np.floating) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
 
 
 def _number(text: str) -> float | None:

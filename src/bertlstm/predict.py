@@ -1,24 +1,20 @@
-"""Using a trained model: logits over a dataset in length-sorted batches, the prediction back ends, and
-predictions for files of any size.
+"""Using a trained model: logits over a dataset in length-sorted batches, and the prediction back ends.
 
 A back end is anything with ``labels`` and ``predict_proba(texts)``: :class:`TorchPredictor` (a model folder,
 optionally with its linear and LSTM layers quantized to int8) or :class:`OnnxPredictor` (an exported graph,
-run by onnxruntime with the ``tokenizers`` library: no torch, no transformers). :func:`predict_file` streams
-a file through one in chunks, so that a file of millions of lines is never held in memory as tensors, and
-writes each chunk as it is done. Nothing here imports the training loop.
+run by onnxruntime with the ``tokenizers`` library: no torch, no transformers). :mod:`bertlstm.batch` runs
+files through one. Nothing here imports the training loop.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from .data import sorted_batches
 from .errors import BertLSTMError, missing_package
@@ -29,7 +25,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound="torch.nn.Module")
-PREDICTION_SUFFIXES = (".csv", ".tsv", ".jsonl")
 
 
 def predict_logits(model: Any, dataset: Any, batch_size: int, device: torch.device) -> np.ndarray:
@@ -70,16 +65,19 @@ class Predictor(Protocol):
 class TorchPredictor:
     """A model folder through PyTorch; ``quantize="int8"`` quantizes its linear and LSTM layers dynamically."""
 
-    def __init__(self, model: str | Path, device: str = "auto", quantize: str | None = None) -> None:
+    def __init__(
+        self, model: str | Path, device: str = "auto", quantize: str | None = None, batch_size: int | None = None
+    ) -> None:
         from .classifier import BertLSTMClassifier
         from .model_folder import read_config
 
         self.clf = BertLSTMClassifier.from_pretrained(model, device=device)
-        self.labels = self.clf._require_labels()
+        self.clf.predict_batch_size_ = batch_size  # None: the classifier's own choice
+        self.labels = self.clf.labels_
         self.quantize = quantize
         self._meta = read_config(model)
         if quantize == "int8":
-            self.clf.model = quantize_int8(self.clf._require_model(), self.clf.device)
+            self.clf.model_ = quantize_int8(self.clf.model_, self.clf.device_)
         elif quantize is not None:
             raise BertLSTMError(f"`quantize` must be int8 or nothing, not {quantize!r}", "quantize")
 
@@ -93,7 +91,7 @@ class TorchPredictor:
             return self.clf.predict_proba(texts)
 
     def metadata(self) -> dict[str, Any]:
-        config = self.clf.config
+        config = self.clf.model_.config
         return {
             "backend": "torch",
             "quantized": self.quantize,
@@ -188,9 +186,14 @@ def activate(logits: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def load_predictor(
-    model: str | Path, backend: str = "auto", quantize: str | None = None, device: str = "auto"
+    model: str | Path,
+    backend: str = "auto",
+    quantize: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
 ) -> Predictor:
-    """A model folder (torch) or an exported ``.onnx`` file (onnx); ``auto`` tells them apart."""
+    """A model folder or Hub repository (torch), or an exported ``.onnx`` file (onnx); ``auto`` tells them
+    apart. ``batch_size``: texts per forward pass (default: 32 on a CPU)."""
     is_onnx = Path(model).suffix == ".onnx"
     if backend == "auto":
         backend = "onnx" if is_onnx else "torch"
@@ -199,109 +202,9 @@ def load_predictor(
             raise BertLSTMError(f"the onnx back end runs an exported .onnx file: export {model} first", "backend")
         if quantize:
             raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
-        return OnnxPredictor(model)
+        return OnnxPredictor(model, batch_size=batch_size or 32)
     if backend != "torch":
         raise BertLSTMError(f"`backend` must be auto, torch or onnx, not {backend!r}", "backend")
     if is_onnx:
         raise BertLSTMError(f"{model} is an ONNX graph: use the onnx back end", "backend")
-    return TorchPredictor(model, device=device, quantize=quantize)
-
-
-# --- files ----------------------------------------------------------------------------------------------
-def predictions_frame(texts: Sequence[str], proba: np.ndarray, labels: Labels, separator: str = ",") -> pd.DataFrame:
-    """One row per text: the text, its label (multi-label: names joined by ``separator``), probabilities."""
-    decided = [separator.join(label) if isinstance(label, list) else label for label in labels.decode(proba)]
-    frame = pd.DataFrame({"text": list(texts), "label": decided})
-    for i, name in enumerate(labels.names):
-        frame[f"prob_{name}"] = proba[:, i].round(6)
-    return frame
-
-
-def check_predictions_output(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
-    """A file name predictions may be written to: .csv, .tsv or .jsonl, in an existing folder, not a folder
-    itself and never one of the ``inputs`` (that would destroy the true labels)."""
-    path = Path(output).expanduser()
-    if path.suffix.lower() not in PREDICTION_SUFFIXES:
-        raise BertLSTMError(f"predictions output {output}: use a .csv, .tsv or .jsonl file name", "output")
-    if path.is_dir():
-        raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
-    for item in inputs:
-        source = Path(item).expanduser()
-        if source.resolve() == path.resolve() or (source.exists() and path.exists() and source.samefile(path)):
-            raise BertLSTMError(f"predictions output {output} is the input file; name another file", "output")
-    if not path.parent.is_dir():
-        raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
-    return path
-
-
-def write_frames(frames: Iterable[pd.DataFrame], stream: IO[str], kind: str = "csv") -> int:
-    """Each frame to ``stream`` as soon as it comes (CSV/TSV with one header, or JSON Lines); rows written."""
-    rows = 0
-    for frame in frames:
-        if kind == "jsonl":
-            frame.to_json(stream, orient="records", lines=True, force_ascii=False)
-        else:
-            frame.to_csv(stream, index=False, header=rows == 0, sep="\t" if kind == "tsv" else ",")
-        stream.flush()
-        rows += len(frame)
-    return rows
-
-
-def iter_predictions(
-    predictor: Predictor, chunks: Iterable[Sequence[str]], separator: str = ",", progress: bool = True
-) -> Iterator[pd.DataFrame]:
-    """One predictions frame per chunk of texts, with a progress bar (texts done) on a terminal."""
-    from tqdm.auto import tqdm
-
-    with tqdm(unit="text", desc="predict", disable=None if progress else True, leave=False) as bar:
-        for texts in chunks:
-            yield predictions_frame(texts, predictor.predict_proba(texts), predictor.labels, separator)
-            bar.update(len(texts))
-
-
-def predict_file(
-    model: str | Path,
-    texts: Sequence[str] | None = None,
-    input: str | Path | None = None,
-    output: str | Path | None = None,
-    stream: IO[str] | None = None,
-    text_column: str | None = None,
-    separator: str = ",",
-    backend: str = "auto",
-    quantize: str | None = None,
-    device: str = "auto",
-    chunk_rows: int = 10_000,
-) -> int:
-    """Label ``texts``, or the texts of the file ``input`` (read ``chunk_rows`` at a time), and write the
-    predictions to the file ``output`` (replaced only when complete) or as CSV to ``stream``; returns how many
-    texts were labelled. Everything that can be checked is checked before the model is loaded."""
-    from .data import file_kind, iter_texts
-
-    path = check_predictions_output(output, [input] if input is not None else []) if output is not None else None
-    if input is not None:
-        file_kind(input)  # a missing or unreadable input is reported before the model loads
-    elif not texts:
-        raise BertLSTMError("no texts to label")
-    predictor = load_predictor(model, backend, quantize, device)
-    chunks: Iterable[Sequence[str]] = iter_texts(input, text_column, chunk_rows) if input is not None else [texts or []]
-    frames = iter_predictions(predictor, chunks, separator)
-    if path is None:
-        return write_frames(frames, stream or _stdout())
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            rows = write_frames(frames, f, path.suffix.lower().lstrip("."))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    logger.info(f"wrote {rows} predictions to {path}")
-    return rows
-
-
-def _stdout() -> IO[str]:
-    import sys
-
-    return sys.stdout
+    return TorchPredictor(model, device=device, quantize=quantize, batch_size=batch_size)

@@ -1,30 +1,43 @@
-"""Plots and readable summaries of a run folder (history.csv, metrics.json, config.json).
+"""Plots, readable summaries and model cards of a run folder (history.csv, metrics.json, config.json).
 
 Figures are drawn with :class:`matplotlib.figure.Figure` straight to files: no pyplot, no backend switch,
-nothing global changed for a program that imports bertlstm.
+nothing global changed for a program that imports bertlstm. matplotlib is optional (``bertlstm[plots]``) and
+imported only to draw; without it the plots are skipped.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from .config import ModelConfig, TrainConfig
 from .model_folder import history_from_csv, read_config
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+PACKAGED_ENCODERS = {"minilm": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")}  # hub id, licence
+
 PLOTS = {"history": "history.png", "confusion": "confusion_matrix.png", "per_label": "per_label_f1.png"}
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
     """Training loss and the dev metrics per epoch."""
     frame = pd.DataFrame(history)
-    fig = Figure(figsize=(10, 4))
+    fig = _figure((10, 4))
     left, right = fig.subplots(1, 2)
     left.plot(frame["epoch"], frame["train_loss"], marker="o")
     left.set(title="training loss", xlabel="epoch", ylabel="loss")
@@ -45,7 +58,7 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
     matrix = matrix / matrix.sum(1, keepdims=True).clip(min=1)
     names = report["labels"]
     size = max(4.0, 0.6 * len(names) + 2)
-    fig = Figure(figsize=(size, size))
+    fig = _figure((size, size))
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
@@ -70,7 +83,7 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
 def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
     """F1 per label (multi-label), sorted, with the support in the tick labels."""
     rows = sorted(report["per_label"].items(), key=lambda kv: kv[1]["f1"])
-    fig = Figure(figsize=(7, max(3.0, 0.28 * len(rows) + 1)))
+    fig = _figure((7, max(3.0, 0.28 * len(rows) + 1)))
     ax = fig.subplots()
     ax.barh([f"{name} ({r['support']})" for name, r in rows], [r["f1"] for _, r in rows])
     ax.set(xlabel="F1", xlim=(0, 1), title=f"per-label F1 (macro {report['macro_f1']:.3f})")
@@ -81,6 +94,11 @@ def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
 
 def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[str, Any] | None) -> list[str]:
     """Every plot that applies, into ``folder``; ``report`` is the dev or test evaluation."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logger.info("plots skipped: drawing them needs matplotlib (pip install 'bertlstm[plots]')")
+        return []
     written = []
     if history:
         plot_history(history, folder / PLOTS["history"])
@@ -99,7 +117,16 @@ def summarize(folder: str | Path) -> str:
     folder = Path(folder)
     meta = read_config(folder)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
-    lines = [f"# Run `{folder.name}`", "", "## Settings", "", "| setting | value |", "|---|---|"]
+    history = history_from_csv((folder / "history.csv").read_text()) if (folder / "history.csv").is_file() else []
+    plots = [name for name in PLOTS.values() if (folder / name).is_file()]
+    return summary_markdown(f"Run `{folder.name}`", meta, metrics, history, plots)
+
+
+def summary_markdown(
+    title: str, meta: dict[str, Any], metrics: dict[str, Any], history: Sequence[dict[str, Any]], plots: Sequence[str]
+) -> str:
+    """The summary of a model from its config sections, metrics, history and plot files."""
+    lines = [f"# {title}", "", "## Settings", "", "| setting | value |", "|---|---|"]
     for section, settings in (("model", ModelConfig), ("training", TrainConfig)):
         saved = meta.get(section, {})
         lines += [f"| {name} | {saved.get(name)} |" for name in settings.__dataclass_fields__ if name in saved]
@@ -120,13 +147,67 @@ def summarize(folder: str | Path) -> str:
             f"| {n} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
             for n, r in test["per_class"].items()
         ]
-    if (folder / "history.csv").is_file():
-        history = pd.DataFrame(history_from_csv((folder / "history.csv").read_text()))
-        lines += ["", "## History", "", _markdown_table(history)]
-    plots = [name for name in PLOTS.values() if (folder / name).is_file()]
+    if history:
+        lines += ["", "## History", "", _markdown_table(pd.DataFrame(list(history)))]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def model_card(
+    repo_id: str | None, sections: dict[str, Any], metrics: dict[str, Any], history: Sequence[dict[str, Any]]
+) -> str:
+    """``README.md`` for the Hugging Face Hub: YAML front matter it reads, then the summary above. It
+    depends only on what the folder holds (and ``repo_id``), so that saving a loaded model rewrites it
+    unchanged."""
+    name = repo_id or "bertlstm-model"
+    import yaml
+
+    encoder = sections["model"]["encoder"]
+    base_model, licence = PACKAGED_ENCODERS.get(encoder.lower(), (encoder, "other"))
+    scores = [
+        {"name": f"{split} {metric.replace('_', ' ')}", "type": metric, "value": round(float(value), 4)}
+        for split in ("dev", "test")
+        for metric in ("accuracy", "macro_f1", "micro_f1")
+        if isinstance(value := metrics.get(f"{split}_{metric}"), int | float)
+    ]
+    data = {"name": "held-out dev and test data of the training run", "type": "custom"}
+    results = {"task": {"type": "text-classification"}, "dataset": data, "metrics": scores}
+    front = {
+        "library_name": "bertlstm",
+        "pipeline_tag": "text-classification",
+        "tags": ["bertlstm", "lstm", "text-classification", sections["model"]["mode"]],
+        "license": licence,
+        **({"base_model": base_model} if _looks_like_hub_id(base_model) else {}),
+        "labels": list(sections["labels"]["names"]),
+        "model-index": [{"name": name, "results": [results]}],
+    }
+    command = metrics.get("command")
+    how = f"`{command}`" if command else "the Python API, `BertLSTMClassifier(...).fit(...)`"
+    usage = (
+        f"Trained with {how}; every setting is listed below.\n\n"
+        "```python\nfrom bertlstm import BertLSTMClassifier\n\n"
+        f'clf = BertLSTMClassifier.from_pretrained("{repo_id or "path/to/this/folder"}")\n'
+        'clf.predict(["some text"])\n```\n'
+    )
+    body = summary_markdown(f"{name}: a BERT→LSTM text classifier", sections, metrics, history, [])
+    return f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n{usage}\n{body}"
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    from .hub import is_repo_id
+
+    return is_repo_id(name)
+
+
+def report_dict(folder: str | Path) -> dict[str, Any]:
+    """What the summary shows, as data: the config sections, the metrics and the history."""
+    folder = Path(folder)
+    meta = read_config(folder)
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    history = history_from_csv((folder / "history.csv").read_text()) if (folder / "history.csv").is_file() else []
+    keep = ("format_version", "task", "model", "labels", "training")
+    return {**{k: meta[k] for k in keep if k in meta}, "metrics": metrics, "history": history}
 
 
 def write_report(folder: str | Path, markdown: str | Path | None = None) -> str:

@@ -52,7 +52,7 @@ class PreparedRun:
 def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_model_folder) -> PreparedRun:
     """Read every file and check every setting, the labels and the output, before any work."""
     config.require_files()
-    clf = BertLSTMClassifier.from_configs(config.model, config.training)
+    clf = BertLSTMClassifier(**config.model.as_kwargs(), **config.training.as_kwargs())
     multi = config.model.multi_label
     separator = config.data.label_separator if multi else None
 
@@ -75,10 +75,11 @@ def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_mode
     return PreparedRun(config, clf, train, dev, test, output)
 
 
-def train_run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) one model, evaluate it on the test file, save it; returns its metrics."""
+def train_run(config: RunConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Train (or resume) one model, evaluate it on the test file, save it; returns its metrics. ``command``,
+    the command line that started the run, goes into the metrics and the model card."""
     if len(config.seeds) > 1:
-        return train_seeds(config)
+        return train_seeds(config, command)
     if config.seeds:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, seed=config.seeds[0]))
     run = prepare_run(config)
@@ -100,17 +101,20 @@ def train_run(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             raise
         if run.test is not None:
             _evaluate_test(run.clf, run.test)
+        if command:
+            run.clf.metrics_["command"] = command
         folder = run.clf.save_pretrained(run.output, overwrite=config.overwrite)
-        write_plots(folder, run.clf.history, run.clf.metrics.get("test") or run.clf.metrics.get("dev"))
+        metrics = run.clf.metrics_
+        write_plots(folder, run.clf.history_, metrics.get("test") or metrics.get("dev"))
         logger.info(f"model saved to {folder}")
         shutil.rmtree(ckpt, ignore_errors=True)
-    return run.clf.metrics
+    return run.clf.metrics_
 
 
 def _evaluate_test(clf: BertLSTMClassifier, test: Data) -> None:
     report = clf.evaluate(*test)
     scores = {k: v for k, v in report.items() if k in ("accuracy", "macro_f1", "micro_f1")}
-    clf.metrics.update({"test": report, **{f"test_{k}": v for k, v in scores.items()}})
+    clf.metrics_.update({"test": report, **{f"test_{k}": v for k, v in scores.items()}})
     logger.info("test " + "  ".join(f"{k.replace('_', '-')} {v:.4f}" for k, v in scores.items()))
 
 
@@ -118,7 +122,9 @@ def _absolute(config: RunConfig) -> RunConfig:
     """The config with absolute file names, so that a resumed run finds them from any working folder."""
 
     def absolute(path: str | None) -> str | None:
-        return str(Path(path).expanduser().resolve()) if path else path
+        if not path or path.startswith("hf:"):  # no file, or a Hugging Face dataset name
+            return path
+        return str(Path(path).expanduser().resolve())
 
     data = dataclasses.replace(
         config.data, train=absolute(config.data.train), dev=absolute(config.data.dev), test=absolute(config.data.test)
@@ -148,7 +154,7 @@ def _is_seeds_folder(path: Path) -> bool:
     )
 
 
-def train_seeds(config: RunConfig) -> dict[str, Any]:
+def train_seeds(config: RunConfig, command: str | None = None) -> dict[str, Any]:
     """One model per seed in ``OUTPUT/seed-N``; ``OUTPUT/seeds.json`` holds every run and mean ± std."""
     if config.overwrite:
         raise BertLSTMError("`overwrite` does not apply to several seeds: name a new or empty output folder")
@@ -157,7 +163,8 @@ def train_seeds(config: RunConfig) -> dict[str, Any]:
     with output_lock(output):
         for seed in config.seeds:
             logger.info(f"--- seed {seed} ---")
-            runs[seed] = train_run(dataclasses.replace(config, seeds=(seed,), output=str(output / f"seed-{seed}")))
+            one = dataclasses.replace(config, seeds=(seed,), output=str(output / f"seed-{seed}"))
+            runs[seed] = train_run(one, command=command)
         first = runs[config.seeds[0]]
         keys = [k for k, v in first.items() if k.startswith(("dev_", "test_")) and isinstance(v, float)]
         summary = {}
