@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
+from .distributed import Shard, current_shard
 from .errors import BertLSTMError, missing_package
 from .labels import Labels
 from .predict import Predictor, load_predictor
@@ -27,7 +30,8 @@ def prediction_columns(proba: np.ndarray, labels: Labels, separator: str = ",") 
     """The label of each row (multi-label: the names above threshold, joined by ``separator``) and one
     probability column per class."""
     decided = [separator.join(label) if isinstance(label, list) else label for label in labels.decode(proba)]
-    columns = {"label": decided, **{f"prob_{name}": proba[:, i].round(6) for i, name in enumerate(labels.names)}}
+    rounded = proba.astype(np.float64).round(6)  # float64: the same digits in every format, and after a JSON trip
+    columns = {"label": decided, **{f"prob_{name}": rounded[:, i] for i, name in enumerate(labels.names)}}
     return pd.DataFrame(columns)
 
 
@@ -135,12 +139,16 @@ def predict_file(
 ) -> int:
     """Label ``texts``, or the file ``input`` (read ``chunk_rows`` at a time, every column kept), and write
     the predictions to the file ``output`` (replaced only when complete) or as CSV to ``stream``; returns how
-    many texts were labelled. Everything that can be checked is checked before the model is loaded."""
+    many texts were labelled. Everything that can be checked is checked before the model is loaded. Under
+    ``torchrun`` the processes share the chunks, and the main one writes them all, in order."""
     path = check_predictions_output(output, [input] if input is not None else []) if output is not None else None
     if input is not None:
         file_kind(input)  # a missing or unreadable input is reported before the model loads
     elif not texts:
         raise BertLSTMError("no texts to label")
+    shard = current_shard()
+    if shard.world > 1 and device == "auto":
+        device = _local_device()
     predictor = load_predictor(model, backend, quantize, device, batch_size)
     if input is not None:
         tables: Iterable[pd.DataFrame] = iter_tables(input, chunk_rows)
@@ -148,7 +156,19 @@ def predict_file(
         given = pd.DataFrame({"text": list(texts or [])})
         given.attrs.update(kind="table", start=0)
         tables = [given]
+    numbers: list[int] = []  # with several processes: which chunks this one predicts
+    if shard.world > 1:
+        tables = _my_chunks(tables, shard, numbers)
     frames = iter_predictions(predictor, tables, text_column, separator, str(input or "the texts"))
+    if shard.world > 1:
+        frames = _in_order(frames, numbers, shard, path.parent if path is not None else None)
+        if not shard.is_main:
+            return sum(len(frame) for frame in frames)  # this process's work is in the shared parts
+    return _write(frames, path, stream)
+
+
+def _write(frames: Iterable[pd.DataFrame], path: Path | None, stream: IO[str] | None) -> int:
+    """To ``path`` through a temporary file renamed into place, or as CSV to ``stream``."""
     if path is None:
         return write_frames(frames, stream or _stdout())
     kind = OUTPUT_KINDS[path.suffix.lower()]
@@ -165,6 +185,45 @@ def predict_file(
         raise
     logger.info(f"wrote {rows} predictions to {path}")
     return rows
+
+
+def _my_chunks(tables: Iterable[pd.DataFrame], shard: Shard, numbers: list[int]) -> Iterator[pd.DataFrame]:
+    """Chunk ``i`` goes to process ``i mod N``; the numbers of the chunks yielded go to ``numbers``."""
+    for i, table in enumerate(tables):
+        if i % shard.world == shard.rank:
+            numbers.append(i)
+            yield table
+
+
+def _in_order(
+    frames: Iterable[pd.DataFrame], numbers: list[int], shard: Shard, near: Path | None
+) -> Iterator[pd.DataFrame]:
+    """Every process writes its predicted chunks to a shared folder; then the main process yields all of
+    them in chunk order (the others yield their own, to count them), and the folder goes."""
+    folder = Path(shard.gather(tempfile.mkdtemp(prefix=".bertlstm-predict-", dir=near) if shard.is_main else "")[0])
+    try:
+        mine = []
+        for k, frame in enumerate(frames):
+            part = folder / f"{numbers[k]:09d}.jsonl"  # JSON Lines keeps numbers and strings
+            frame.to_json(part, orient="records", lines=True, force_ascii=False)
+            mine.append(frame)
+        shard.barrier()
+        if shard.is_main:
+            for part in sorted(folder.glob("*.jsonl")):
+                yield pd.read_json(part, lines=True, dtype=False, precise_float=True)
+        else:
+            yield from mine
+        shard.barrier()
+    finally:
+        if shard.is_main:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _local_device() -> str:
+    """Under a launcher, each process's own GPU (LOCAL_RANK), or the CPU."""
+    import torch
+
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
 
 
 def _stdout() -> IO[str]:

@@ -110,7 +110,8 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """After every epoch, a checkpoint in ``folder`` (main process only); at the start, resume from one."""
+    """After every epoch, a checkpoint in ``folder`` (written by the main process); at the start, resume from
+    one (every process, from the same folder)."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
@@ -121,7 +122,7 @@ class Checkpoint(Callback):
             logger.info(f"resumed from {self.folder} after epoch {trainer.first_epoch - 1}")
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
-        if trainer.accelerator.is_main_process:
-            trainer.save_checkpoint(self.folder, row["epoch"])
+        trainer.save_checkpoint(self.folder, row["epoch"])  # every process: their random states are gathered
+        if trainer.shard.is_main:
             logger.info(f"checkpoint saved: epoch {row['epoch']} -> {self.folder}")
         return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import os
 import time
@@ -27,13 +26,14 @@ from .callbacks import Checkpoint, EarlyStopping, KeepBest, LogEpoch
 from .config import ModelConfig, TrainConfig, check_together
 from .data import TokenDataset, as_texts, split_dev, texts_and_labels, tokenize
 from .device import resolve_device
+from .distributed import current_shard
 from .encoders import check_max_length, load_encoder
 from .errors import BertLSTMError
 from .labels import Labels, kind_of
 from .metrics import full_report, multilabel_metrics, multilabel_report, quick_metrics, tune_thresholds
-from .model_folder import history_from_csv, history_to_csv, load_model_folder, save_model_folder
+from .model_folder import load_model_folder, load_trained, save_trained
 from .modeling import BertLSTMModel
-from .predict import predict_logits
+from .predict import predict_logits, sharded_logits
 
 logger = logging.getLogger(__name__)
 TASK = "classification"
@@ -138,13 +138,12 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
         best = KeepBest(self._metric(config, training))
         trainer = self._trainer(training, train_y, [LogEpoch(), best, *callbacks], checkpoint_dir)
         start = time.perf_counter()
-        with trainer.accelerator.main_process_first():  # one process builds the feature cache
-            train_set = self._dataset(train_texts, train_y, "training texts", trainer.accelerator.device)
-            dev_set = self._dataset(dev_texts, dev_y, "dev texts", trainer.accelerator.device)
+        train_set = self._dataset(train_texts, train_y, "training texts", trainer)
+        dev_set = self._dataset(dev_texts, dev_y, "dev texts", trainer)
         prepare_seconds = time.perf_counter() - start  # tokenizing, and building or reading the feature cache
         self.history_ = trainer.fit(train_set, dev_set)
         self.device_ = trainer.accelerator.device
-        self._record(best.best, len(train_set), dev_set, prepare_seconds)
+        self._record(best.best, len(train_set), dev_set, trainer.eval_step(dev_set), prepare_seconds)
         return self
 
     @staticmethod
@@ -189,9 +188,10 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
             return multilabel_metrics(np.asarray(dataset.labels), expit(logits) >= 0.5)
         return quick_metrics(dataset.labels, logits.argmax(-1).tolist())
 
-    def _record(self, best: dict[str, Any], n_train: int, dev_set: Any, prepare_seconds: float) -> None:
+    def _record(
+        self, best: dict[str, Any], n_train: int, dev_set: Any, dev_logits: np.ndarray, prepare_seconds: float
+    ) -> None:
         """After training: tuned multi-label thresholds, the classes, and the metrics of the best epoch."""
-        dev_logits = predict_logits(self._require_model(), dev_set, self.training_.encode_batch_size, self.device_)
         if self.labels_.multi_label:
             thresholds = tune_thresholds(np.asarray(dev_set.labels), expit(dev_logits), self.training_.threshold)
             self.labels_ = self.labels_.tuned(thresholds)
@@ -207,34 +207,21 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
         }
 
     # --- datasets -----------------------------------------------------------------------------
-    def _dataset(self, texts: list[str], targets: list[Any] | None, what: str, device: torch.device) -> Any:
-        """Token ids, or for a frozen encoder with the cache on, its features from the feature cache."""
+    def _dataset(self, texts: list[str], targets: list[Any] | None, what: str, trainer: Any) -> Any:
+        """Token ids, or for a frozen encoder with the cache on, its features from the feature cache (built by
+        the run's processes together)."""
         model, cfg, config = self._require_model(), self.training_, self.model_.config
+        device = trainer.accelerator.device
         if not (model.encoder_frozen and cfg.cache):
             return self._encode(texts, targets, pad_to=config.max_length if cfg.pad_to_max_length else None)
-        from .feature_cache import CacheKey, FeatureCache, cached_dataset, encoder_fingerprint, texts_fingerprint
+        from .feature_cache import model_features
 
         model.to(device)
-        key = CacheKey(
-            encoder=config.encoder,
-            encoder_hash=encoder_fingerprint(model.encoder, self.tokenizer_),
-            layers=config.layers,
-            max_length=config.max_length,
-            pooling="mean" if config.mode == "pooled" else "tokens",
-            dtype=cfg.cache_dtype,
-            texts_hash=texts_fingerprint(texts),
-            n_texts=len(texts),
-        )
-
-        def encode(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return model.encode(input_ids.to(device), attention_mask.to(device))
 
         def input_ids() -> list[list[int]]:
             return tokenize(self.tokenizer_, texts, config.max_length)
 
-        cache = FeatureCache(cfg.cache_dir)
-        size, batch = model.feature_size, cfg.encode_batch_size
-        return cached_dataset(cache, key, encode, size, input_ids, self._pad_id, batch, targets, what)
+        return model_features(model, self.tokenizer_, texts, input_ids, targets, cfg, device, what, trainer.shard)
 
     def _encode(
         self, texts: Sequence[str], targets: list[Any] | None = None, pad_to: int | None = None
@@ -293,7 +280,8 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
         texts, raw = texts_and_labels(X, y, getattr(self, "text_column_", None), None, "evaluation data")
         labels = Labels.clean(raw, self._require_labels().multi_label, "evaluation labels")
         known, targets = self._targets(texts, labels, "evaluation data")
-        logits = predict_logits(self._require_model(), self._encode(known), self._predict_batch, self.device_)
+        model, dataset = self._require_model(), self._encode(known)
+        logits = sharded_logits(model, dataset, self._predict_batch, self.device_, current_shard())  # under torchrun
         return {**self._report(targets, logits), "n_unseen_label": len(labels) - len(known)}
 
     def _report(self, targets: list[Any], logits: np.ndarray) -> dict[str, Any]:
@@ -313,8 +301,6 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
         An existing ``directory`` is replaced only when it is empty or a bertlstm model folder, unless
         ``overwrite``; the working folder and its parents never are.
         """
-        from .reports import model_card
-
         model, labels = self._require_model(), self._require_labels()
         sections = {
             "task": TASK,
@@ -323,13 +309,7 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
             "training": self.training_.to_dict(),
         }
         history, metrics = getattr(self, "history_", []), getattr(self, "metrics_", {})
-        records = {"README.md": model_card(repo_id, sections, metrics, history)}
-        if history:
-            records["history.csv"] = history_to_csv(history)
-        if metrics:
-            records["metrics.json"] = json.dumps(metrics, indent=2) + "\n"
-        head = model.head_state_dict()
-        return save_model_folder(directory, sections, head, model.encoder, self.tokenizer_, records, overwrite)
+        return save_trained(directory, sections, model, self.tokenizer_, history, metrics, repo_id, overwrite)
 
     def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
         """Save to a temporary folder and upload it to the Hugging Face Hub as ``repo_id``; returns its URL."""
@@ -356,14 +336,8 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
         clf.classes_, clf.training_ = clf.labels_.classes(), training
         clf.device_, clf.tokenizer_ = resolve_device(device), saved.tokenizer
         model = BertLSTMModel(config, saved.encoder, len(clf.labels_))
-        try:
-            model.load_trainable_state_dict(saved.head_state)
-        except (ValueError, RuntimeError) as err:  # other names or shapes: another model's weights
-            first = str(err).strip().splitlines()[-1].strip()  # torch's last line names the tensor
-            raise BertLSTMError(f"{saved.folder / 'model.safetensors'} does not match config.json: {first}") from None
+        clf.history_, clf.metrics_ = load_trained(model, saved)
         clf.model_ = model.to(clf.device_).eval()
-        clf.history_ = history_from_csv(saved.records["history.csv"]) if "history.csv" in saved.records else []
-        clf.metrics_ = json.loads(saved.records["metrics.json"]) if "metrics.json" in saved.records else {}
         return clf
 
 

@@ -18,7 +18,8 @@ import typing
 import warnings
 from typing import Any, Literal, get_args, get_origin
 
-from .config import DataConfig, ModelConfig, RunConfig, ServeConfig, TrainConfig, load_config_file
+from .config import DataConfig, ModelConfig, RunConfig, ServeConfig, TaggerConfig, TrainConfig, load_config_file
+from .distributed import process_rank
 from .errors import BertLSTMError, missing_package
 
 SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "training": TrainConfig}
@@ -39,15 +40,23 @@ def add_settings(parser: argparse.ArgumentParser, sections: dict[str, type]) -> 
     for section, cls in sections.items():
         group = parser.add_argument_group(f"{section} settings")
         hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
+        fields = list(dataclasses.fields(cls))
+        if cls is ModelConfig:  # and the tagger's own settings, with the model's
+            fields += [f for f in dataclasses.fields(TaggerConfig) if f.name not in {g.name for g in fields}]
+            hints = {**typing.get_type_hints(TaggerConfig), **hints}
+        tagging = {f.name: f.default for f in dataclasses.fields(TaggerConfig)}
+        for field in fields:
             if section == "run" and field.name in RunConfig.SECTIONS:
                 continue
             default = field.default if field.default is not dataclasses.MISSING else None
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            shown = "none" if shown in (None, "") else shown
+            if cls is ModelConfig and tagging.get(field.name, default) != default:
+                shown = f"{shown}; tagging: {tagging[field.name]}"
             options: dict[str, Any] = {
                 "dest": f"{section}.{field.name}",
                 "default": argparse.SUPPRESS,  # only what is given overrides the config file
-                "help": f"{field.metadata['help']} (default: {'none' if shown in (None, '') else shown})",
+                "help": f"{field.metadata['help']} (default: {shown})",
             }
             if hints[field.name] is bool:
                 options["action"] = argparse.BooleanOptionalAction
@@ -64,11 +73,13 @@ def _common() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertlstm", description="Train and use BERT→LSTM text classifiers.")
+    parser = argparse.ArgumentParser(
+        prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
-    t = sub.add_parser("train", parents=common, help="train a classifier from data files")
+    t = sub.add_parser("train", parents=common, help="train a classifier (or, with --task tag, a tagger)")
     t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
     t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
     t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
@@ -104,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label-separator", default=",", help="separates the labels of one text (multi-label)")
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    e.add_argument("--tag-column", type=int, default=-1, help="tagger: the CoNLL column holding the tag")
+    e.add_argument("--tag-scheme", default="auto", choices=("auto", "iob1", "iob2", "bioes"), help="tagger: tags as")
 
     r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
     r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
@@ -165,10 +178,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from .batch import predict_file
+    from .model_folder import task_of
 
     texts = args.text
     if args.input is None and texts is None:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if task_of(args.model) == "tagging":
+        from .tagger import tag_file
+
+        tag_file(args.model, texts, args.input, args.output, sys.stdout, args.text_column, args.device, args.batch_size)
+        return
     options = {"text_column": args.text_column, "separator": args.label_separator, "backend": args.backend}
     options.update(quantize=args.quantize, device=args.device, batch_size=args.batch_size)
     predict_file(args.model, texts, args.input, args.output, sys.stdout, **options)
@@ -195,7 +214,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .runs import evaluate_file
 
     report = evaluate_file(
-        args.model, args.data, args.text_column, args.label_column, args.label_separator, args.device
+        args.model,
+        args.data,
+        args.text_column,
+        args.label_column,
+        args.label_separator,
+        args.device,
+        args.tag_column,
+        args.tag_scheme,
     )
     print(json.dumps(report) if args.json else format_report(report))
 
@@ -275,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     verbosity = args.verbose - args.quiet
+    if process_rank() > 0:  # under torchrun, the other processes say nothing but errors
+        verbosity = -2
+        warnings.simplefilter("ignore")
     setup_logging(LEVELS[max(-2, min(1, verbosity))])
     try:
         COMMANDS[args.command](args)

@@ -31,6 +31,10 @@ Precision = Literal["no", "fp16", "bf16"]
 CacheDtype = Literal["float16", "float32"]
 ThresholdRule = Literal["per-label", "global"]
 Backend = Literal["auto", "torch", "onnx"]
+Task = Literal["classify", "tag"]
+WordPooling = Literal["first", "mean", "first-last"]
+Context = Literal["sentence", "document"]
+TagScheme = Literal["auto", "iob1", "iob2", "bioes"]
 S = TypeVar("S", bound="Settings")
 
 
@@ -92,6 +96,30 @@ class ModelConfig(Settings):
         check_int(self.lstm_units, "lstm_units", 1)
         check_int(self.lstm_layers, "lstm_layers", 1)
         check_int(self.max_length, "max_length", 2)
+        check_number(self.dropout, "dropout", high=0.99)
+
+
+@dataclass(frozen=True)
+class TaggerConfig(Settings):
+    """Everything needed to rebuild a BERT→BiLSTM→CRF tagger (besides its tags)."""
+
+    encoder: str = setting("minilm", "'minilm' (the packaged all-MiniLM-L6-v2), a model folder or a hub id")
+    mode: Literal["frozen", "finetune"] = setting("frozen", "recipe: frozen encoder, or finetune it")
+    layers: Layers = setting("last", "encoder layers the LSTM reads")
+    word_pooling: WordPooling = setting("first", "tagging: a word is its first word piece, their mean, or first+last")
+    lstm_units: int = setting(128, "hidden units of each LSTM direction")
+    lstm_layers: int = setting(2, "stacked LSTM layers")
+    bidirectional: bool = setting(True, "run the LSTM over real tokens in both directions")
+    dropout: float = setting(0.1, "dropout before the dense layer (and between LSTM layers)")
+    max_length: int = setting(128, "word pieces per encoder window; longer sentences get overlapping windows")
+    crf: bool = setting(False, "tagging: a linear-chain CRF over the tags (Viterbi decoding with valid moves)")
+    context: Context = setting("sentence", "tagging: encode each sentence alone, or amid its document's sentences")
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+        check_int(self.lstm_units, "lstm_units", 1)
+        check_int(self.lstm_layers, "lstm_layers", 0)  # 0: a linear head on the encoder
+        check_int(self.max_length, "max_length", 8)
         check_number(self.dropout, "dropout", high=0.99)
 
 
@@ -162,18 +190,28 @@ class DataConfig(Settings):
     text_column: str | None = setting(None, "column holding the text (default: text, sentence, ...)")
     label_column: str | None = setting(None, "column holding the label (default: label, labels, ...)")
     label_separator: str = setting(",", "separates the labels of one text when multi-label")
+    tag_column: int = setting(-1, "tagging: the CoNLL column holding the tag (0 is the token; -1 the last)")
+    tag_scheme: TagScheme = setting("auto", "tagging: how the files' tags are written (auto: detected)")
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+        if self.tag_column == 0 or not isinstance(self.tag_column, int):
+            raise BertLSTMError(
+                "`tag_column` must be a column after the token's: 1, 2, ... or -1 (the last)", "tag_column"
+            )
 
 
 @dataclass(frozen=True)
 class RunConfig(Settings):
     """A training run from files: what ``bertlstm train`` does, and what ``--config FILE`` holds."""
 
+    task: Task = setting("classify", "classify texts, or tag the words of sentences (CoNLL or JSON Lines files)")
     output: str | None = setting(None, "model folder to write (replaced atomically at the end)", metavar="DIR")
     overwrite: bool = setting(False, "replace output even if it is not a bertlstm model folder (never input data)")
     seeds: tuple[int, ...] = setting((), "several seeds such as 0,1,2: one model each in OUTPUT/seed-N", metavar="S")
     tensorboard: str | None = setting(None, "also log each epoch to TensorBoard in this folder", metavar="DIR")
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | TaggerConfig = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
 
     SECTIONS: typing.ClassVar[dict[str, type[Settings]]] = {
@@ -183,6 +221,11 @@ class RunConfig(Settings):
     }
 
     def __post_init__(self) -> None:
+        self.check_choices()
+        if isinstance(self.model, TaggerConfig) != (self.task == "tag"):
+            raise BertLSTMError(
+                f"`task` {self.task} needs {'TaggerConfig' if self.task == 'tag' else 'ModelConfig'} settings"
+            )
         if len(set(self.seeds)) != len(self.seeds):
             raise BertLSTMError(f"`seeds` {list(self.seeds)} repeat a seed; each seed must be different", "seeds")
         check_together(self.model, self.training)
@@ -192,7 +235,9 @@ class RunConfig(Settings):
         """Sections as dicts (``{"model": {...}, "training": {...}}``) and the run's own settings."""
         values = dict(values)
         sections: dict[str, Any] = {}
-        for name, section in cls.SECTIONS.items():
+        task = values.get("task", "classify")
+        chosen: dict[str, type[Settings]] = {**cls.SECTIONS, **({"model": TaggerConfig} if task == "tag" else {})}
+        for name, section in chosen.items():
             given = values.pop(name, None) or {}
             if not isinstance(given, dict):
                 raise BertLSTMError(f"{where}the {name!r} section must be a mapping of settings")
@@ -205,8 +250,14 @@ class RunConfig(Settings):
             raise BertLSTMError("a training run needs `train` data and an `output` folder")
 
 
-def check_together(model: ModelConfig, training: TrainConfig) -> None:
+def check_together(model: ModelConfig | TaggerConfig, training: TrainConfig) -> None:
     """Settings that are fine alone but not together."""
+    if isinstance(model, TaggerConfig):
+        if training.metric == "macro_f1":
+            raise BertLSTMError(
+                "`metric` for tagging is micro_f1 (entities, the default) or accuracy (words)", "metric"
+            )
+        return
     if training.metric == "micro_f1" and not model.multi_label:
         raise BertLSTMError("`metric` micro_f1 is for multi-label tasks; use accuracy or macro_f1", "metric")
 

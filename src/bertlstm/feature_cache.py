@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .data import pad_batch, sorted_batches, with_labels
+from .distributed import ALONE, Shard
 from .errors import BertLSTMError
 from .model_folder import atomic_folder, file_sha256
 
@@ -169,42 +170,72 @@ class FeatureCache:
         input_ids: Sequence[Sequence[int]],
         pad_id: int,
         batch_size: int,
+        shard: Shard = ALONE,
     ) -> FeatureStore:
         """Run ``encode`` once over every text (sorted by length) and write the entry atomically.
 
         ``encode(input_ids, attention_mask)`` maps CPU tensors (B, T) to features (B, T, D) or (B, 1, D),
-        on any device; ``feature_size`` is D.
+        on any device; ``feature_size`` is D. With several processes (``shard``), each encodes its share of
+        the texts into the entry's one temporary file, and the main process completes the entry and renames
+        it into place once all are done; every process must call this.
         """
         lengths = [len(ids) for ids in input_ids]
         rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
-        dtype = np.dtype(key.dtype)
-        _tag(self.root)
-        final = self.root / key.digest()
-        with atomic_folder(final, replace=False) as tmp:  # another process may finish the same entry first
-            start = time.perf_counter()
-            row_bytes = feature_size * dtype.itemsize
-            with open(tmp / "features.bin", "wb") as f, torch.inference_mode():
-                f.truncate(int(offsets[-1]) * row_bytes)
-                for batch in sorted_batches(lengths, batch_size):
-                    ids, mask = pad_batch([input_ids[i] for i in batch], pad_id)
-                    out = encode(ids, mask).float().cpu().numpy()  # (B, T, D) | (B, 1, D)
-                    for j, i in enumerate(batch):  # positioned writes: memory stays one batch, not the data set
-                        features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
-                        os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)
-            np.save(tmp / "offsets.npy", offsets)
-            meta = {
-                "key": dataclasses.asdict(key),
-                "format": CACHE_FORMAT,
-                "hidden": feature_size,
-                "dtype": dtype.name,
-                "rows": int(offsets[-1]),
-                "sha256": file_sha256(tmp / "features.bin"),
-                "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "build_seconds": time.perf_counter() - start,
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        final, start = self.root / key.digest(), time.perf_counter()
+        work = (key, encode, feature_size, input_ids, pad_id, batch_size, offsets)
+        if shard.is_main:
+            _tag(self.root)
+            with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
+                self._fill(tmp, shard, *work)
+                np.save(tmp / "offsets.npy", offsets)
+                meta = {
+                    "key": dataclasses.asdict(key),
+                    "format": CACHE_FORMAT,
+                    "hidden": feature_size,
+                    "dtype": np.dtype(key.dtype).name,
+                    "rows": int(offsets[-1]),
+                    "sha256": file_sha256(tmp / "features.bin"),
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "build_seconds": time.perf_counter() - start,
+                    "processes": shard.world,
+                }
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        else:
+            self._fill(None, shard, *work)
+        shard.barrier()  # the entry is in place for every process
         return FeatureStore(final, json.loads((final / "meta.json").read_text()))
+
+    @staticmethod
+    def _fill(
+        tmp: Path | None,
+        shard: Shard,
+        key: CacheKey,
+        encode: Encode,
+        feature_size: int,
+        input_ids: Sequence[Sequence[int]],
+        pad_id: int,
+        batch_size: int,
+        offsets: np.ndarray,
+    ) -> None:
+        """The main process makes the empty file (``tmp``); each process writes its texts' rows into it."""
+        dtype = np.dtype(key.dtype)
+        row_bytes = feature_size * dtype.itemsize
+        if tmp is not None:
+            with open(tmp / "features.bin", "wb") as f:
+                f.truncate(int(offsets[-1]) * row_bytes)
+        folder = Path(shard.gather(str(tmp) if tmp is not None else "")[0])  # every process learns where
+        lengths = [len(ids) for ids in input_ids]
+        mine = shard.rows(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
+        with open(folder / "features.bin", "r+b") as f, torch.inference_mode():
+            for batch in sorted_batches([lengths[i] for i in mine], batch_size):
+                texts = [mine[j] for j in batch]
+                ids, mask = pad_batch([input_ids[i] for i in texts], pad_id)
+                out = encode(ids, mask).float().cpu().numpy()  # (B, T, D) | (B, 1, D)
+                for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
+                    features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
+                    os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)
+        shard.barrier()  # every share is written before the main process checksums the file
 
     def entries(self) -> list[dict[str, Any]]:
         """Complete entries with their key, size and creation time."""
@@ -308,14 +339,53 @@ def cached_dataset(
     batch_size: int,
     labels: list[Any] | None,
     what: str = "texts",
+    shard: Shard = ALONE,
 ) -> FeatureDataset:
     """The features of ``key``'s texts from the cache; on a miss, ``input_ids()`` (tokenizing happens only
-    then) are encoded once and stored."""
-    store = cache.open(key)
-    if store is None:
-        store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size)
-        seconds = store.meta["build_seconds"]
-        logger.info(f"feature cache: encoded {key.n_texts} {what} in {seconds:.1f}s -> {store.folder}")
-    else:
+    then) are encoded once, shared among the processes of ``shard``, and stored."""
+    store = cache.open(key) if shard.is_main else None
+    if shard.gather(store is not None)[0]:  # the main process decides, so that all processes build, or none
+        store = store or cache.open(key)
+        if store is None:
+            raise RuntimeError(f"feature cache entry {key.digest()} vanished while it was being read")
         logger.info(f"feature cache: read {key.n_texts} {what} from {store.folder}")
+    else:
+        store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size, shard)
+        seconds, processes = store.meta["build_seconds"], store.meta.get("processes", 1)
+        by = f" by {processes} processes" if processes > 1 else ""
+        logger.info(f"feature cache: encoded {key.n_texts} {what} in {seconds:.1f}s{by} -> {store.folder}")
     return FeatureDataset(store, labels)
+
+
+def model_features(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    input_ids: Callable[[], Sequence[Sequence[int]]],
+    labels: list[Any] | None,
+    training: Any,
+    device: torch.device,
+    what: str,
+    shard: Shard = ALONE,
+) -> FeatureDataset:
+    """The cached features of a frozen ``model`` (anything with ``config.encoder``, ``config.layers``,
+    ``config.max_length``, ``encoder``, ``encode`` and ``feature_size``) for ``texts`` (what keys the entry;
+    ``input_ids()`` are what is encoded on a miss), in ``training.cache_dir`` as ``training.cache_dtype``."""
+    config = model.config
+    key = CacheKey(
+        encoder=config.encoder,
+        encoder_hash=encoder_fingerprint(model.encoder, tokenizer),
+        layers=config.layers,
+        max_length=config.max_length,
+        pooling="mean" if config.mode == "pooled" else "tokens",
+        dtype=training.cache_dtype,
+        texts_hash=texts_fingerprint(texts),
+        n_texts=len(texts),
+    )
+
+    def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return model.encode(ids.to(device), attention_mask.to(device))
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cache, size, batch = FeatureCache(training.cache_dir), model.feature_size, training.encode_batch_size
+    return cached_dataset(cache, key, encode, size, input_ids, pad_id, batch, labels, what, shard)

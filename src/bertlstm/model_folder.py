@@ -250,6 +250,12 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def task_of(path: str | os.PathLike) -> str:
+    """What a model folder does (``classification`` or ``tagging``); anything that is not a local model folder
+    (an exported graph, a Hub id) counts as a classifier."""
+    return read_config(path).get("task", "classification") if is_model_folder(path) else "classification"
+
+
 def check_files(folder: Path, meta: dict[str, Any]) -> None:
     """Verify recorded checksums; refuse pickled weights and a missing encoder or tokenizer."""
     encoder = folder / ENCODER_DIR
@@ -402,3 +408,40 @@ def _number(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+# --- a trained estimator's folder --------------------------------------------------------------------------
+def save_trained(
+    directory: str | os.PathLike,
+    sections: dict[str, Any],
+    model: Any,
+    tokenizer: Any,
+    history: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    repo_id: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """:func:`save_model_folder` for a trained model (``head_state_dict()`` and ``encoder``), with its model
+    card and training record (history.csv, metrics.json)."""
+    from .reports import model_card
+
+    records = {"README.md": model_card(repo_id, sections, metrics, history)}
+    if history:
+        records["history.csv"] = history_to_csv(history)
+    if metrics:
+        records["metrics.json"] = json.dumps(metrics, indent=2) + "\n"
+    head = model.head_state_dict()
+    return save_model_folder(directory, sections, head, model.encoder, tokenizer, records, overwrite)
+
+
+def load_trained(model: Any, saved: SavedModel) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Put the folder's head weights into ``model`` (a clear error when they belong to another model);
+    returns the training record: history and metrics."""
+    try:
+        model.load_trainable_state_dict(saved.head_state)
+    except (ValueError, RuntimeError) as err:  # other names or shapes: another model's weights
+        first = str(err).strip().splitlines()[-1].strip()  # torch's last line names the tensor
+        raise BertLSTMError(f"{saved.folder / WEIGHTS_NAME} does not match config.json: {first}") from None
+    history = history_from_csv(saved.records["history.csv"]) if "history.csv" in saved.records else []
+    metrics = json.loads(saved.records["metrics.json"]) if "metrics.json" in saved.records else {}
+    return history, metrics

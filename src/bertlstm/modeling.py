@@ -57,7 +57,85 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-class BertLSTMModel(nn.Module):
+def layer_ids(layers: str, num_hidden_layers: int) -> list[int]:
+    """Which of the encoder's hidden states (0: the embeddings' output) a ``layers`` setting reads."""
+    return {
+        "last": [-1],
+        "second-to-last": [-2],
+        "concat-last-4": [-4, -3, -2, -1],
+        "scalar-mix": list(range(num_hidden_layers + 1)),  # the embeddings' output and every layer
+    }[layers]
+
+
+def encode_layers(
+    encoder: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, ids: list[int], train: bool
+) -> Tensor:
+    """The hidden states ``ids`` side by side: (B, T) -> (B, T, K*H). Gradients flow only when ``train``."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and train):
+        if ids == [-1]:
+            return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return torch.cat([out.hidden_states[i] for i in ids], dim=-1)
+
+
+def freeze_pooler(encoder: PreTrainedModel) -> None:
+    """The pooler is never read (token states are): no trainable parameter may go unused, or several
+    processes (DDP) would never share gradients."""
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
+
+
+class EncoderModel(nn.Module):
+    """What every model here shares: an ``encoder`` under a head (everything else), frozen unless
+    ``config.mode`` is ``finetune``, trained with two learning rates, and saved as head weights plus the
+    encoder's own folder."""
+
+    config: Any
+    encoder: PreTrainedModel
+
+    @property
+    def encoder_frozen(self) -> bool:
+        return self.config.mode != "finetune"
+
+    def train(self, mode: bool = True) -> EncoderModel:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()  # a frozen encoder never runs dropout
+        return self
+
+    @staticmethod
+    def is_head(name: str) -> bool:
+        """Whether a parameter or state name belongs to what sits on the encoder (LSTM, mix, dense, CRF)."""
+        return not name.startswith("encoder.")
+
+    def parameter_groups(self, training: TrainConfig) -> list[dict[str, Any]]:
+        """The head (LSTM, mix, dense, CRF) at ``lr``; in ``finetune`` the encoder too, at its own ``encoder_lr``."""
+        head = [p for name, p in self.named_parameters() if self.is_head(name)]
+        groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
+        if not self.encoder_frozen:
+            encoder = {"params": list(self.encoder.parameters()), "lr": training.encoder_lr}
+            groups.insert(0, {**encoder, "weight_decay": training.encoder_weight_decay})
+        return groups
+
+    def head_state_dict(self) -> dict[str, Tensor]:
+        """Everything but the encoder: what ``model.safetensors`` holds (the encoder is saved on its own)."""
+        return {k: v for k, v in self.state_dict().items() if self.is_head(k)}
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """A CPU copy of what training changes: the head, and the encoder when it is fine-tuned."""
+        state = self.head_state_dict() if self.encoder_frozen else self.state_dict()
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """The inverse of :meth:`trainable_state_dict` (and of :meth:`head_state_dict`); a state for another
+        model is an error."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected or any(self.is_head(k) for k in missing):
+            raise ValueError(f"weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+class BertLSTMModel(EncoderModel):
     """Encoder → LSTM → dropout → linear. Built from a :class:`ModelConfig`, a loaded encoder and the number
     of labels (what the data decides), and nothing else."""
 
@@ -68,13 +146,8 @@ class BertLSTMModel(nn.Module):
         self.config = config
         self.num_labels = num_labels
         self.encoder = encoder
-        hidden, n_layers = encoder.config.hidden_size, encoder.config.num_hidden_layers
-        self.layer_ids = {
-            "last": [-1],
-            "second-to-last": [-2],
-            "concat-last-4": [-4, -3, -2, -1],
-            "scalar-mix": list(range(n_layers + 1)),  # the embeddings' output and every layer
-        }[config.layers]
+        hidden = encoder.config.hidden_size
+        self.layer_ids = layer_ids(config.layers, encoder.config.num_hidden_layers)
         self.feature_size = hidden * len(self.layer_ids)  # what encode() returns per position
         self.scalar_mix = ScalarMix(len(self.layer_ids)) if config.layers == "scalar-mix" else None
         self.lstm = nn.LSTM(
@@ -90,27 +163,12 @@ class BertLSTMModel(nn.Module):
         self.head = nn.Linear(config.lstm_units * directions, num_labels)
         if self.encoder_frozen:
             self.encoder.requires_grad_(False)
-
-    @property
-    def encoder_frozen(self) -> bool:
-        return self.config.mode != "finetune"
-
-    def train(self, mode: bool = True) -> BertLSTMModel:
-        super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()  # a frozen encoder never runs dropout
-        return self
+        freeze_pooler(encoder)
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The selected encoder layers side by side: per token (B, T, K*H), or in ``pooled`` mode one
         mean-pooled vector per text (B, 1, K*H). The mix of layers comes later, in :meth:`forward`."""
-        grad = torch.is_grad_enabled() and not self.encoder_frozen
-        with torch.set_grad_enabled(grad):
-            if self.layer_ids == [-1]:
-                hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            else:
-                out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-                hidden = torch.cat([out.hidden_states[i] for i in self.layer_ids], dim=-1)  # (B, T, K*H)
+        hidden = encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, not self.encoder_frozen)
         if self.config.mode == "pooled":
             return mean_pool(hidden, attention_mask).unsqueeze(1)  # (B, 1, K*H)
         return hidden  # (B, T, K*H)
@@ -166,7 +224,7 @@ class BertLSTMModel(nn.Module):
             loss = self.compute_loss(logits, labels) / logits.size(0)
         return ClassifierOutput(logits=logits, loss=loss)
 
-    # --- what the Trainer needs (training.TrainableModel) ---------------------------------------------
+    # --- what the Trainer needs (training.TrainableModel; the rest is shared, in EncoderModel) ----------
     def compute_loss(self, logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
         """The batch's loss summed over its examples: cross-entropy over classes, or when ``multi_label``
         binary cross-entropy averaged over the labels of each example (labels (B, C), ``weight`` = pos_weight)."""
@@ -174,33 +232,3 @@ class BertLSTMModel(nn.Module):
             loss = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weight, reduction="sum")
             return loss / logits.size(1)
         return F.cross_entropy(logits, labels, weight=weight, reduction="sum")
-
-    @staticmethod
-    def is_head(name: str) -> bool:
-        """Whether a parameter or state name belongs to what sits on the encoder (LSTM, mix, dense head)."""
-        return not name.startswith("encoder.")
-
-    def parameter_groups(self, training: TrainConfig) -> list[dict[str, Any]]:
-        """LSTM and head at ``lr``; in ``finetune`` the encoder too, at its own ``encoder_lr``."""
-        head = [p for name, p in self.named_parameters() if self.is_head(name)]
-        groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
-        if not self.encoder_frozen:
-            encoder = {"params": list(self.encoder.parameters()), "lr": training.encoder_lr}
-            groups.insert(0, {**encoder, "weight_decay": training.encoder_weight_decay})
-        return groups
-
-    def head_state_dict(self) -> dict[str, Tensor]:
-        """Everything but the encoder: what ``model.safetensors`` holds (the encoder is saved on its own)."""
-        return {k: v for k, v in self.state_dict().items() if self.is_head(k)}
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        """A CPU copy of what training changes: the head, and the encoder when it is fine-tuned."""
-        state = self.head_state_dict() if self.encoder_frozen else self.state_dict()
-        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
-
-    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
-        """The inverse of :meth:`trainable_state_dict` (and of :meth:`head_state_dict`); a state for another
-        model is an error."""
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if unexpected or any(self.is_head(k) for k in missing):
-            raise ValueError(f"weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")

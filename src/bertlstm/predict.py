@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from .data import sorted_batches
+from .distributed import Shard, gather_rows
 from .errors import BertLSTMError, missing_package
 from .labels import Labels
 
@@ -45,6 +46,36 @@ def predict_logits(model: Any, dataset: Any, batch_size: int, device: torch.devi
             out[rows] = logits.float().cpu().numpy()
     model.train(was_training)
     return out
+
+
+class RowsView:
+    """Some rows of a dataset (``lengths``, items and ``collate``), as :func:`predict_logits` reads them."""
+
+    def __init__(self, dataset: Any, rows: Sequence[int]) -> None:
+        self.dataset, self.rows = dataset, list(rows)
+        lengths = dataset.lengths
+        self.lengths = [lengths[i] for i in self.rows]
+        self.collate = dataset.collate
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.rows[i]]
+
+
+def sharded_logits(
+    model: Any, dataset: Any, batch_size: int, device: torch.device, shard: Shard, predict: Any = predict_logits
+) -> np.ndarray:
+    """:func:`predict_logits` (or another ``predict`` of the same form) with the work shared among
+    processes: each takes a stride of the length-sorted rows, and every process gets all the outputs back,
+    in dataset order (no row twice, none left out)."""
+    if shard.world == 1:
+        return predict(model, dataset, batch_size, device)
+    lengths = dataset.lengths
+    rows = shard.rows(sorted(range(len(dataset)), key=lambda i: -lengths[i]))
+    local = predict(model, RowsView(dataset, rows), batch_size, device)
+    return gather_rows(shard, rows, local, len(dataset))
 
 
 # --- back ends ---------------------------------------------------------------------------------------------

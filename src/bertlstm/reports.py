@@ -163,6 +163,14 @@ def model_card(
     name = repo_id or "bertlstm-model"
     import yaml
 
+    tagger = sections.get("task") == "tagging"
+    pipeline = "token-classification" if tagger else "text-classification"
+    cls, call = (
+        ("BertLSTMTagger", 'predict_spans(["some text"])')
+        if tagger
+        else ("BertLSTMClassifier", 'predict(["some text"])')
+    )
+
     encoder = sections["model"]["encoder"]
     base_model, licence = PACKAGED_ENCODERS.get(encoder.lower(), (encoder, "other"))
     scores = [
@@ -172,25 +180,26 @@ def model_card(
         if isinstance(value := metrics.get(f"{split}_{metric}"), int | float)
     ]
     data = {"name": "held-out dev and test data of the training run", "type": "custom"}
-    results = {"task": {"type": "text-classification"}, "dataset": data, "metrics": scores}
+    results = {"task": {"type": pipeline}, "dataset": data, "metrics": scores}
     front = {
         "library_name": "bertlstm",
-        "pipeline_tag": "text-classification",
-        "tags": ["bertlstm", "lstm", "text-classification", sections["model"]["mode"]],
+        "pipeline_tag": pipeline,
+        "tags": ["bertlstm", "lstm", pipeline, sections["model"]["mode"]],
         "license": licence,
         **({"base_model": base_model} if _looks_like_hub_id(base_model) else {}),
         "labels": list(sections["labels"]["names"]),
         "model-index": [{"name": name, "results": [results]}],
     }
     command = metrics.get("command")
-    how = f"`{command}`" if command else "the Python API, `BertLSTMClassifier(...).fit(...)`"
+    how = f"`{command}`" if command else f"the Python API, `{cls}(...).fit(...)`"
     usage = (
         f"Trained with {how}; every setting is listed below.\n\n"
-        "```python\nfrom bertlstm import BertLSTMClassifier\n\n"
-        f'clf = BertLSTMClassifier.from_pretrained("{repo_id or "path/to/this/folder"}")\n'
-        'clf.predict(["some text"])\n```\n'
+        f"```python\nfrom bertlstm import {cls}\n\n"
+        f'model = {cls}.from_pretrained("{repo_id or "path/to/this/folder"}")\n'
+        f"model.{call}\n```\n"
     )
-    body = summary_markdown(f"{name}: a BERT→LSTM text classifier", sections, metrics, history, [])
+    what = "BERT→BiLSTM tagger" if tagger else "BERT→LSTM text classifier"
+    body = summary_markdown(f"{name}: a {what}", sections, metrics, history, [])
     return f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n{usage}\n{body}"
 
 

@@ -15,13 +15,16 @@ import logging
 import shutil
 import statistics
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .classifier import BertLSTMClassifier
-from .config import RunConfig
+from .config import ModelConfig, RunConfig
 from .data import load_labelled
+from .device import resolve_device
+from .distributed import current_shard
 from .encoders import check_max_length
 from .errors import BertLSTMError
 from .labels import Labels
@@ -29,7 +32,7 @@ from .model_folder import check_output, is_model_folder, output_lock, read_confi
 from .reports import write_plots
 
 logger = logging.getLogger(__name__)
-Data = tuple[list[str], list[Any]]
+Data = tuple[list[Any], Any]  # texts and labels; for tagging, sentences (holding their tags) and None
 
 
 def checkpoint_dir(output: str | Path) -> Path:
@@ -42,17 +45,21 @@ class PreparedRun:
     """A run whose settings, files and output have all been checked: nothing is created yet."""
 
     config: RunConfig
-    clf: BertLSTMClassifier
+    clf: Any  # a BertLSTMClassifier, or a BertLSTMTagger
     train: Data
     dev: Data | None
     test: Data | None
     output: Path
+    fit_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_model_folder) -> PreparedRun:
     """Read every file and check every setting, the labels and the output, before any work."""
     config.require_files()
+    if config.task == "tag":
+        return _prepare_tagging(config, replaceable)
     clf = BertLSTMClassifier(**config.model.as_kwargs(), **config.training.as_kwargs())
+    assert isinstance(config.model, ModelConfig)
     multi = config.model.multi_label
     separator = config.data.label_separator if multi else None
 
@@ -69,49 +76,91 @@ def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_mode
     for path, data in ((config.data.dev, dev), (config.data.test, test)):
         if path and data is not None:
             labels.check_known(data[1], path)
+    return PreparedRun(config, clf, train, dev, test, _check_output(config, replaceable))
+
+
+def _check_output(config: RunConfig, replaceable: Callable[[Path], bool]) -> Path:
+    """The encoder's length limit, then the output folder."""
     check_max_length(config.model.encoder, config.model.max_length)  # reads only the encoder's config
     inputs = [f for f in (config.data.train, config.data.dev, config.data.test) if f]
-    output = check_output(config.output or "", overwrite=config.overwrite, inputs=inputs, replaceable=replaceable)
-    return PreparedRun(config, clf, train, dev, test, output)
+    return check_output(config.output or "", overwrite=config.overwrite, inputs=inputs, replaceable=replaceable)
+
+
+def _prepare_tagging(config: RunConfig, replaceable: Callable[[Path], bool]) -> PreparedRun:
+    """The tagging files read, their tags checked against one scheme, and the output checked."""
+    from .tag_data import detect_scheme, read_tagged, to_iob2
+    from .tagger import BertLSTMTagger
+
+    files = {name: getattr(config.data, name) for name in ("train", "dev", "test")}
+    read = {name: read_tagged(path, config.data.tag_column) for name, path in files.items() if path}
+    scheme = config.data.tag_scheme if config.data.tag_scheme != "auto" else detect_scheme(read["train"])
+    known = {t for s in to_iob2(read["train"], scheme, files["train"] or "") for t in s.tags or []}
+    for name in ("dev", "test"):
+        if name in read:
+            unseen = sorted({t for s in to_iob2(read[name], scheme, files[name] or "") for t in s.tags or []} - known)
+            if unseen:
+                raise BertLSTMError(f"{files[name]}: tags that the training data never has: {', '.join(unseen[:5])}")
+    tagger = BertLSTMTagger(**config.model.as_kwargs(), **config.training.as_kwargs())
+    data = {name: (sentences, None) for name, sentences in read.items()}
+    output = _check_output(config, replaceable)
+    return PreparedRun(config, tagger, data["train"], data.get("dev"), data.get("test"), output, {"tag_scheme": scheme})
 
 
 def train_run(config: RunConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
     """Train (or resume) one model, evaluate it on the test file, save it; returns its metrics. ``command``,
-    the command line that started the run, goes into the metrics and the model card."""
+    the command line that started the run, goes into the metrics and the model card.
+
+    Under ``torchrun`` or ``accelerate launch`` every process runs this; only the main one locks the output,
+    writes the checkpoints, the model folder and the plots, and the others wait for it where it matters.
+    """
     if len(config.seeds) > 1:
         return train_seeds(config, command)
     if config.seeds:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, seed=config.seeds[0]))
-    run = prepare_run(config)
-    with output_lock(run.output):
-        for leftover in remove_leftovers(run.output):
-            logger.info(f"removed {leftover.name}, left by an interrupted save")
-        ckpt = checkpoint_dir(run.output)
-        if not resume:
-            shutil.rmtree(ckpt, ignore_errors=True)  # a stale checkpoint of an earlier run is not resumed
-            ckpt.mkdir(parents=True)
-            (ckpt / "run.json").write_text(json.dumps(_absolute(config).to_dict(), indent=2) + "\n")
-        callbacks = [_tensorboard(config.tensorboard)] if config.tensorboard else []
+    run, shard = prepare_run(config), current_shard(cpu=resolve_device(config.training.device).type == "cpu")
+    ckpt = checkpoint_dir(run.output)
+    with output_lock(run.output) if shard.is_main else nullcontext():
+        if shard.is_main:
+            _start(run, ckpt, resume)
+        shard.barrier()  # the checkpoint folder (and on a resume, its state) is there for every process
+        callbacks = [_tensorboard(config.tensorboard)] if config.tensorboard and shard.is_main else []
         dev_texts, dev_labels = run.dev if run.dev is not None else (None, None)
         try:
-            run.clf.fit(*run.train, dev_texts, dev_labels, checkpoint_dir=ckpt, callbacks=callbacks)
+            run.clf.fit(*run.train, dev_texts, dev_labels, checkpoint_dir=ckpt, callbacks=callbacks, **run.fit_options)
         except BaseException:
-            if not (ckpt / "state").is_dir():  # nothing to resume: leave nothing behind
+            if shard.is_main and not (ckpt / "state").is_dir():  # nothing to resume: leave nothing behind
                 shutil.rmtree(ckpt, ignore_errors=True)
             raise
         if run.test is not None:
-            _evaluate_test(run.clf, run.test)
+            _evaluate_test(run.clf, run.test)  # every process evaluates a share
         if command:
             run.clf.metrics_["command"] = command
-        folder = run.clf.save_pretrained(run.output, overwrite=config.overwrite)
-        metrics = run.clf.metrics_
-        write_plots(folder, run.clf.history_, metrics.get("test") or metrics.get("dev"))
-        logger.info(f"model saved to {folder}")
-        shutil.rmtree(ckpt, ignore_errors=True)
+        if shard.is_main:
+            _finish(run, ckpt)
+        shard.barrier()
     return run.clf.metrics_
 
 
-def _evaluate_test(clf: BertLSTMClassifier, test: Data) -> None:
+def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
+    """Clear what a killed save left, and (unless resuming) start a fresh checkpoint folder with run.json."""
+    for leftover in remove_leftovers(run.output):
+        logger.info(f"removed {leftover.name}, left by an interrupted save")
+    if not resume:
+        shutil.rmtree(ckpt, ignore_errors=True)  # a stale checkpoint of an earlier run is not resumed
+        ckpt.mkdir(parents=True)
+        (ckpt / "run.json").write_text(json.dumps(_absolute(run.config).to_dict(), indent=2) + "\n")
+
+
+def _finish(run: PreparedRun, ckpt: Path) -> None:
+    """The model folder, then its plots; the checkpoint goes once the model is safe."""
+    folder = run.clf.save_pretrained(run.output, overwrite=run.config.overwrite)
+    metrics = run.clf.metrics_
+    write_plots(folder, run.clf.history_, metrics.get("test") or metrics.get("dev"))
+    logger.info(f"model saved to {folder}")
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def _evaluate_test(clf: Any, test: Data) -> None:
     report = clf.evaluate(*test)
     scores = {k: v for k, v in report.items() if k in ("accuracy", "macro_f1", "micro_f1")}
     clf.metrics_.update({"test": report, **{f"test_{k}": v for k, v in scores.items()}})
@@ -159,8 +208,8 @@ def train_seeds(config: RunConfig, command: str | None = None) -> dict[str, Any]
     if config.overwrite:
         raise BertLSTMError("`overwrite` does not apply to several seeds: name a new or empty output folder")
     output = prepare_run(dataclasses.replace(config, seeds=config.seeds[:1]), replaceable=_is_seeds_folder).output
-    runs = {}
-    with output_lock(output):
+    runs, shard = {}, current_shard(cpu=resolve_device(config.training.device).type == "cpu")
+    with output_lock(output) if shard.is_main else nullcontext():
         for seed in config.seeds:
             logger.info(f"--- seed {seed} ---")
             one = dataclasses.replace(config, seeds=(seed,), output=str(output / f"seed-{seed}"))
@@ -172,10 +221,11 @@ def train_seeds(config: RunConfig, command: str | None = None) -> dict[str, Any]
             values = [runs[seed][key] for seed in config.seeds]
             summary[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values), "values": values}
             logger.info(f"{key}: {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f} over seeds {config.seeds}")
-        (output / "seeds.json").write_text(json.dumps({"seeds": config.seeds, "summary": summary}, indent=2))
-        for stale in output.glob("seed-*"):  # models of an earlier run's other seeds
-            if stale.name not in {f"seed-{s}" for s in config.seeds} and is_model_folder(stale):
-                shutil.rmtree(stale)
+        if shard.is_main:
+            (output / "seeds.json").write_text(json.dumps({"seeds": config.seeds, "summary": summary}, indent=2))
+            for stale in output.glob("seed-*"):  # models of an earlier run's other seeds
+                if stale.name not in {f"seed-{s}" for s in config.seeds} and is_model_folder(stale):
+                    shutil.rmtree(stale)
     return summary
 
 
@@ -186,11 +236,22 @@ def evaluate_file(
     label_column: str | None = None,
     label_separator: str = ",",
     device: str = "auto",
+    tag_column: int = -1,
+    tag_scheme: str = "auto",
 ) -> dict[str, Any]:
-    """Score the model folder ``model`` on the labelled file ``data``: the full evaluation report.
+    """Score the model folder ``model`` on the labelled file ``data``: the full evaluation report (for a
+    tagger, ``data`` is a CoNLL or JSON Lines file; ``tag_column`` and ``tag_scheme`` say how to read it).
 
     The data file is read (and any problem in it reported) before the model is loaded."""
-    multi = read_config(model)["labels"].get("multi_label", False)
+    meta = read_config(model)
+    if meta.get("task") == "tagging":
+        from .tag_data import read_tagged
+        from .tagger import BertLSTMTagger
+
+        sentences = read_tagged(data, tag_column)
+        tagger = BertLSTMTagger.from_pretrained(model, device=device)
+        return tagger.evaluate(sentences, tag_scheme=None if tag_scheme == "auto" else tag_scheme)
+    multi = meta["labels"].get("multi_label", False)
     texts, labels = load_labelled(data, text_column, label_column, label_separator if multi else None)
     return BertLSTMClassifier.from_pretrained(model, device=device).evaluate(texts, labels)
 

@@ -38,9 +38,10 @@ from .callbacks import Callback, as_callback
 from .config import TrainConfig
 from .data import LengthGroupedBatches
 from .device import resolve_device
+from .distributed import shard_of
 from .errors import BertLSTMError
 from .model_folder import atomic_folder
-from .predict import predict_logits
+from .predict import sharded_logits
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,13 @@ class TrainableModel(Protocol):
 
 
 def make_accelerator(config: TrainConfig) -> Accelerator:
-    """An Accelerator for the requested device; a device that is not there is a clear error."""
+    """An Accelerator for the requested device; a device that is not there is a clear error. Under
+    ``torchrun`` or ``accelerate launch`` it joins their process group (gloo on CPUs, nccl on GPUs)."""
     device = resolve_device(config.device)
-    return Accelerator(cpu=device.type == "cpu", mixed_precision=config.mixed_precision)
+    # The scheduler is built for the optimizer steps of one process (see prepare): step it once per step.
+    return Accelerator(
+        cpu=device.type == "cpu", mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False
+    )
 
 
 def _groups(batches: Iterable[dict[str, Tensor]], size: int) -> Iterator[list[dict[str, Tensor]]]:
@@ -108,6 +113,7 @@ class Trainer:
         self.loss_weight = loss_weight  # (C,) per-class loss weights (pos_weight when multi-label)
         self.history: list[dict[str, Any]] = []
         self.first_epoch = 1  # a resumed run starts later
+        self.shard = shard_of(self.accelerator)  # this process among those of the run
 
     # --- the pieces -------------------------------------------------------------------------------
     def create_optimizer(self) -> Optimizer:
@@ -122,16 +128,21 @@ class Trainer:
         return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 
     def prepare(self, train: Dataset) -> DataLoader:
-        """Batches, optimizer and scheduler, placed by Accelerate; the schedule counts optimizer steps."""
+        """Batches, optimizer and scheduler, placed by Accelerate. With several processes each takes every
+        N-th length-grouped batch; the schedule counts the optimizer steps of one process."""
         cfg = self.config
         self.sampler = LengthGroupedBatches(train.lengths, cfg.batch_size, cfg.seed)  # type: ignore[attr-defined]
         loader = DataLoader(train, batch_sampler=self.sampler, collate_fn=train.collate)  # type: ignore[attr-defined]
+        loader = self.accelerator.prepare(loader)  # first: its length is this process's share
         self.trainable_parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.create_optimizer()
-        steps_per_epoch = math.ceil(len(self.sampler) / cfg.grad_accum)
+        steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
         scheduler = self.create_scheduler(optimizer, total_steps=cfg.epochs * steps_per_epoch)
-        self.model, self.optimizer, loader, self.scheduler = self.accelerator.prepare(
-            self.model, optimizer, loader, scheduler
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        world = self.accelerator.num_processes
+        logger.info(
+            f"effective batch {cfg.batch_size * world * cfg.grad_accum}: {cfg.batch_size} per process x {world} "
+            f"process(es) x {cfg.grad_accum} accumulated; {steps_per_epoch} optimizer steps per epoch"
         )
         return loader
 
@@ -146,11 +157,14 @@ class Trainer:
         """One optimizer step over ``group`` (``grad_accum`` micro-batches). The loss is divided by the
         group's number of examples, so accumulation equals one large batch, a short last batch included."""
         n_examples = sum(batch["labels"].size(0) for batch in group)
+        # Several processes average their gradients: divide by the examples of all of them over their number,
+        # so that the step equals one process's step over all those examples.
+        share = self._global_count(n_examples) / self.shard.world if self.shard.world > 1 else n_examples
         total = 0.0
         for i, batch in enumerate(group):
             sync = i == len(group) - 1
             with self.accelerator.no_sync(self.model) if not sync else nullcontext():
-                loss = self.compute_loss(batch) / n_examples
+                loss = self.compute_loss(batch) / share
                 self.accelerator.backward(loss)
             total += float(loss.detach())
         if not math.isfinite(total):
@@ -163,12 +177,17 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total * n_examples  # summed loss, for the epoch's running mean
+        return total * share  # this process's summed loss, for the epoch's running mean
+
+    def _global_count(self, count: float) -> float:
+        """``count`` summed over every process."""
+        return float(self.accelerator.reduce(torch.tensor(float(count), device=self.accelerator.device), "sum"))
 
     def eval_step(self, dataset: Dataset) -> np.ndarray:
-        """The model's outputs over ``dataset`` (logits (N, C)), in dataset order."""
+        """The model's outputs over ``dataset`` (logits (N, C)), in dataset order; with several processes,
+        each computes a share and every process gets them all."""
         device = self.accelerator.device
-        return predict_logits(self.base_model, dataset, self.config.encode_batch_size, device)
+        return sharded_logits(self.base_model, dataset, self.config.encode_batch_size, device, self.shard)
 
     def evaluate(self, dataset: Dataset) -> dict[str, float]:
         return self.score(self.eval_step(dataset), dataset)
@@ -211,6 +230,8 @@ class Trainer:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", ex_s=f"{seen / (time.perf_counter() - start):.0f}")
         bar.close()
         seconds = time.perf_counter() - start
+        if self.shard.world > 1:  # the epoch's loss and examples over every process
+            total_loss, seen = self._global_count(total_loss), int(self._global_count(seen))
         return {
             "epoch": epoch,
             "train_loss": total_loss / max(seen, 1),
@@ -220,22 +241,33 @@ class Trainer:
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, folder: Path, epoch: int) -> None:
-        """Write ``folder/state`` atomically: weights, optimizer, scheduler, random states, history and
-        the callbacks' tensors (the best weights so far)."""
-        with atomic_folder(folder / "state") as tmp:
-            save_file(self.base_model.trainable_state_dict(), str(tmp / "model.safetensors"))
-            save_file(self._callback_tensors(), str(tmp / "callbacks.safetensors"))
-            save_file(_torch_rng_state(), str(tmp / "rng.safetensors"))
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")  # tensors and plain values only
-            np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form
-            state = {
-                "epoch": epoch,
-                "history": self.history,
-                "scheduler": self.scheduler.state_dict(),
-                "python_rng": _jsonable(random.getstate()),
-                "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            }
-            (tmp / "trainer_state.json").write_text(json.dumps(state))
+        """Every process calls this: their random states are gathered, and the main process writes
+        ``folder/state`` atomically (weights, optimizer, scheduler, each process's random states, history
+        and the callbacks' tensors, such as the best weights so far)."""
+        np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form
+        mine = {
+            "torch": _torch_rng_state(),
+            "python": _jsonable(random.getstate()),
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        }
+        everyone = self.shard.gather(mine)
+        if self.shard.is_main:
+            with atomic_folder(folder / "state") as tmp:
+                save_file(self.base_model.trainable_state_dict(), str(tmp / "model.safetensors"))
+                save_file(self._callback_tensors(), str(tmp / "callbacks.safetensors"))
+                for rank, states in enumerate(everyone):
+                    save_file(states["torch"], str(tmp / f"rng-{rank}.safetensors"))
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")  # tensors and plain values only
+                state = {
+                    "epoch": epoch,
+                    "history": self.history,
+                    "scheduler": self.scheduler.state_dict(),
+                    "processes": len(everyone),
+                    "python_rng": [states["python"] for states in everyone],
+                    "numpy_rng": [states["numpy"] for states in everyone],
+                }
+                (tmp / "trainer_state.json").write_text(json.dumps(state))
+        self.shard.barrier()  # nobody goes on before the checkpoint is complete
 
     def load_checkpoint(self, folder: Path) -> int:
         """Restore everything :meth:`save_checkpoint` wrote; returns the epoch it was taken after."""
@@ -244,7 +276,10 @@ class Trainer:
             state = json.loads((state_dir / "trainer_state.json").read_text())
             self.base_model.load_trainable_state_dict(load_file(str(state_dir / "model.safetensors")))
             callback_tensors = load_file(str(state_dir / "callbacks.safetensors"))
-            rng = load_file(str(state_dir / "rng.safetensors"))
+            rank = self.shard.rank
+            if state.get("processes", 1) != self.shard.world:
+                raise ValueError(f"it was written by {state.get('processes', 1)} process(es), not {self.shard.world}")
+            rng = load_file(str(state_dir / f"rng-{rank}.safetensors"))
             # weights_only: a checkpoint is a file like any other and must not be able to run code
             self.optimizer.load_state_dict(torch.load(state_dir / "optimizer.pt", weights_only=True))
         except pickle.UnpicklingError:
@@ -261,8 +296,8 @@ class Trainer:
             prefix = f"{i}."
             callback.load_tensors({k[len(prefix) :]: v for k, v in callback_tensors.items() if k.startswith(prefix)})
         _set_torch_rng_state(rng)
-        random.setstate(_tuples(state["python_rng"]))
-        name, keys, *rest = state["numpy_rng"]
+        random.setstate(_tuples(state["python_rng"][rank]))
+        name, keys, *rest = state["numpy_rng"][rank]
         np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
         return int(state["epoch"])
 
