@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from bertlstm import BertLSTMClassifier
+from bertlstm.tag_data import read_tagged
 from conftest import make_sentiment
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -30,6 +31,7 @@ from transformers import AutoModel, AutoTokenizer
 from bertlstm import ModelConfig, TrainConfig
 from bertlstm.data import TokenDataset, tokenize
 from bertlstm.modeling import BertLSTMModel
+from bertlstm.distributed import leave_process_group
 from bertlstm.training import Trainer
 
 encoder_dir, out, sizes = sys.argv[1], sys.argv[2], [int(n) for n in sys.argv[3].split(",")]
@@ -60,6 +62,7 @@ model.train()
 trainer.train_step([data.collate([data[i] for i in mine])])
 if trainer.shard.is_main:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
+leave_process_group()
 """
 
 
@@ -109,6 +112,23 @@ def test_a_two_process_run_equals_its_single_process_evaluation(tiny_encoder: st
         assert json.loads(meta.read_text())["processes"] == 2 and (twin / "meta.json").is_file()
         shared, own = (np.fromfile(f / "features.bin", dtype=np.float16) for f in (meta.parent, twin))
         np.testing.assert_array_equal(shared, own)
+
+
+def test_a_two_process_tagger_run_scores_the_whole_dev_set(tiny_encoder: str, tmp_path: Path) -> None:
+    from bertlstm.tagger import BertLSTMTagger
+    from test_tagging import make_tagged, write_conll
+
+    train = write_conll(tmp_path / "train.conll", *make_tagged(200, 0))
+    dev = write_conll(tmp_path / "dev.conll", *make_tagged(45, 1))  # odd: the shares differ in size
+    args = ["-m", "bertlstm", "train", "--task", "tag", "--crf", "--train", str(train), "--dev", str(dev)]
+    args += ["--encoder", tiny_encoder, "--epochs", "2", "--device", "cpu", "--output", str(tmp_path / "model")]
+    env = {**ENV, "BERTLSTM_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([*TORCHRUN, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    tagger = BertLSTMTagger.from_pretrained(tmp_path / "model", device="cpu")
+    report = tagger.evaluate(read_tagged(dev))
+    assert report["micro_f1"] == metrics["dev_micro_f1"] and report["n"] == metrics["n_dev"] == 45
 
 
 def test_prediction_shared_by_two_processes_is_the_same_file(tiny_encoder: str, files, tmp_path: Path) -> None:

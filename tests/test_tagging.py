@@ -11,11 +11,15 @@ import pytest
 import torch
 
 from bertlstm import cli
+from bertlstm.config import ServeConfig
 from bertlstm.encoders import load_encoder
 from bertlstm.errors import BertLSTMError
+from bertlstm.metrics import tag_metrics
+from bertlstm.predict import load_predictor
+from bertlstm.serving import create_app
 from bertlstm.tag_data import Sentence, WordPieces, detect_scheme, read_tagged, spans, split_words, to_iob2
-from bertlstm.tagger import BertLSTMTagger
-from conftest import WORDS
+from bertlstm.tagger import BertLSTMTagger, viterbi
+from conftest import WORDS, shared_data
 
 PLAIN = [w for w in WORDS if w not in ("actor", "scene", "story")]
 
@@ -266,6 +270,9 @@ def test_cli_train_evaluate_predict(tiny_encoder: str, tmp_path: Path, capsys: p
     assert json.loads(capsys.readouterr().out)["micro_f1"] == pytest.approx(metrics["test_micro_f1"])
     assert cli.main(["evaluate", "--model", str(out), "--data", str(dev)]) == 0
     assert "entity micro-F1" in capsys.readouterr().out
+    assert cli.main(["report", str(out)]) == 0
+    summary = capsys.readouterr().out
+    assert "| crf | True |" in summary and "## Test, per entity type" in summary
     assert cli.main(["predict", "--model", str(out), "--text", "An actor in scene story."]) == 0
     row = json.loads(capsys.readouterr().out.splitlines()[0])
     assert row["entities"][0] == {"text": "actor", "type": "PER", "start": 3, "end": 8}
@@ -284,3 +291,72 @@ def test_cli_bad_tag_file_is_one_error_line(tiny_encoder: str, tmp_path: Path, c
     err = capsys.readouterr().err
     assert code == 2 and "line 2: tag 'X-PER'" in err and "Traceback" not in err
     assert not (tmp_path / "m").exists()
+
+
+# --- serving and export -------------------------------------------------------------------------------------
+def test_numpy_viterbi_matches_the_crf(trained: BertLSTMTagger) -> None:
+    crf = trained.model_.crf
+    emissions = torch.randn(6, 9, len(trained.tags_)) * 3
+    counts = torch.tensor([9, 1, 4, 7, 2, 9])
+    mask = torch.arange(9) < counts.unsqueeze(1)
+    scores = [t.detach().numpy() for t in crf._scores(constrained=True)]
+    got = viterbi(emissions.numpy(), counts.numpy(), *scores)
+    assert got.tolist() == crf.decode(emissions, mask).tolist()
+
+
+def test_server_answers_entities(trained: BertLSTMTagger, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    folder = trained.save_pretrained(tmp_path / "tagger")
+    with TestClient(create_app(ServeConfig(model=str(folder), max_wait_ms=0))) as client:
+        answer = client.post("/predict", json={"texts": ["An actor in scene story.", "nothing here"]})
+        meta = client.get("/metadata").json()
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()["predictions"]
+    assert {"text": "actor", "type": "PER", "start": 3, "end": 8} in first["entities"]
+    assert second == {"entities": []}
+    assert meta["task"] == "tagging" and meta["labels"]["names"] == trained.tags_
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_onnx_export_decodes_like_torch(trained: BertLSTMTagger, tmp_path: Path, quantize: str | None) -> None:
+    pytest.importorskip("onnxruntime")
+    from bertlstm.export import export_onnx
+
+    folder = trained.save_pretrained(tmp_path / "tagger")
+    path = export_onnx(folder, tmp_path / "tagger.onnx", quantize)
+    onnx, torch_backend = load_predictor(str(path)), load_predictor(str(folder))
+    texts = ["An actor in scene story.", "the actor was good, the scene story was not " * 40, ""]
+    tokens, _ = make_tagged(30, 4)
+    if quantize is None:  # the same tags and entities as PyTorch, long texts (several windows) included
+        assert onnx.predict_spans(texts) == torch_backend.predict_spans(texts)
+        assert onnx.predict_tags([Sentence(t) for t in tokens]) == trained.predict(tokens)
+    else:  # int8 moves the scores a little; this model's easy entities survive it
+        gold = make_tagged(30, 4)[1]
+        assert tag_metrics(gold, onnx.predict_tags([Sentence(t) for t in tokens]))["micro_f1"] > 0.9
+
+
+def test_cli_predict_through_an_exported_tagger(trained: BertLSTMTagger, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    folder = trained.save_pretrained(tmp_path / "tagger")
+    assert cli.main(["export", "--model", str(folder), "--output", str(tmp_path / "t.onnx"), "-q"]) == 0
+    assert cli.main(["predict", "--model", str(tmp_path / "t.onnx"), "--text", "An actor in scene story."]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["entities"][0] == {"text": "actor", "type": "PER", "start": 3, "end": 8}
+
+
+# --- the real encoder on CoNLL-2003 --------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.integration
+def test_conll2003_frozen_tagger_with_the_default_encoder(tmp_path: Path) -> None:
+    """A quick CoNLL-2003 run (2,000 training sentences, 2 epochs): far from the full figures in
+    BENCHMARKS.md, but a broken tagger scores near 0."""
+    folder = shared_data() / "conll2003"
+    if not (folder / "train.txt").is_file():
+        pytest.skip(f"CoNLL-2003 not found in {folder} (see ../shared/data/README)")
+    train, dev = read_tagged(folder / "train.txt")[:2000], read_tagged(folder / "dev.txt")[:600]
+    tagger = BertLSTMTagger(crf=True, epochs=2, progress=False).fit(train, None, dev)
+    assert tagger.metrics_["dev_micro_f1"] > 0.55, tagger.history_
+    report = tagger.evaluate(dev)
+    assert report["micro_f1"] == pytest.approx(tagger.metrics_["dev_micro_f1"])
+    assert set(report["per_label"]) == {"LOC", "MISC", "ORG", "PER"}

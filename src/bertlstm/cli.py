@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Literal, get_args, get_origin
 
 from .config import DataConfig, ModelConfig, RunConfig, ServeConfig, TaggerConfig, TrainConfig, load_config_file
-from .distributed import process_rank
+from .distributed import leave_process_group, process_rank
 from .errors import BertLSTMError, missing_package
 
 SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "training": TrainConfig}
@@ -186,7 +186,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if task_of(args.model) == "tagging":
         from .tagger import tag_file
 
-        tag_file(args.model, texts, args.input, args.output, sys.stdout, args.text_column, args.device, args.batch_size)
+        options = {"device": args.device, "batch_size": args.batch_size, "backend": args.backend}
+        tag_file(
+            args.model, texts, args.input, args.output, sys.stdout, args.text_column, **options, quantize=args.quantize
+        )
         return
     options = {"text_column": args.text_column, "separator": args.label_separator, "backend": args.backend}
     options.update(quantize=args.quantize, device=args.device, batch_size=args.batch_size)
@@ -307,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(LEVELS[max(-2, min(1, verbosity))])
     try:
         COMMANDS[args.command](args)
+        leave_process_group()  # under torchrun: all processes finished their work
     except (BertLSTMError, ValueError) as err:  # bad input, or a setting out of range
         if verbosity > 0:
             raise

@@ -60,6 +60,18 @@ def current_shard(cpu: bool | None = None) -> Shard:
     return Shard(state.process_index, state.num_processes, state.wait_for_everyone, lambda v: gather_object([v]))
 
 
+def leave_process_group() -> None:
+    """Once every process is done: wait for the others, then close the launcher's process group. A process
+    that exits with the group open can abort in gloo's teardown (exit code -6) after a successful run."""
+    if not launched_with_several_processes():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard_of(accelerator: Any) -> Shard:
     """The shard an Accelerator stands for (the whole work when it runs alone)."""
     if accelerator.num_processes == 1:

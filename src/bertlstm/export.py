@@ -55,11 +55,12 @@ def gather_steps(x: Tensor, index: Tensor) -> Tensor:
 
 
 class MaskedLSTM(nn.Module):
-    """The final states of a (stacked, bi-)directional ``nn.LSTM`` over padded batches, without packing.
+    """A (stacked, bi-)directional ``nn.LSTM`` over padded batches, without packing.
 
     Built from a trained LSTM: each layer and direction becomes a one-layer LSTM with the same weights.
-    Returns (B, U) or, bidirectional, (B, 2U): the forward state at each row's last real token and the
-    backward state after reading the row back to its first token, as ``h_n`` of the packed LSTM.
+    :meth:`forward` returns the final states, (B, U) or, bidirectional, (B, 2U): the forward state at each
+    row's last real token and the backward state after reading the row back to its first token, as ``h_n``
+    of the packed LSTM. :meth:`outputs` returns every step's output, as the packed LSTM's (padded) output.
     """
 
     def __init__(self, lstm: nn.LSTM) -> None:
@@ -74,8 +75,9 @@ class MaskedLSTM(nn.Module):
                     getattr(cell, f"{name}_l0").data.copy_(getattr(lstm, f"{name}_l{layer}{suffix}").data)
                 self.cells.append(cell)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        rows, last = torch.arange(x.size(0), device=x.device), lengths - 1  # (B,), (B,)
+    def outputs(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """Every step's output: (B, T, D), (B,) -> (B, T, U) or (B, T, 2U); what padding steps hold is
+        unspecified, the real steps are exact."""
         reverse = reverse_within_length(lengths, x.size(1))  # (B, T)
         for layer in range(len(self.cells) // self.directions):
             forward_out, _ = self.cells[layer * self.directions](x)  # (B, T, U), causal: padding comes after
@@ -84,10 +86,16 @@ class MaskedLSTM(nn.Module):
                 continue
             backward_reversed, _ = self.cells[layer * 2 + 1](gather_steps(x, reverse))  # (B, T, U)
             x = torch.cat([forward_out, gather_steps(backward_reversed, reverse)], dim=-1)  # (B, T, 2U)
-        final = [forward_out[rows, last]]  # (B, U)
-        if self.directions == 2:
-            final.append(backward_reversed[rows, last])  # (B, U): the backward state back at token 0
-        return torch.cat(final, dim=-1)
+        return x
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        out = self.outputs(x, lengths)  # (B, T, dirs * U)
+        rows, last = torch.arange(x.size(0), device=x.device), lengths - 1  # (B,), (B,)
+        if self.directions == 1:
+            return out[rows, last]  # (B, U)
+        units = out.size(-1) // 2
+        # forward state at the last real token, backward state back at token 0: (B, 2U)
+        return torch.cat([out[rows, last, :units], out[:, 0, units:]], dim=-1)
 
 
 class ExportModule(nn.Module):
@@ -103,10 +111,40 @@ class ExportModule(nn.Module):
         return self.model.head(self.lstm(features, lengths))  # dropout is off in eval
 
 
+class TaggerExportModule(nn.Module):
+    """A tagger's windows of token ids and mask (Nw, T), and per word (B, W) its window and piece span, with
+    each sentence's word count (B,), int64 -> emission scores (B, W, C); its BiLSTM as a :class:`MaskedLSTM`.
+    CRF decoding (Viterbi) runs after the graph, on the emissions (see :func:`bertlstm.tagger.viterbi`)."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.lstm = MaskedLSTM(model.lstm) if model.lstm is not None else None
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        word_window: Tensor,
+        word_start: Tensor,
+        word_end: Tensor,
+        word_counts: Tensor,
+    ) -> Tensor:
+        words = self.model.word_states(self.model.encode(input_ids, attention_mask), word_window, word_start, word_end)
+        if self.lstm is not None:
+            words = self.lstm.outputs(words, word_counts)  # (B, W, 2U)
+        return self.model.head(words)  # (B, W, C)
+
+
+TAGGER_INPUTS = ("input_ids", "attention_mask", "word_window", "word_start", "word_end", "word_counts")
+
+
 def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None = None) -> Path:
     """Export the model folder ``model_dir`` to ``output`` (``.onnx``), with its tokenizer and metadata
-    beside it; ``quantize="int8"`` writes onnxruntime's dynamically quantized graph instead."""
+    beside it; ``quantize="int8"`` writes onnxruntime's dynamically quantized graph instead. A tagger's
+    graph gives emission scores; its metadata holds the CRF's scores for decoding after it."""
     from .classifier import BertLSTMClassifier
+    from .model_folder import task_of
 
     try:
         import onnxruntime  # noqa: F401
@@ -116,6 +154,8 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
     path = _check_output(output, model_dir)
     if quantize not in (None, "int8"):
         raise BertLSTMError(f"`quantize` must be int8 or nothing, not {quantize!r}", "quantize")
+    if task_of(model_dir) == "tagging":
+        return _export_tagger(model_dir, path, quantize)
     clf = BertLSTMClassifier.from_pretrained(model_dir, device="cpu")
     module = ExportModule(clf._require_model()).eval()
     inputs, other = _sample(clf, SAMPLE), _sample(clf, SAMPLE[:3])  # `other`: another batch size and length
@@ -134,6 +174,68 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
         _write_beside(clf, graph, Path(tmp), path, quantize)
     logger.info(f"exported {model_dir} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return path
+
+
+def _export_tagger(model_dir: str | Path, path: Path, quantize: str | None) -> Path:
+    from .tag_data import split_words
+    from .tagger import BertLSTMTagger
+
+    tagger = BertLSTMTagger.from_pretrained(model_dir, device="cpu")
+    module = TaggerExportModule(tagger.model_).eval()
+
+    def sample(texts: list[str]) -> tuple[Tensor, ...]:
+        dataset = tagger._dataset([split_words(text) for text in texts], "the check sample")
+        batch = dataset.collate([dataset[i] for i in range(len(dataset))])
+        return tuple(batch[name] for name in TAGGER_INPUTS)
+
+    inputs, other = sample(SAMPLE), sample(SAMPLE[:3])
+    counts = inputs[-1]
+    real = torch.arange(inputs[2].size(1)) < counts.unsqueeze(1)  # (B, W): the words, not their padding
+    want = tagger.model_(*inputs[2:5], counts, input_ids=inputs[0], attention_mask=inputs[1]).logits
+    _check_close(module(*inputs)[real], want[real], 1e-5, "the masked LSTM")
+    names = dict.fromkeys(TAGGER_INPUTS, "int64")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        _torch_export(module, inputs, fp32, TAGGER_INPUTS, "emissions")
+        for batch in (inputs, other):
+            words = torch.arange(batch[2].size(1)) < batch[-1].unsqueeze(1)  # (B, W)
+            got = _onnx_run(fp32, batch, TAGGER_INPUTS, "emissions")
+            _check_close(got[words.numpy()], module(*batch)[words], 1e-4, "onnxruntime")
+        graph = fp32
+        if quantize == "int8":
+            graph = Path(tmp) / "int8.onnx"
+            _quantize(fp32, graph)
+        _write_beside(tagger, graph, Path(tmp), path, quantize, _tagger_metadata(tagger, names))
+    logger.info(f"exported {model_dir} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return path
+
+
+def _tagger_metadata(tagger: Any, inputs: dict[str, str]) -> dict[str, Any]:
+    """What decoding needs beside the graph: tags, special token ids, and the CRF's scores with the moves
+    the tag scheme forbids already at -10000 (plain Viterbi over them gives valid entities only)."""
+    model, tokenizer = tagger.model_, tagger.tokenizer_
+    crf = None
+    if model.crf is not None:
+        start, transitions, end = (t.detach().tolist() for t in model.crf._scores(constrained=True))
+        crf = {"start": start, "transitions": transitions, "end": end}
+    return {
+        "task": "tagging",
+        "inputs": {
+            **{k: f"{v} (windows, pieces)" for k, v in list(inputs.items())[:2]},
+            **{k: f"{v} (sentences, words)" for k, v in list(inputs.items())[2:5]},
+            "word_counts": "int64 (sentences,)",
+        },
+        "outputs": {"emissions": "float32 (sentences, words, tags)"},
+        "labels": {"names": tagger.tags_, "scheme": "iob2"},
+        "crf": crf,
+        "word_pooling": model.config.word_pooling,
+        "context": model.config.context,
+        "special_token_ids": {
+            "cls": tokenizer.cls_token_id,
+            "sep": tokenizer.sep_token_id,
+            "unk": tokenizer.unk_token_id,
+        },
+    }
 
 
 def _check_output(output: str | Path, model_dir: str | Path) -> Path:
@@ -161,9 +263,19 @@ def _check_close(got: Any, want: Tensor, tolerance: float, what: str) -> None:
         raise BertLSTMError(f"export check failed: {what} gives logits {gap:.2e} away from PyTorch's (> {tolerance})")
 
 
-def _torch_export(module: nn.Module, inputs: tuple[Tensor, Tensor], path: Path) -> None:
+def _torch_export(
+    module: nn.Module,
+    inputs: tuple[Tensor, ...],
+    path: Path,
+    names: tuple[str, ...] = ("input_ids", "attention_mask"),
+    output: str = "logits",
+) -> None:
     """The dynamo exporter (the TorchScript one gives wrong attention for transformers 5 BERTs)."""
     batch, steps = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dynamic: tuple[dict[int, Any], ...] = ({0: batch, 1: steps}, {0: batch, 1: steps})
+    if len(names) > 2:  # a tagger: windows (batch, sequence), sentences (sentences, words)
+        sentences, words = torch.export.Dim("sentences"), torch.export.Dim("words")
+        dynamic += ({0: sentences, 1: words},) * 3 + ({0: sentences},)
     # torch.onnx swaps in a while-loop LSTM for dynamic lengths, but after a first export in this process the
     # operator's dispatch cache still holds the unrolled one, which fixes the sequence length: clear it.
     torch.ops.aten.lstm.input._dispatch_cache.clear()
@@ -173,9 +285,9 @@ def _torch_export(module: nn.Module, inputs: tuple[Tensor, Tensor], path: Path) 
             module,
             inputs,
             str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_shapes=({0: batch, 1: steps}, {0: batch, 1: steps}),
+            input_names=list(names),
+            output_names=[output],
+            dynamic_shapes=dynamic,
             opset_version=OPSET,
             dynamo=True,
             external_data=False,  # one self-contained file
@@ -184,11 +296,15 @@ def _torch_export(module: nn.Module, inputs: tuple[Tensor, Tensor], path: Path) 
 
 
 def _onnx_logits(path: Path, inputs: tuple[Tensor, Tensor]) -> np.ndarray:
+    return _onnx_run(path, inputs, ("input_ids", "attention_mask"), "logits")
+
+
+def _onnx_run(path: Path, inputs: tuple[Tensor, ...], names: tuple[str, ...], output: str) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {"input_ids": inputs[0].numpy().astype(np.int64), "attention_mask": inputs[1].numpy().astype(np.int64)}
-    return session.run(["logits"], feeds)[0]
+    feeds = {name: tensor.numpy().astype(np.int64) for name, tensor in zip(names, inputs, strict=True)}
+    return session.run([output], feeds)[0]
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -205,14 +321,20 @@ def _quantize(source: Path, target: Path) -> None:
     quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
 
 
-def _write_beside(clf: Any, graph: Path, tmp: Path, path: Path, quantize: str | None) -> None:
-    """The graph, its tokenizer and its metadata, each renamed into place."""
+def _write_beside(
+    clf: Any, graph: Path, tmp: Path, path: Path, quantize: str | None, tagging: dict[str, Any] | None = None
+) -> None:
+    """The graph, its tokenizer and its metadata, each renamed into place. ``tagging``: a tagger's own
+    metadata (its tokenizer cuts words into pieces, so it never truncates)."""
     stem = path.with_suffix("")
     tokenizer = tmp / "tokenizer.json"
     backend = clf.tokenizer_.backend_tokenizer
     backend.no_padding()
     config = clf.model_.config
-    backend.enable_truncation(config.max_length)
+    if tagging is None:
+        backend.enable_truncation(config.max_length)
+    else:
+        backend.no_truncation()
     backend.save(str(tokenizer))
     metadata = {
         "format": "bertlstm-onnx",
@@ -220,8 +342,8 @@ def _write_beside(clf: Any, graph: Path, tmp: Path, path: Path, quantize: str | 
         "bertlstm_version": version("bertlstm"),
         "inputs": {"input_ids": "int64 (batch, sequence)", "attention_mask": "int64 (batch, sequence)"},
         "outputs": {"logits": "float32 (batch, labels)"},
-        "activation": "sigmoid" if config.multi_label else "softmax",
-        "labels": clf.labels_.to_dict(),
+        "activation": "sigmoid" if getattr(config, "multi_label", False) else "softmax",
+        "labels": clf.labels_.to_dict() if tagging is None else None,
         "max_length": config.max_length,
         "pad_token_id": clf.tokenizer_.pad_token_id or 0,
         "mode": config.mode,
@@ -230,6 +352,7 @@ def _write_beside(clf: Any, graph: Path, tmp: Path, path: Path, quantize: str | 
         "opset": OPSET,
         "tokenizer": f"{stem.name}.tokenizer.json",
         "sha256": file_sha256(graph),
+        **(tagging or {}),
     }
     (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     umask = os.umask(0)

@@ -251,9 +251,15 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def task_of(path: str | os.PathLike) -> str:
-    """What a model folder does (``classification`` or ``tagging``); anything that is not a local model folder
-    (an exported graph, a Hub id) counts as a classifier."""
-    return read_config(path).get("task", "classification") if is_model_folder(path) else "classification"
+    """What a model folder or an exported graph does (``classification`` or ``tagging``, as its metadata
+    says); anything else (a Hub id) counts as a classifier."""
+    if is_model_folder(path):
+        return read_config(path).get("task", "classification")
+    companion = Path(path).with_suffix(".json")
+    if Path(path).suffix == ".onnx" and companion.is_file():
+        with suppress(OSError, ValueError, AttributeError):
+            return json.loads(companion.read_text()).get("task", "classification")
+    return "classification"
 
 
 def check_files(folder: Path, meta: dict[str, Any]) -> None:

@@ -224,7 +224,8 @@ def load_predictor(
     batch_size: int | None = None,
 ) -> Predictor:
     """A model folder or Hub repository (torch), or an exported ``.onnx`` file (onnx); ``auto`` tells them
-    apart. ``batch_size``: texts per forward pass (default: 32 on a CPU)."""
+    apart. ``batch_size``: texts per forward pass (default: 32 on a CPU). A tagger's back end has
+    ``task = "tagging"`` and ``predict_spans(texts)`` in place of ``labels`` and ``predict_proba``."""
     is_onnx = Path(model).suffix == ".onnx"
     if backend == "auto":
         backend = "onnx" if is_onnx else "torch"
@@ -233,9 +234,20 @@ def load_predictor(
             raise BertLSTMError(f"the onnx back end runs an exported .onnx file: export {model} first", "backend")
         if quantize:
             raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
+        meta = _read_export_metadata(Path(model))
+        if meta.get("task") == "tagging":
+            from .tagger import OnnxTagger
+
+            return OnnxTagger(model, meta, batch_size=batch_size or 32)  # type: ignore[return-value]
         return OnnxPredictor(model, batch_size=batch_size or 32)
     if backend != "torch":
         raise BertLSTMError(f"`backend` must be auto, torch or onnx, not {backend!r}", "backend")
     if is_onnx:
         raise BertLSTMError(f"{model} is an ONNX graph: use the onnx back end", "backend")
+    from .model_folder import task_of
+
+    if task_of(model) == "tagging":
+        from .tagger import TorchTagger
+
+        return TorchTagger(model, device=device, quantize=quantize, batch_size=batch_size)  # type: ignore[return-value]
     return TorchPredictor(model, device=device, quantize=quantize, batch_size=batch_size)

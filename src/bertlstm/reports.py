@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TaggerConfig, TrainConfig
 from .model_folder import history_from_csv, read_config
 
 if TYPE_CHECKING:
@@ -127,25 +127,27 @@ def summary_markdown(
 ) -> str:
     """The summary of a model from its config sections, metrics, history and plot files."""
     lines = [f"# {title}", "", "## Settings", "", "| setting | value |", "|---|---|"]
-    for section, settings in (("model", ModelConfig), ("training", TrainConfig)):
+    model = TaggerConfig if meta.get("task") == "tagging" else ModelConfig
+    for section, settings in (("model", model), ("training", TrainConfig)):
         saved = meta.get(section, {})
         lines += [f"| {name} | {saved.get(name)} |" for name in settings.__dataclass_fields__ if name in saved]
     lines.append(f"| labels | {', '.join(meta['labels']['names'])} |")
     scores = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.items()]
-    test = metrics.get("test")
-    if test and "per_class" in test:
+    test = metrics.get("test") or {}
+    per, what = (test.get("per_label"), "entity type") if test.get("tagging") else (test.get("per_class"), "class")
+    if per:
         lines += [
             "",
-            "## Test, per class",
+            f"## Test, per {what}",
             "",
-            "| class | precision | recall | F1 | support |",
+            f"| {what} | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
         ]
         lines += [
             f"| {n} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
-            for n, r in test["per_class"].items()
+            for n, r in per.items()
         ]
     if history:
         lines += ["", "## History", "", _markdown_table(pd.DataFrame(list(history)))]
@@ -164,13 +166,11 @@ def model_card(
     import yaml
 
     tagger = sections.get("task") == "tagging"
-    pipeline = "token-classification" if tagger else "text-classification"
-    cls, call = (
-        ("BertLSTMTagger", 'predict_spans(["some text"])')
+    pipeline, cls, call, what = (
+        ("token-classification", "BertLSTMTagger", "predict_spans", "BERT→BiLSTM tagger")
         if tagger
-        else ("BertLSTMClassifier", 'predict(["some text"])')
+        else ("text-classification", "BertLSTMClassifier", "predict", "BERT→LSTM text classifier")
     )
-
     encoder = sections["model"]["encoder"]
     base_model, licence = PACKAGED_ENCODERS.get(encoder.lower(), (encoder, "other"))
     scores = [
@@ -196,9 +196,8 @@ def model_card(
         f"Trained with {how}; every setting is listed below.\n\n"
         f"```python\nfrom bertlstm import {cls}\n\n"
         f'model = {cls}.from_pretrained("{repo_id or "path/to/this/folder"}")\n'
-        f"model.{call}\n```\n"
+        f'model.{call}(["some text"])\n```\n'
     )
-    what = "BERT→BiLSTM tagger" if tagger else "BERT→LSTM text classifier"
     body = summary_markdown(f"{name}: a {what}", sections, metrics, history, [])
     return f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n{usage}\n{body}"
 

@@ -1,11 +1,12 @@
 """An HTTP server for a trained model (FastAPI + uvicorn) whose requests share forward passes.
 
 ``POST /predict`` with ``{"texts": [...]}`` answers each text's label (or, multi-label, its label set) and
-per-class probabilities; ``GET /health``; ``GET /metadata``; OpenAPI docs at ``/docs``. Requests that arrive
-within ``max_wait_ms`` of each other are answered by one forward pass of up to ``batch_size`` texts
-(:class:`MicroBatcher`), so throughput grows with load. Every request is checked before it joins a batch,
-so bad input is a 4xx for its sender alone; a failed forward pass is a 500 for the requests in it, logged.
-On SIGTERM uvicorn stops accepting connections and the requests in flight are answered before it exits.
+per-class probabilities (a tagger: each text's entities with character offsets); ``GET /health``;
+``GET /metadata``; OpenAPI docs at ``/docs``. Requests that arrive within ``max_wait_ms`` of each other are
+answered by one forward pass of up to ``batch_size`` texts (:class:`MicroBatcher`), so throughput grows with
+load. Every request is checked before it joins a batch, so bad input is a 4xx for its sender alone; a failed
+forward pass is a 500 for the requests in it, logged. On SIGTERM uvicorn stops accepting connections and the
+requests in flight are answered before it exits.
 """
 
 import asyncio
@@ -43,6 +44,8 @@ class MicroBatcher:
 
     def __init__(self, predictor: Predictor, batch_size: int, max_wait: float, queue_size: int) -> None:
         self.predictor, self.batch_size, self.max_wait = predictor, batch_size, max_wait
+        tagging = getattr(predictor, "task", "") == "tagging"  # a tagger answers entities, not probabilities
+        self.run = predictor.predict_spans if tagging else predictor.predict_proba  # type: ignore[attr-defined]
         self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]] = asyncio.Queue(queue_size)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="bertlstm-predict")
         self.stats = {"requests": 0, "forward_passes": 0, "texts": 0}
@@ -93,7 +96,7 @@ class MicroBatcher:
             batch = await self._next_batch()
             texts = [text for request, _ in batch for text in request]
             try:
-                proba = await loop.run_in_executor(self.executor, self.predictor.predict_proba, texts)
+                proba = await loop.run_in_executor(self.executor, self.run, texts)
                 self.stats["forward_passes"] += 1
                 self.stats["texts"] += len(texts)
                 start = 0
@@ -123,7 +126,7 @@ def create_app(settings: ServeConfig, predictor: Predictor | None = None) -> Any
         yield
         await batcher.stop()
 
-    app = FastAPI(title="bertlstm", summary="BERT→LSTM text classification", lifespan=lifespan)
+    app = FastAPI(title="bertlstm", summary="BERT→LSTM text classification and tagging", lifespan=lifespan)
     _routes(app, settings, predictor)
     _errors(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -138,11 +141,12 @@ class PredictRequest(BaseModel):
 
 
 def _routes(app: FastAPI, settings: ServeConfig, predictor: Predictor) -> None:
-    labels = predictor.labels
+    tagging = getattr(predictor, "task", "") == "tagging"
 
     @app.post("/predict")
     async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
-        """Labels and per-class probabilities for each text (multi-label: the label set above threshold)."""
+        """Labels and per-class probabilities for each text (multi-label: the label set above threshold); from
+        a tagger, each text's entities: ``{"text", "type", "start", "end"}`` with character offsets."""
         _check(body.texts, settings)
         try:
             proba = await request.app.state.batcher.predict(body.texts)
@@ -150,6 +154,9 @@ def _routes(app: FastAPI, settings: ServeConfig, predictor: Predictor) -> None:
             raise HTTPException(503, "too many requests are waiting; try again shortly") from None
         except Exception:  # the forward pass failed; the batcher has logged why
             raise HTTPException(500, INTERNAL_ERROR) from None
+        if tagging:
+            return {"predictions": [{"entities": entities} for entities in proba]}
+        labels = predictor.labels
         names = labels.decode(proba)
         key = "labels" if labels.multi_label else "label"
         rows = [

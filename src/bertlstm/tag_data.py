@@ -275,9 +275,8 @@ class WordPieces:
         budget = self.max_length - 2
         if sum(len(p) for p in own) > budget:
             return self._alone(own)
-        document = sentences[i].document
-        left = [w for j in range(i - 1, -1, -1) if sentences[j].document == document for w in reversed(pieces[j])]
-        right = [w for j in range(i + 1, len(sentences)) if sentences[j].document == document for w in pieces[j]]
+        left = self._neighbours(sentences, pieces, i, -1)
+        right = self._neighbours(sentences, pieces, i, 1)
         used, before, after = sum(len(p) for p in own), 0, 0
         grew = True
         while grew:  # add a word on each side in turn while one fits
@@ -297,6 +296,20 @@ class WordPieces:
             position += len(p)
             ends.append(position)
         return Layout([window], [0] * len(own), starts, ends)
+
+    def _neighbours(
+        self, sentences: Sequence[Sentence], pieces: list[list[list[int]]], i: int, step: int
+    ) -> list[list[int]]:
+        """The words (as pieces) of sentence ``i``'s document before it (``step`` -1, nearest first) or after it
+        (``step`` 1): as many as could fill a window, and none of another document."""
+        words: list[list[int]] = []
+        j, used = i + step, 0
+        while 0 <= j < len(sentences) and sentences[j].document == sentences[i].document and used < self.max_length:
+            sentence = pieces[j] if step > 0 else pieces[j][::-1]
+            words += sentence
+            used += sum(len(p) for p in sentence)
+            j += step
+        return words
 
 
 # --- datasets ------------------------------------------------------------------------------------------------

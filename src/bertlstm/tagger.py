@@ -34,7 +34,7 @@ from .errors import BertLSTMError
 from .metrics import tag_metrics, tag_report
 from .model_folder import load_model_folder, load_trained, save_trained
 from .predict import sharded_logits
-from .tag_data import Sentence, TagDataset, WordPieces, detect_scheme, read_tagged, spans, split_words, to_iob2
+from .tag_data import SCHEMES, Sentence, TagDataset, WordPieces, detect_scheme, read_tagged, spans, split_words, to_iob2
 from .tagging import BertTaggerModel
 
 logger = logging.getLogger(__name__)
@@ -117,19 +117,9 @@ class BertLSTMTagger(BaseEstimator):
         without ``dev``, ``dev_fraction`` of the sentences is held out. Tags may be IOB1, IOB2 or BIOES
         (``tag_scheme``, detected by default); the model works in IOB2."""
         config, training = self._configs()
-        train = as_sentences(X, y, "training data")
-        scheme = detect_scheme(train) if tag_scheme == "auto" else tag_scheme
-        train = to_iob2(train, scheme, "training data")
-        if dev is None:
-            order = list(range(len(train)))
-            random.Random(training.seed).shuffle(order)
-            cut = max(1, int(len(train) * training.dev_fraction))
-            dev_set, train = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
-        else:
-            dev_set = to_iob2(as_sentences(dev, dev_tags, "dev data"), scheme, "dev data")
+        train, dev_set, self.scheme_ = self._split(X, y, dev, dev_tags, tag_scheme, training)
         names = {t for s in train for t in s.tags or []}
         self.tags_ = ["O", *sorted(names - {"O"}, key=lambda t: (t[2:], t))]
-        self.scheme_ = scheme
         self._build_model(config, training)
         metric = "accuracy" if training.metric == "accuracy" else "micro_f1"
         best = KeepBest(metric)
@@ -148,11 +138,29 @@ class BertLSTMTagger(BaseEstimator):
             "metric": metric,
             "n_train": len(train_data),
             "n_dev": len(dev_data),
-            "tag_scheme": scheme,
+            "tag_scheme": self.scheme_,
             "prepare_seconds": prepare_seconds,
             "dev": tag_report(gold, predicted),
         }
         return self
+
+    @staticmethod
+    def _split(
+        X: Any, y: Any, dev: Any, dev_tags: Any, tag_scheme: str, training: TrainConfig
+    ) -> tuple[list[Sentence], list[Sentence], str]:
+        """Training and dev sentences in IOB2 (dev: given, or ``dev_fraction`` held out), and the scheme the
+        tags were written in."""
+        if tag_scheme not in ("auto", *SCHEMES):
+            raise BertLSTMError(f"`tag_scheme` must be auto, {', '.join(SCHEMES)}, not {tag_scheme!r}", "tag_scheme")
+        train = as_sentences(X, y, "training data")
+        scheme = detect_scheme(train) if tag_scheme == "auto" else tag_scheme
+        train = to_iob2(train, scheme, "training data")
+        if dev is not None:
+            return train, to_iob2(as_sentences(dev, dev_tags, "dev data"), scheme, "dev data"), scheme
+        order = list(range(len(train)))
+        random.Random(training.seed).shuffle(order)
+        cut = max(1, int(len(train) * training.dev_fraction))
+        return [train[i] for i in order[cut:]], [train[i] for i in order[:cut]], scheme
 
     def _build_model(self, config: TaggerConfig, training: TrainConfig) -> None:
         from accelerate.utils import set_seed
@@ -219,36 +227,30 @@ class BertLSTMTagger(BaseEstimator):
         return self.model_
 
     # --- using it -----------------------------------------------------------------------------
-    def _predict(self, sentences: list[Sentence]) -> list[list[str]]:
+    def _predict(self, sentences: list[Sentence], batch_size: int | None = None) -> list[list[str]]:
         model = self._require_model()
         if not sentences:
             return []
         dataset = self._dataset(sentences, "sentences")
-        batch = 32 if self.device_.type == "cpu" else self.training_.encode_batch_size
+        batch = batch_size or (32 if self.device_.type == "cpu" else self.training_.encode_batch_size)
         return self._tag_names(sharded_logits(model, dataset, batch, self.device_, current_shard(), predict_tags))
 
     def predict(self, X: Any) -> list[list[str]]:
-        """IOB2 tags for each sentence (a list of tokens)."""
+        """IOB2 tags for each sentence (a list of tokens, or a :class:`Sentence`). With ``context`` document,
+        token lists given together are read as one document, in order; :class:`Sentence` objects say their
+        own ``document``."""
         return self._predict(as_sentences(X, None, "sentences"))
 
     def predict_spans(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
         """Entities in raw texts (cut into words here): ``{"text", "type", "start", "end"}`` per entity, with
         character offsets into the text."""
-        sentences = [split_words(text) for text in texts]
-        found: list[list[dict[str, Any]]] = [[] for _ in texts]
-        keep = [i for i, s in enumerate(sentences) if s.tokens]  # a text with no words has no entities
-        for i, tags in zip(keep, self._predict([sentences[i] for i in keep]), strict=True):
-            offsets = sentences[i].offsets or []
-            for first, last, kind in spans(tags):
-                start, end = offsets[first][0], offsets[last - 1][1]
-                found[i].append({"text": texts[i][start:end], "type": kind, "start": start, "end": end})
-        return found
+        return spans_of(texts, self._predict)
 
     def evaluate(self, X: Any, y: Any = None, tag_scheme: str | None = None) -> dict[str, Any]:
         """Entity-level micro/macro and per-type P/R/F1, word accuracy and a confusion of entity types."""
         sentences = as_sentences(X, y, "evaluation data")
-        scheme = tag_scheme or detect_scheme(sentences)
-        gold = to_iob2(sentences, scheme if scheme != "auto" else detect_scheme(sentences), "evaluation data")
+        scheme = detect_scheme(sentences) if tag_scheme in (None, "auto") else tag_scheme
+        gold = to_iob2(sentences, scheme, "evaluation data")
         known = set(self.tags_)
         unseen = sorted({t for s in gold for t in s.tags or [] if t not in known})
         if unseen:
@@ -294,7 +296,7 @@ class BertLSTMTagger(BaseEstimator):
         return tagger
 
 
-TOKEN_FILES = (".conll", ".txt", ".iob", ".bio", ".tsv")  # column files: one token per line
+TOKEN_FILES = (".conll", ".txt", ".iob", ".bio")  # column files, one token per line (a .tsv is a table of texts)
 
 
 def tag_file(
@@ -306,8 +308,10 @@ def tag_file(
     text_column: str | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    backend: str = "auto",
+    quantize: str | None = None,
 ) -> int:
-    """Tag sentences with the tagger in folder ``model``, as ``bertlstm predict`` does.
+    """Tag sentences with the tagger ``model`` (a folder, or an exported .onnx), as ``bertlstm predict`` does.
 
     A CoNLL-style ``input`` (tokens in the first column) or JSON Lines with ``tokens`` gets a tag per token,
     written as CoNLL (``token<TAB>tag``) or JSON Lines (``{"tokens", "tags"}``, for a .jsonl ``output``).
@@ -315,42 +319,50 @@ def tag_file(
     per text: ``{"text", "entities": [{"text", "type", "start", "end"}, ...]}``. Returns sentences written.
     """
     from .data import load_texts
+    from .predict import load_predictor
 
-    target = Path(output).expanduser() if output is not None else None
-    if target is not None:
-        if target.suffix.lower() not in (*TOKEN_FILES, ".jsonl", ".json"):
-            raise BertLSTMError(f"tagger output {output}: use a .conll, .txt or .jsonl file name", "output")
-        if input is not None and target.resolve() == Path(input).expanduser().resolve():
-            raise BertLSTMError(f"tagger output {output} is the input file; name another file", "output")
+    target = _tag_output(output, input)
     tokens_in = input is not None and (Path(input).suffix.lower() in TOKEN_FILES or _has_tokens(Path(input)))
     sentences = read_tagged(input, labelled=False) if tokens_in and input is not None else None
     if sentences is None:
         texts = load_texts(str(input), text_column) if input is not None else list(texts or [])
-    tagger = BertLSTMTagger.from_pretrained(model, device=device)
-    if batch_size:
-        tagger.training_ = dataclasses.replace(tagger.training_, encode_batch_size=batch_size)
+    tagger: Any = load_predictor(str(model), backend, quantize, device, batch_size)
     if sentences is not None:
-        tags = tagger.predict(sentences)
         as_json = target is not None and target.suffix.lower() in (".jsonl", ".json")
-        lines = _tagged_lines(sentences, tags, as_json)
+        lines = _tagged_lines(sentences, tagger.predict_tags(sentences), as_json)
     else:
-        found = tagger.predict_spans(texts or [])
-        lines = [
-            json.dumps({"text": t, "entities": e}, ensure_ascii=False) for t, e in zip(texts or [], found, strict=True)
-        ]
-    body = "\n".join(lines) + "\n"
+        texts = texts or []
+        found = tagger.predict_spans(texts)
+        lines = [json.dumps({"text": t, "entities": e}, ensure_ascii=False) for t, e in zip(texts, found, strict=True)]
+    if not current_shard().is_main:  # under torchrun every process tags (a share of) the sentences; one writes
+        return len(lines)
     if target is None:
-        stream.write(body)
-    else:
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            tmp.write_text(body, encoding="utf-8")
-            tmp.replace(target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        logger.info(f"wrote {len(sentences or texts or [])} tagged sentences to {target}")
-    return len(sentences or texts or [])
+        stream.write("\n".join(lines) + "\n")
+        return len(lines)
+    tmp = target.with_name(f".{target.name}.tmp")  # written whole, then renamed: never half a file
+    try:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    count = len(sentences if sentences is not None else texts or [])
+    logger.info(f"wrote {count} tagged sentences to {target}")
+    return count
+
+
+def _tag_output(output: str | os.PathLike | None, input: str | os.PathLike | None) -> Path | None:
+    """Where tags may be written: a .conll, .txt or .jsonl file that is not the input."""
+    if output is None:
+        return None
+    target = Path(output).expanduser()
+    if target.suffix.lower() not in (*TOKEN_FILES, ".jsonl", ".json"):
+        raise BertLSTMError(f"tagger output {output}: use a .conll, .txt or .jsonl file name", "output")
+    if input is not None and target.resolve() == Path(input).expanduser().resolve():
+        raise BertLSTMError(f"tagger output {output} is the input file; name another file", "output")
+    if not target.parent.is_dir():
+        raise BertLSTMError(f"tagger output {output}: folder {target.parent} does not exist", "output")
+    return target
 
 
 def _has_tokens(path: Path) -> bool:
@@ -379,3 +391,142 @@ def _tagged_lines(sentences: list[Sentence], tags: list[list[str]], as_json: boo
         document = sentence.document
         lines += [f"{token}\t{tag}" for token, tag in zip(sentence.tokens, row, strict=True)] + [""]
     return lines[:-1]
+
+
+# --- prediction back ends (serving) ----------------------------------------------------------------------
+def viterbi(emissions: np.ndarray, counts: np.ndarray, start: np.ndarray, transitions: np.ndarray, end: np.ndarray):
+    """The best tag path per sentence over exported emissions, all sentences at once (what the CRF's
+    :meth:`~bertlstm.crf.CRF.decode` does, in NumPy): (B, W, C), (B,) -> (B, W) tag ids, 0 past the end."""
+    batch, words, tags = emissions.shape
+    score = start + emissions[:, 0]  # (B, C)
+    pointers = np.zeros((batch, words, tags), dtype=np.int64)
+    pointers[:, 0] = np.arange(tags)
+    for t in range(1, words):
+        candidates = score[:, :, None] + transitions  # (B, C_from, C_to)
+        best = candidates.argmax(1)  # (B, C_to)
+        real = (t < counts)[:, None]  # (B, 1)
+        score = np.where(real, np.take_along_axis(candidates, best[:, None], 1)[:, 0] + emissions[:, t], score)
+        pointers[:, t] = np.where(real, best, np.arange(tags))  # padding points every tag to itself
+    path = np.zeros((batch, words), dtype=np.int64)
+    path[:, -1] = (score + end).argmax(1)
+    for t in range(words - 1, 0, -1):
+        path[:, t - 1] = np.take_along_axis(pointers[:, t], path[:, t : t + 1], 1)[:, 0]
+    return np.where(np.arange(words) < counts[:, None], path, 0)
+
+
+class TorchTagger:
+    """A tagger model folder through PyTorch, for the server: entities in raw texts."""
+
+    task = "tagging"
+
+    def __init__(
+        self, model: str | os.PathLike, device: str = "auto", quantize: str | None = None, batch_size: int | None = None
+    ) -> None:
+        from .model_folder import read_config
+        from .predict import quantize_int8
+
+        self.tagger = BertLSTMTagger.from_pretrained(model, device=device)
+        self._meta, self.quantize = read_config(model), quantize
+        self.batch_size = batch_size
+        if quantize == "int8":
+            self.tagger.model_ = quantize_int8(self.tagger.model_, self.tagger.device_)
+        elif quantize is not None:
+            raise BertLSTMError(f"`quantize` must be int8 or nothing, not {quantize!r}", "quantize")
+
+    def predict_tags(self, sentences: list[Sentence]) -> list[list[str]]:
+        import warnings
+
+        with warnings.catch_warnings():  # torch warns at every quantized pass that torch.ao is moving to torchao
+            warnings.simplefilter("ignore")
+            return self.tagger._predict(sentences, self.batch_size)
+
+    def predict_spans(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        return spans_of(texts, self.predict_tags)
+
+    def metadata(self) -> dict[str, Any]:
+        config = self.tagger.model_.config
+        return {
+            "backend": "torch",
+            "task": self.task,
+            "quantized": self.quantize,
+            "format_version": self._meta["format_version"],
+            "mode": config.mode,
+            "encoder": config.encoder,
+            "max_length": config.max_length,
+            "crf": config.crf,
+            "labels": {"names": self.tagger.tags_, "scheme": "iob2"},
+        }
+
+
+class _Pieces:
+    """What :class:`~bertlstm.tag_data.WordPieces` needs of a tokenizer, from a ``tokenizers.Tokenizer``."""
+
+    def __init__(self, tokenizer: Any, ids: dict[str, int]) -> None:
+        self.tokenizer = tokenizer
+        self.cls_token_id, self.sep_token_id, self.unk_token_id = ids["cls"], ids["sep"], ids["unk"]
+
+    def __call__(self, words: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
+        encoded = self.tokenizer.encode_batch(words, add_special_tokens=add_special_tokens)
+        return {"input_ids": [e.ids for e in encoded]}
+
+
+class OnnxTagger:
+    """An exported tagger (``bertlstm export``) through onnxruntime: the graph gives emissions, and
+    :func:`viterbi` over the CRF scores in its metadata decodes them (each word's best tag without a CRF)."""
+
+    task = "tagging"
+
+    def __init__(self, path: str | os.PathLike, meta: dict[str, Any], batch_size: int = 32) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        path = Path(path)
+        self.meta, self.batch_size = meta, batch_size
+        self.tags = list(meta["labels"]["names"])
+        tokenizer = _Pieces(Tokenizer.from_file(str(path.with_name(meta["tokenizer"]))), meta["special_token_ids"])
+        self.pieces = WordPieces(tokenizer, int(meta["max_length"]))
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        crf = meta.get("crf")
+        self.crf = (
+            None
+            if crf is None
+            else tuple(np.asarray(crf[k], dtype=np.float32) for k in ("start", "transitions", "end"))
+        )
+
+    def predict_tags(self, sentences: list[Sentence]) -> list[list[str]]:
+        from .export import TAGGER_INPUTS
+
+        layouts = self.pieces.layouts(sentences, self.meta.get("context", "sentence"))
+        dataset = TagDataset(layouts, None, int(self.meta["pad_token_id"]))
+        out: list[list[str]] = [[] for _ in sentences]
+        for rows in sorted_batches(dataset.lengths, self.batch_size):
+            batch = dataset.collate([dataset[i] for i in rows])
+            feeds = {name: batch[name].numpy().astype(np.int64) for name in TAGGER_INPUTS}
+            emissions = self.session.run(["emissions"], feeds)[0]  # (B, W, C)
+            counts = feeds["word_counts"]
+            best = emissions.argmax(-1) if self.crf is None else viterbi(emissions, counts, *self.crf)
+            for j, i in enumerate(rows):
+                out[i] = [self.tags[t] for t in best[j, : counts[j]]]
+        return out
+
+    def predict_spans(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        return spans_of(texts, self.predict_tags)
+
+    def metadata(self) -> dict[str, Any]:
+        keys = ("mode", "encoder", "max_length", "format_version", "quantized", "labels")
+        return {"backend": "onnx", "task": self.task, "crf": self.crf is not None, **{k: self.meta[k] for k in keys}}
+
+
+def spans_of(texts: Sequence[str], predict: Any) -> list[list[dict[str, Any]]]:
+    """Entities in raw texts: each text cut into words, ``predict(sentences)`` tags them, and every entity
+    becomes ``{"text", "type", "start", "end"}`` with character offsets into its text."""
+    # Each text is its own document: with document context, no text reads another's words.
+    sentences = [dataclasses.replace(split_words(text), document=i) for i, text in enumerate(texts)]
+    found: list[list[dict[str, Any]]] = [[] for _ in texts]
+    keep = [i for i, s in enumerate(sentences) if s.tokens]  # a text with no words has no entities
+    for i, tags in zip(keep, predict([sentences[i] for i in keep]), strict=True):
+        offsets = sentences[i].offsets or []
+        for first, last, kind in spans(tags):
+            start, end = offsets[first][0], offsets[last - 1][1]
+            found[i].append({"text": texts[i][start:end], "type": kind, "start": start, "end": end})
+    return found

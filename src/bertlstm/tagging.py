@@ -83,6 +83,12 @@ class BertTaggerModel(EncoderModel):
         count = (end - start).clamp(min=1).unsqueeze(-1).to(pieces.dtype)  # (B, W, 1)
         return (sums[window, end] - sums[window, start]) / count
 
+    def word_states(self, features: Tensor, window: Tensor, start: Tensor, end: Tensor) -> Tensor:
+        """What the LSTM reads: the layers mixed (scalar-mix), then per word (B, W, D)."""
+        if self.scalar_mix is not None:
+            features = self.scalar_mix(features)  # (Nw, T, H)
+        return self.words(features, window, start, end)
+
     def forward(
         self,
         word_window: Tensor,
@@ -103,9 +109,7 @@ class BertTaggerModel(EncoderModel):
             if input_ids is None or attention_mask is None:
                 raise ValueError("give input_ids and attention_mask, or features")
             features = self.encode(input_ids, attention_mask)  # (Nw, T, K*H)
-        if self.scalar_mix is not None:
-            features = self.scalar_mix(features)  # (Nw, T, H)
-        words = self.words(features, word_window, word_start, word_end)  # (B, W, D)
+        words = self.word_states(features, word_window, word_start, word_end)  # (B, W, D)
         if self.lstm is not None:
             packed = pack_padded_sequence(words, word_counts.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.lstm(packed)
