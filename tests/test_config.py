@@ -147,3 +147,17 @@ def test_importing_bertlstm_changes_no_global_state() -> None:
     assert result.returncode == 0, result.stderr
     before, after = json.loads(result.stdout.strip().splitlines()[-1])
     assert after == before and before["backend"] == "svg"
+
+
+def test_the_strong_preset_fills_in_model_settings_that_given_ones_override() -> None:
+    strong = RunConfig.from_dict({"preset": "strong"}).model
+    assert (strong.layers, strong.lstm_layers, strong.bidirectional) == ("concat-last-4", 2, True)
+    mine = RunConfig.from_dict({"preset": "strong", "model": {"lstm_layers": 1}}).model
+    assert (mine.layers, mine.lstm_layers) == ("concat-last-4", 1)
+    assert RunConfig.from_dict({}).model.layers == "last"  # no preset: the original recipe
+    tagger = RunConfig.from_dict({"preset": "strong", "task": "tag"}).model
+    assert tagger.layers == "concat-last-4"
+    with pytest.raises(BertLSTMError, match="`preset` must be one of strong, not 'best'"):
+        RunConfig.from_dict({"preset": "best"})
+    resolved = RunConfig.from_dict({"preset": "strong", "model": {"lstm_units": 32}})
+    assert RunConfig.from_dict(resolved.to_dict()) == resolved  # run.json reads back to the same run
