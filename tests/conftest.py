@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,16 @@ POSITIVE, NEGATIVE = WORDS[:8], WORDS[8:16]
 
 
 torch.set_num_threads(1)  # tiny models gain nothing from threads; leaves a core for whatever else runs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module- and session-scoped fixtures (a trained model shared by a file's tests) run before the per-test
+    fixture below: their feature cache goes to a temp folder too."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BERTLSTM_CACHE", str(tmp_path_factory.mktemp("session-feature-cache")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)
