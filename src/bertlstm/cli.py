@@ -186,9 +186,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if task_of(args.model) == "tagging":
         from .tagger import tag_file
 
-        options = {"device": args.device, "batch_size": args.batch_size, "backend": args.backend}
         tag_file(
-            args.model, texts, args.input, args.output, sys.stdout, args.text_column, **options, quantize=args.quantize
+            args.model,
+            texts,
+            args.input,
+            args.output,
+            sys.stdout,
+            args.text_column,
+            args.device,
+            args.batch_size,
+            args.backend,
+            args.quantize,
         )
         return
     options = {"text_column": args.text_column, "separator": args.label_separator, "backend": args.backend}

@@ -193,7 +193,6 @@ def _export_tagger(model_dir: str | Path, path: Path, quantize: str | None) -> P
     real = torch.arange(inputs[2].size(1)) < counts.unsqueeze(1)  # (B, W): the words, not their padding
     want = tagger.model_(*inputs[2:5], counts, input_ids=inputs[0], attention_mask=inputs[1]).logits
     _check_close(module(*inputs)[real], want[real], 1e-5, "the masked LSTM")
-    names = dict.fromkeys(TAGGER_INPUTS, "int64")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         _torch_export(module, inputs, fp32, TAGGER_INPUTS, "emissions")
@@ -205,12 +204,12 @@ def _export_tagger(model_dir: str | Path, path: Path, quantize: str | None) -> P
         if quantize == "int8":
             graph = Path(tmp) / "int8.onnx"
             _quantize(fp32, graph)
-        _write_beside(tagger, graph, Path(tmp), path, quantize, _tagger_metadata(tagger, names))
+        _write_beside(tagger, graph, Path(tmp), path, quantize, _tagger_metadata(tagger))
     logger.info(f"exported {model_dir} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return path
 
 
-def _tagger_metadata(tagger: Any, inputs: dict[str, str]) -> dict[str, Any]:
+def _tagger_metadata(tagger: Any) -> dict[str, Any]:
     """What decoding needs beside the graph: tags, special token ids, and the CRF's scores with the moves
     the tag scheme forbids already at -10000 (plain Viterbi over them gives valid entities only)."""
     model, tokenizer = tagger.model_, tagger.tokenizer_
@@ -221,8 +220,8 @@ def _tagger_metadata(tagger: Any, inputs: dict[str, str]) -> dict[str, Any]:
     return {
         "task": "tagging",
         "inputs": {
-            **{k: f"{v} (windows, pieces)" for k, v in list(inputs.items())[:2]},
-            **{k: f"{v} (sentences, words)" for k, v in list(inputs.items())[2:5]},
+            **dict.fromkeys(TAGGER_INPUTS[:2], "int64 (windows, pieces)"),
+            **dict.fromkeys(TAGGER_INPUTS[2:5], "int64 (sentences, words)"),
             "word_counts": "int64 (sentences,)",
         },
         "outputs": {"emissions": "float32 (sentences, words, tags)"},
@@ -343,7 +342,6 @@ def _write_beside(
         "inputs": {"input_ids": "int64 (batch, sequence)", "attention_mask": "int64 (batch, sequence)"},
         "outputs": {"logits": "float32 (batch, labels)"},
         "activation": "sigmoid" if getattr(config, "multi_label", False) else "softmax",
-        "labels": clf.labels_.to_dict() if tagging is None else None,
         "max_length": config.max_length,
         "pad_token_id": clf.tokenizer_.pad_token_id or 0,
         "mode": config.mode,
@@ -352,7 +350,7 @@ def _write_beside(
         "opset": OPSET,
         "tokenizer": f"{stem.name}.tokenizer.json",
         "sha256": file_sha256(graph),
-        **(tagging or {}),
+        **({"labels": clf.labels_.to_dict()} if tagging is None else tagging),  # a tagger's own keys win
     }
     (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     umask = os.umask(0)

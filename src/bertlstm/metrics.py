@@ -78,24 +78,33 @@ def full_report(y_true: Sequence[int], y_pred: Sequence[int], label_names: Seque
     return report
 
 
+def _summary(report: dict[str, Any], kinds: tuple[str, ...]) -> pd.DataFrame:
+    """Precision, recall and F1 averaged each of these ways: one row per kind."""
+    scores = {k: [report[f"{k}_precision"], report[f"{k}_recall"], report[f"{k}_f1"]] for k in kinds}
+    return pd.DataFrame(scores, index=["precision", "recall", "f1"]).T
+
+
+def _per(scores: dict[str, Any]) -> pd.DataFrame:
+    """A per-class (or per-label) table of precision, recall, F1 and support."""
+    table = pd.DataFrame(scores).T[["precision", "recall", "f1", "support"]]
+    table["support"] = table["support"].astype(int)
+    return table
+
+
+def _confusion(report: dict[str, Any]) -> pd.DataFrame:
+    names = report["labels"]
+    matrix = pd.DataFrame(np.array(report["confusion_matrix"]), index=names, columns=names)
+    matrix.index.name, matrix.columns.name = "true", "predicted"
+    return matrix
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as readable tables."""
     if report.get("multi_label"):
         return _format_multilabel(report)
     if report.get("tagging"):
         return _format_tagging(report)
-    names = report["labels"]
-    per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
-    per_class["support"] = per_class["support"].astype(int)
-    summary = pd.DataFrame(
-        {
-            kind: [report[f"{kind}_precision"], report[f"{kind}_recall"], report[f"{kind}_f1"]]
-            for kind in ("macro", "weighted")
-        },
-        index=["precision", "recall", "f1"],
-    ).T
-    matrix = pd.DataFrame(np.array(report["confusion_matrix"]), index=names, columns=names)
-    matrix.index.name, matrix.columns.name = "true", "predicted"
+    per_class, summary, matrix = _per(report["per_class"]), _summary(report, ("macro", "weighted")), _confusion(report)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
         return (
             f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}\n\n"
@@ -105,12 +114,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _format_multilabel(report: dict[str, Any]) -> str:
-    summary = pd.DataFrame(
-        {k: [report[f"{k}_precision"], report[f"{k}_recall"], report[f"{k}_f1"]] for k in ("micro", "macro")},
-        index=["precision", "recall", "f1"],
-    ).T
-    per_label = pd.DataFrame(report["per_label"]).T[["precision", "recall", "f1", "support"]]
-    per_label["support"] = per_label["support"].astype(int)
+    summary, per_label = _summary(report, ("micro", "macro")), _per(report["per_label"])
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200, "display.max_rows", 500):
         return (
             f"examples: {report['n']}   exact match: {report['exact_match']:.4f}\n\n"
@@ -169,15 +173,7 @@ def tag_report(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
 
 
 def _format_tagging(report: dict[str, Any]) -> str:
-    summary = pd.DataFrame(
-        {k: [report[f"{k}_precision"], report[f"{k}_recall"], report[f"{k}_f1"]] for k in ("micro", "macro")},
-        index=["precision", "recall", "f1"],
-    ).T
-    per_type = pd.DataFrame(report["per_label"]).T[["precision", "recall", "f1", "support"]]
-    per_type["support"] = per_type["support"].astype(int)
-    names = report["labels"]
-    matrix = pd.DataFrame(np.array(report["confusion_matrix"]), index=names, columns=names)
-    matrix.index.name, matrix.columns.name = "true", "predicted"
+    summary, per_type, matrix = _summary(report, ("micro", "macro")), _per(report["per_label"]), _confusion(report)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
         return (
             f"sentences: {report['n']}   entity micro-F1: {report['micro_f1']:.4f}   word accuracy: "
