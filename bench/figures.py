@@ -5,6 +5,7 @@
     python bench/figures.py goemotions      # GoEmotions, 28 labels, multi-label, test macro-F1
     python bench/figures.py sst2-layers     # SST-2, frozen 2-layer BiLSTM, each --layers choice
     python bench/figures.py sst2-finetune --encoder-lr 5e-5
+    python bench/figures.py sst2-partial --top-layers 1,2,3   # finetune of the top K layers on cached states
 
 Data come from ../shared/data (see its README); every run uses the default encoder and seed 0 unless given.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -51,7 +53,7 @@ def common(args: argparse.Namespace) -> dict:
         options["bidirectional"] = True
     if args.layers and args.experiment != "sst2-layers":
         options["layers"] = args.layers
-    for name in ("batch_size", "dropout"):
+    for name in ("batch_size", "dropout", "lstm_layers"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options
@@ -60,7 +62,8 @@ def common(args: argparse.Namespace) -> dict:
 def tag(clf: BertLSTMClassifier) -> str:
     cfg, train = clf.config, clf.train_config
     return (
-        f"encoder_lr={train.encoder_lr} bidirectional={cfg.bidirectional} batch_size={train.batch_size} "
+        f"encoder_lr={train.encoder_lr} bidirectional={cfg.bidirectional} lstm_layers={cfg.lstm_layers} "
+        f"batch_size={train.batch_size} "
         f"dropout={cfg.dropout} layers={cfg.layers} seed={train.seed}"
     )
 
@@ -138,6 +141,21 @@ def sst2_finetune(args: argparse.Namespace) -> None:
     )
 
 
+def sst2_partial(args: argparse.Namespace) -> None:
+    """Partial fine-tuning: the top K layers train on cached states of the lower ones (full train, full dev)."""
+    train, dev = (load_labelled(args.data / "sst2" / f"{s}.tsv") for s in ("train", "dev"))
+    if args.n_train:  # a fixed subset, for the speed of a long run (ex/s hardly moves along an epoch)
+        rows = sorted(random.Random(0).sample(range(len(train[0])), args.n_train))
+        train = ([train[0][i] for i in rows], [train[1][i] for i in rows])
+    for top in (args.top_layers or "1,2,3").split(","):
+        start = time.perf_counter()
+        clf = BertLSTMClassifier(mode="finetune", train_top_layers=int(top), epochs=args.epochs or 3, **common(args))
+        clf.fit(*train, *dev)
+        epochs = "  ".join(f"{h['train_seconds']:.0f}" for h in clf.history_)
+        print(f"top {top}: cache build {clf.metrics_['prepare_seconds']:.0f} s, epochs {epochs} s", flush=True)
+        report(f"sst2 finetune top {top} {tag(clf)}", clf, start, dev_accuracy=clf.metrics_["dev_accuracy"])
+
+
 def main() -> None:
     experiments = {
         "trec": trec,
@@ -145,6 +163,7 @@ def main() -> None:
         "goemotions": goemotions,
         "sst2-layers": sst2_layers,
         "sst2-finetune": sst2_finetune,
+        "sst2-partial": sst2_partial,
     }
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", choices=list(experiments))
@@ -153,11 +172,14 @@ def main() -> None:
     parser.add_argument("--mode", help="override the experiment's recipe (sms, goemotions)")
     parser.add_argument("--layers", help="--layers choice; for sst2-layers a comma-separated list of choices")
     parser.add_argument("--encoder-lr", type=float, default=2e-5)
+    parser.add_argument("--top-layers", help="sst2-partial: comma-separated K of --train-top-layers (default 1,2,3)")
     parser.add_argument("--bidirectional", action="store_true")
     parser.add_argument("--encoder", default="minilm", help="encoder name or local folder (default: minilm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, help="override the default batch size (32)")
     parser.add_argument("--dropout", type=float, help="override the default dropout (0.1)")
+    parser.add_argument("--lstm-layers", type=int, help="override the default stacked LSTM layers (1)")
+    parser.add_argument("--n-train", type=int, help="sst2-partial: a random subset of train (seed 0) of this size")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # each epoch's line from the library
     experiments[args.experiment](args)

@@ -241,3 +241,15 @@ def test_without_matplotlib_training_skips_the_plots(
     assert cli_train(tiny_encoder, tmp_path / "m", "--train", toy_files["train"], "--epochs", 1) == 0
     assert "plots skipped" in capsys.readouterr().err
     assert (tmp_path / "m" / "model.safetensors").is_file() and not list((tmp_path / "m").glob("*.png"))
+
+
+def test_threads_sets_torchs_cpu_threads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    try:
+        assert main(["cache", "info", "--cache-dir", str(tmp_path), "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # as conftest set it
+    assert main(["cache", "info", "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --threads must be 1 or more, not 0"

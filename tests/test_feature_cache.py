@@ -12,7 +12,14 @@ from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
 from bertlstm.data import pad_batch, tokenize
-from bertlstm.feature_cache import CacheKey, FeatureCache, FeatureDataset, encoder_fingerprint, texts_fingerprint
+from bertlstm.feature_cache import (
+    CacheKey,
+    FeatureCache,
+    FeatureDataset,
+    FeatureStore,
+    encoder_fingerprint,
+    texts_fingerprint,
+)
 from conftest import make_sentiment
 
 
@@ -113,3 +120,34 @@ def test_clear(tiny_encoder: str, tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path / "c")
     build(cache, key_for(model, tokenizer, texts, "pooled"), model, tokenize(tokenizer, texts, 32), 4)
     assert cache.clear() > 0 and cache.entries() == [] and cache.clear() == 0
+
+
+def test_an_int8_feature_pass_is_its_own_entry_and_close_to_fp32(tiny_encoder: str, tmp_path: Path) -> None:
+    """`feature_pass` int8: an encoder with int8 linear layers fills the cache; its entry is keyed apart."""
+    texts, labels = make_sentiment(60, seed=3)
+    options = {"encoder": tiny_encoder, "epochs": 1, "progress": False, "cache_dir": str(tmp_path)}
+    BertLSTMClassifier(**options, cache_dtype="float32").fit(texts, labels)
+    quantized = BertLSTMClassifier(**options, cache_dtype="float32", feature_pass="int8").fit(texts, labels)
+    entries = FeatureCache(tmp_path).entries()
+    assert sorted(str(e["key"].get("quantized")) for e in entries) == ["None", "None", "int8", "int8"]  # train, dev
+    train = sorted((e for e in entries if e["key"]["n_texts"] == 54), key=lambda e: e["key"].get("quantized") or "")
+    fp32, int8 = (FeatureStore(tmp_path / e["entry"], e) for e in train)
+    assert "(int8)" in FeatureCache(tmp_path).summary()
+    assert quantized.model_.encoder.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # a copy
+    different = max(float(np.abs(fp32[i] - int8[i]).max()) for i in range(len(fp32)))
+    assert 0 < different < 0.5
+
+
+def test_the_encoder_hash_is_computed_once_until_a_weight_changes(tiny_encoder: str, monkeypatch) -> None:
+    from bertlstm import feature_cache
+
+    encoder, tokenizer = AutoModel.from_pretrained(tiny_encoder), AutoTokenizer.from_pretrained(tiny_encoder)
+    calls: list[int] = []
+    real = feature_cache.encoder_fingerprint
+    monkeypatch.setattr(feature_cache, "encoder_fingerprint", lambda *a: calls.append(1) or real(*a))
+    first = feature_cache.known_fingerprint(encoder, tokenizer)
+    assert feature_cache.known_fingerprint(encoder, tokenizer) == first and len(calls) == 1
+    with torch.no_grad():
+        encoder.embeddings.word_embeddings.weight[0, 0] += 1.0  # in place: a new version
+    assert feature_cache.known_fingerprint(encoder, tokenizer) != first and len(calls) == 2
+    assert feature_cache.known_fingerprint(encoder, tokenizer, split=1) != first and len(calls) == 3

@@ -210,3 +210,18 @@ def test_report_command_and_plots(tiny_encoder: str, toy_files: dict[str, Path],
     text = capsys.readouterr().out
     assert "## Metrics" in text and "best_epoch" in text and "![history.png](history.png)" in text
     assert "| neg |" in text and (tmp_path / "report.md").read_text() + "\n" == text
+
+
+def test_lstm_only_epochs_run_on_head_threads(tiny_encoder: str, toy_data) -> None:
+    """Training only an LSTM and a head on cached features uses `head_threads` (1), then gives the threads back;
+    anything that runs the encoder keeps them all."""
+    seen: list[int] = []
+    torch.set_num_threads(2)
+    try:
+        for options in ({}, {"cache": False}, {"head_threads": None}, {"mode": "finetune"}, {"head_threads": 3}):
+            clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=1, progress=False, **options)
+            clf.fit(*toy_data, callbacks=[lambda row: seen.append(torch.get_num_threads())])
+            assert torch.get_num_threads() == 2
+        assert seen == [1, 2, 2, 2, 2]
+    finally:
+        torch.set_num_threads(1)  # as conftest set it

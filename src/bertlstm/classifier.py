@@ -208,11 +208,11 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
 
     # --- datasets -----------------------------------------------------------------------------
     def _dataset(self, texts: list[str], targets: list[Any] | None, what: str, trainer: Any) -> Any:
-        """Token ids, or for a frozen encoder with the cache on, its features from the feature cache (built by
-        the run's processes together)."""
+        """Token ids, or for a frozen (or partly fine-tuned) encoder with the cache on, its features (or the
+        frozen layers' states) from the feature cache, built by the run's processes together."""
         model, cfg, config = self._require_model(), self.training_, self.model_.config
         device = trainer.accelerator.device
-        if not (model.encoder_frozen and cfg.cache):
+        if not (model.cacheable and cfg.cache):
             return self._encode(texts, targets, pad_to=config.max_length if cfg.pad_to_max_length else None)
         from .feature_cache import model_features
 

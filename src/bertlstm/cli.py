@@ -69,6 +69,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="count", default=0, help="less output (-qq: errors only)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more output, and tracebacks")
+    common.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads for PyTorch (default: $OMP_NUM_THREADS, else all cores)"
+    )
     return common
 
 
@@ -296,6 +299,15 @@ def setup_logging(level: int, names: tuple[str, ...] = ("bertlstm",)) -> None:
         disable_progress_bars()
 
 
+def set_threads(n: int) -> None:
+    """PyTorch's intra-op CPU threads for this process (only the command line sets them)."""
+    if n < 1:
+        raise BertLSTMError(f"--threads must be 1 or more, not {n}")
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def _for_cli(message: str) -> str:
     """Library messages name settings in backquotes (`max_length`); here they are options (--max-length)."""
     return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
@@ -317,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
     setup_logging(LEVELS[max(-2, min(1, verbosity))])
     try:
+        if args.threads is not None:
+            set_threads(args.threads)
         COMMANDS[args.command](args)
         leave_process_group()  # under torchrun: all processes finished their work
     except (BertLSTMError, ValueError) as err:  # bad input, or a setting out of range

@@ -29,6 +29,7 @@ Layers = Literal["last", "second-to-last", "concat-last-4", "scalar-mix"]
 Metric = Literal["auto", "accuracy", "macro_f1", "micro_f1"]
 Precision = Literal["no", "fp16", "bf16"]
 CacheDtype = Literal["float16", "float32"]
+FeaturePass = Literal["fp32", "int8"]
 ThresholdRule = Literal["per-label", "global"]
 Backend = Literal["auto", "torch", "onnx"]
 Task = Literal["classify", "tag"]
@@ -93,6 +94,11 @@ class ModelConfig(Settings):
     dropout: float = setting(0.1, "dropout before the dense layer (and between LSTM layers)")
     max_length: int = setting(128, "word pieces per text, special tokens included; longer texts are truncated")
     multi_label: bool = setting(False, "several labels per text: sigmoid outputs, binary cross-entropy")
+    train_top_layers: int | None = setting(
+        None,
+        "finetune: train only the top K encoder layers, on cached states of the frozen ones; none: all",
+        metavar="K",
+    )
 
     def __post_init__(self) -> None:
         self.check_choices()
@@ -100,6 +106,7 @@ class ModelConfig(Settings):
         check_int(self.lstm_layers, "lstm_layers", 1)
         check_int(self.max_length, "max_length", 2)
         check_number(self.dropout, "dropout", high=0.99)
+        check_top_layers(self.train_top_layers, self.mode)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,11 @@ class TaggerConfig(Settings):
     max_length: int = setting(128, "word pieces per encoder window; longer sentences get overlapping windows")
     crf: bool = setting(False, "tagging: a linear-chain CRF over the tags (Viterbi decoding with valid moves)")
     context: Context = setting("sentence", "tagging: encode each sentence alone, or amid its document's sentences")
+    train_top_layers: int | None = setting(
+        None,
+        "finetune: train only the top K encoder layers, on cached states of the frozen ones; none: all",
+        metavar="K",
+    )
 
     def __post_init__(self) -> None:
         self.check_choices()
@@ -124,6 +136,7 @@ class TaggerConfig(Settings):
         check_int(self.lstm_layers, "lstm_layers", 0)  # 0: a linear head on the encoder
         check_int(self.max_length, "max_length", 8)
         check_number(self.dropout, "dropout", high=0.99)
+        check_top_layers(self.train_top_layers, self.mode)
 
 
 @dataclass(frozen=True)
@@ -153,15 +166,25 @@ class TrainConfig(Settings):
     mixed_precision: Precision = setting("no", "mixed precision (through Accelerate)")
     encode_batch_size: int = setting(256, "texts per batch when only the forward pass runs (sorted by length)")
     progress: bool = setting(True, "progress bars (only ever on a terminal)")
-    cache: bool = setting(True, "frozen/pooled: compute encoder features once and read them back every epoch")
+    cache: bool = setting(
+        True, "compute a frozen encoder's features (or frozen layers' states) once and read them back every epoch"
+    )
     cache_dir: str | None = setting(None, "feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
     cache_dtype: CacheDtype = setting("float16", "storage type of cached features")
+    feature_pass: FeaturePass = setting(
+        "fp32", "how the encoder computes what the cache stores: fp32, or int8 linear layers (CPU only; faster)"
+    )
     pad_to_max_length: bool = setting(False, "pad every batch to max_length, as the original recipe (to compare)")
+    head_threads: int | None = setting(
+        1, "CPU threads while only the LSTM and head train, on cached features (small steps that more threads slow)"
+    )
 
     def __post_init__(self) -> None:
         self.check_choices()
         for name in ("epochs", "batch_size", "grad_accum", "encode_batch_size"):
             check_int(getattr(self, name), name, 1)
+        if self.head_threads is not None:
+            check_int(self.head_threads, "head_threads", 1)
         check_int(self.patience, "patience", 0)
         check_int(self.seed, "seed", 0)
         for name in ("lr", "encoder_lr"):
@@ -259,6 +282,17 @@ class RunConfig(Settings):
         """A run needs its training data and an output folder."""
         if not self.data.train or not self.output:
             raise BertLSTMError("a training run needs `train` data and an `output` folder")
+
+
+def check_top_layers(top: int | None, mode: str) -> None:
+    """``train_top_layers`` is a number of encoder layers, for the ``finetune`` recipe."""
+    if top is None:
+        return
+    check_int(top, "train_top_layers", 1)
+    if mode != "finetune":
+        raise BertLSTMError(
+            f"`train_top_layers` is for mode finetune (mode {mode} trains no encoder layer)", "train_top_layers"
+        )
 
 
 def check_together(model: ModelConfig | TaggerConfig, training: TrainConfig) -> None:

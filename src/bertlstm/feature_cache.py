@@ -4,13 +4,16 @@ In ``frozen`` and ``pooled`` the encoder's output never changes, yet a naive loo
 epoch. Here the first pass writes each text's features to disk (``frozen``: one row per real token,
 ``pooled``: one row per text) and every later epoch, and every later run on the same data, reads them back.
 
+Partial fine-tuning (``train_top_layers``) stores instead the states of the frozen lower layers, and every epoch
+runs only the trained top layers over them.
+
 An entry is a folder named by the digest of its :class:`CacheKey` — encoder identity (name and a hash of its
-weights, config and tokenizer), layer selection, max length, pooling, dtype and a hash of the texts — so any
-change is a miss, never a silent reuse. It holds ``features.bin`` (rows × hidden, raw float16 by default),
-``offsets.npy`` (where each text's rows start) and ``meta.json`` (the key, shapes and a SHA-256 of the
-features), and appears only once complete (written to a temporary folder, then renamed). A truncated or
-corrupt entry fails its size or checksum check and is rebuilt. Reads are positioned reads of one text at a
-time, so memory stays bounded by a few batches, not by the data set.
+weights, config and tokenizer), layer selection, max length, pooling, dtype, split point, int8 pass and a hash
+of the texts — so any change is a miss, never a silent reuse. It holds ``features.bin`` (rows × hidden, raw
+float16 by default), ``offsets.npy`` (where each text's rows start) and ``meta.json`` (the key, shapes and a
+SHA-256 of the features), and appears only once complete (written to a temporary folder, then renamed). A
+truncated or corrupt entry fails its size or checksum check and is rebuilt. Reads are positioned reads of one
+text at a time, so memory stays bounded by a few batches, not by the data set.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 import shutil
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +46,10 @@ logger = logging.getLogger(__name__)
 Encode = Callable[[Tensor, Tensor], Tensor]  # (input_ids, attention_mask) -> features
 
 CACHE_FORMAT = 1
+LATER = ("split", "quantized")  # CacheKey fields added after the first entries were written
 TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
 _ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
+_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")  # a weight of a BERT-style encoder's layer
 _UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.(tmp|old)-.+)")  # an interrupted build's folder
 
 
@@ -55,8 +61,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "bertlstm" / "features"
 
 
-def encoder_fingerprint(encoder: Any, tokenizer: Any) -> str:
-    """SHA-256 of the encoder's config, every weight, and the tokenizer: what decides the features."""
+def encoder_fingerprint(encoder: Any, tokenizer: Any, split: int | None = None) -> str:
+    """SHA-256 of the encoder's config, every weight, and the tokenizer: what decides the features. With
+    ``split``, only the weights of the embeddings and the layers below it (those the cache stands in for)."""
     h = hashlib.sha256(encoder.config.to_json_string(use_diff=False).encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:  # without the truncation and padding its last call left behind
@@ -65,9 +72,27 @@ def encoder_fingerprint(encoder: Any, tokenizer: Any) -> str:
     else:
         h.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
+        layer = _LAYER.match(name)
+        if split is not None and not (name.startswith("embeddings.") or (layer and int(layer[1]) < split)):
+            continue
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+
+
+def known_fingerprint(encoder: Any, tokenizer: Any, split: int | None = None) -> str:
+    """:func:`encoder_fingerprint`, computed once while the weights stay the same (a run's train and dev sets
+    share it): every in-place change of a tensor bumps its version counter, and a new version is a new hash."""
+    versions = tuple(t._version for t in encoder.state_dict().values())
+    memo = _FINGERPRINTS.setdefault(encoder, {})
+    key = (id(tokenizer), split, versions)
+    if key not in memo:
+        memo.clear()
+        memo[key] = encoder_fingerprint(encoder, tokenizer, split)
+    return memo[key]
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -88,9 +113,15 @@ class CacheKey:
     dtype: str  # storage dtype
     texts_hash: str  # texts_fingerprint(), order included
     n_texts: int
+    split: int | None = None  # partial fine-tuning: the states of the layers below this one (not the features)
+    quantized: str | None = None  # "int8": computed by an encoder with int8 linear layers
+
+    def as_dict(self) -> dict[str, Any]:
+        """The key's fields; the later ones only when set, so that entries written before them still match."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LATER or v is not None}
 
     def digest(self) -> str:
-        blob = json.dumps({**dataclasses.asdict(self), "format": CACHE_FORMAT}, sort_keys=True)
+        blob = json.dumps({**self.as_dict(), "format": CACHE_FORMAT}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -150,7 +181,7 @@ class FeatureCache:
             offsets = np.load(folder / "offsets.npy")
         except (OSError, ValueError) as err:
             return f"unreadable: {err}"
-        if meta.get("key") != dataclasses.asdict(key):
+        if meta.get("key") != key.as_dict():
             return "key mismatch"
         if len(offsets) != key.n_texts + 1:
             return "wrong number of texts"
@@ -190,7 +221,7 @@ class FeatureCache:
                 self._fill(tmp, shard, *work)
                 np.save(tmp / "offsets.npy", offsets)
                 meta = {
-                    "key": dataclasses.asdict(key),
+                    "key": key.as_dict(),
                     "format": CACHE_FORMAT,
                     "hidden": feature_size,
                     "dtype": np.dtype(key.dtype).name,
@@ -252,9 +283,11 @@ class FeatureCache:
         lines = [f"{self.root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB"]
         for e in entries:
             key = e["key"]
+            layers = key["layers"] if key.get("split") is None else f"{key['layers']}, frozen layers <{key['split']}"
+            layers += f" ({key['quantized']})" if key.get("quantized") else ""
             lines.append(
                 f"  {e['entry']}  {e['bytes'] / 2**20:8.1f} MiB  {key['n_texts']:>7} texts  {key['pooling']:<6} "
-                f"{key['layers']}  {key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  "
+                f"{layers}  {key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  "
                 f"{e['created']}"
             )
         return "\n".join(lines)
@@ -368,24 +401,34 @@ def model_features(
     what: str,
     shard: Shard = ALONE,
 ) -> FeatureDataset:
-    """The cached features of a frozen ``model`` (anything with ``config.encoder``, ``config.layers``,
-    ``config.max_length``, ``encoder``, ``encode`` and ``feature_size``) for ``texts`` (what keys the entry;
-    ``input_ids()`` are what is encoded on a miss), in ``training.cache_dir`` as ``training.cache_dtype``."""
+    """The cached features of a frozen or partly fine-tuned ``model`` (an :class:`~bertlstm.modeling.EncoderModel`:
+    ``cache_encode`` gives what is stored, ``split`` keys it) for ``texts`` (what keys the entry; ``input_ids()``
+    are what is encoded on a miss), in ``training.cache_dir`` as ``training.cache_dtype``."""
     config = model.config
     key = CacheKey(
         encoder=config.encoder,
-        encoder_hash=encoder_fingerprint(model.encoder, tokenizer),
+        encoder_hash=known_fingerprint(model.encoder, tokenizer, model.split),
         layers=config.layers,
         max_length=config.max_length,
         pooling="mean" if config.mode == "pooled" else "tokens",
         dtype=training.cache_dtype,
         texts_hash=texts_fingerprint(texts),
         n_texts=len(texts),
+        split=model.split,
+        quantized=None if training.feature_pass == "fp32" else training.feature_pass,
     )
+    source = model
+    if key.quantized == "int8":
+        from .predict import quantize_int8
+
+        source = quantize_int8(model, device)  # a copy; the model itself is untouched
 
     def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return model.encode(ids.to(device), attention_mask.to(device))
+        with warnings.catch_warnings():  # torch warns at every quantized pass that torch.ao is moving to torchao
+            if key.quantized:
+                warnings.simplefilter("ignore")
+            return source.cache_encode(ids.to(device), attention_mask.to(device))
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    cache, size, batch = FeatureCache(training.cache_dir), model.feature_size, training.encode_batch_size
+    cache, size, batch = FeatureCache(training.cache_dir), model.cache_feature_size, training.encode_batch_size
     return cached_dataset(cache, key, encode, size, input_ids, pad_id, batch, labels, what, shard)

@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from transformers import PreTrainedModel
 
 from .config import ModelConfig, TrainConfig
+from .errors import BertLSTMError
 
 
 @dataclass
@@ -86,6 +87,33 @@ def freeze_pooler(encoder: PreTrainedModel) -> None:
         pooler.requires_grad_(False)
 
 
+# --- partial fine-tuning: the encoder split in a frozen lower part and a trained top ----------------------
+def encoder_parts(encoder: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList]:
+    """The embeddings and the transformer layers of a BERT-style encoder (BERT, RoBERTa, ELECTRA, ...)."""
+    embeddings = getattr(encoder, "embeddings", None)
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList) or not isinstance(embeddings, nn.Module):
+        raise BertLSTMError(
+            f"`train_top_layers` needs a BERT-style encoder (embeddings, then encoder.layer); "
+            f"{type(encoder).__name__} is not one: fine-tune all its layers",
+            "train_top_layers",
+        )
+    return embeddings, layers
+
+
+def run_layers(encoder: PreTrainedModel, layers: Any, hidden: Tensor, attention_mask: Tensor) -> list[Tensor]:
+    """Each of ``layers`` in turn over ``hidden`` (B, T, H), attending to real tokens only: the output of
+    every layer, (B, T, H) each."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    bias = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    states = []
+    for layer in layers:
+        hidden = layer(hidden, bias)  # (B, T, H)
+        states.append(hidden)
+    return states
+
+
 class EncoderModel(nn.Module):
     """What every model here shares: an ``encoder`` under a head (everything else), frozen unless
     ``config.mode`` is ``finetune``, trained with two learning rates, and saved as head weights plus the
@@ -93,16 +121,87 @@ class EncoderModel(nn.Module):
 
     config: Any
     encoder: PreTrainedModel
+    layer_ids: list[int]  # the hidden states the head reads (layer_ids())
+    feature_size: int  # what encode() returns per position
+    split: int | None = None  # partial fine-tuning: the first trained layer (the layers below are frozen)
 
     @property
     def encoder_frozen(self) -> bool:
         return self.config.mode != "finetune"
 
+    @property
+    def cacheable(self) -> bool:
+        """Whether the feature cache can stand in for (part of) the encoder: frozen, or partly fine-tuned."""
+        return self.encoder_frozen or self.split is not None
+
+    def freeze(self) -> None:
+        """Freeze what does not train: the whole encoder (frozen recipes), or with ``train_top_layers`` K
+        below the encoder's depth its embeddings and every layer under the top K; always the pooler."""
+        depth = self.encoder.config.num_hidden_layers
+        top = getattr(self.config, "train_top_layers", None)
+        if self.encoder_frozen:
+            self.encoder.requires_grad_(False)
+        elif top is not None and top < depth:
+            self.split = depth - top
+            embeddings, layers = encoder_parts(self.encoder)
+            embeddings.requires_grad_(False)
+            layers[: self.split].requires_grad_(False)
+        elif top is not None and top > depth:
+            raise BertLSTMError(
+                f"`train_top_layers` {top} is more than the encoder's {depth} layers", "train_top_layers"
+            )
+        freeze_pooler(self.encoder)
+
     def train(self, mode: bool = True) -> EncoderModel:
         super().train(mode)
         if self.encoder_frozen:
             self.encoder.eval()  # a frozen encoder never runs dropout
+        elif self.split is not None:  # nor do the frozen embeddings and lower layers
+            embeddings, layers = encoder_parts(self.encoder)
+            embeddings.eval()
+            layers[: self.split].eval()
         return self
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """The features the head reads, from token ids (B, T) and their mask."""
+        raise NotImplementedError
+
+    # --- what the feature cache stores -------------------------------------------------------------
+    @property
+    def cached_ids(self) -> list[int]:
+        """Partial fine-tuning: the hidden states (0: embeddings) the cache holds, side by side: those the
+        head reads from the frozen part, and the input of the first trained layer."""
+        assert self.split is not None
+        total = self.encoder.config.num_hidden_layers + 1
+        return sorted({i % total for i in self.layer_ids if i % total < self.split} | {self.split})
+
+    @property
+    def cache_feature_size(self) -> int:
+        if self.split is None:
+            return self.feature_size
+        return self.encoder.config.hidden_size * len(self.cached_ids)
+
+    def cache_encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """What the feature cache stores per position: the features (:meth:`encode`) of a frozen encoder, or
+        the frozen part's states (B, T, len(cached_ids) * H), running only the layers below ``split``."""
+        if self.split is None:
+            return self.encode(input_ids, attention_mask)
+        embeddings, layers = encoder_parts(self.encoder)
+        hidden = embeddings(input_ids=input_ids)  # (B, T, H)
+        states = [hidden, *run_layers(self.encoder, layers[: self.split], hidden, attention_mask)]  # split + 1
+        return torch.cat([states[i] for i in self.cached_ids], dim=-1)
+
+    def from_cache(self, cached: Tensor, lengths: Tensor) -> Tensor:
+        """The features (as :meth:`encode` returns them) from what the cache stores (B, T, D) and each row's
+        real tokens (B,): with partial fine-tuning, the trained top layers run over the cached states."""
+        if self.split is None:
+            return cached
+        hidden_size, total = self.encoder.config.hidden_size, self.encoder.config.num_hidden_layers + 1
+        states = dict(zip(self.cached_ids, cached.split(hidden_size, dim=-1), strict=True))  # state id -> (B, T, H)
+        mask = torch.arange(cached.size(1), device=cached.device) < lengths.to(cached.device).unsqueeze(1)  # (B, T)
+        top = run_layers(self.encoder, encoder_parts(self.encoder)[1][self.split :], states[self.split], mask.long())
+        states.update(zip(range(self.split + 1, total), top, strict=True))
+        return torch.cat([states[i % total] for i in self.layer_ids], dim=-1)  # (B, T, K*H)
 
     @staticmethod
     def is_head(name: str) -> bool:
@@ -114,7 +213,7 @@ class EncoderModel(nn.Module):
         head = [p for name, p in self.named_parameters() if self.is_head(name)]
         groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
         if not self.encoder_frozen:
-            encoder = {"params": list(self.encoder.parameters()), "lr": training.encoder_lr}
+            encoder = {"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": training.encoder_lr}
             groups.insert(0, {**encoder, "weight_decay": training.encoder_weight_decay})
         return groups
 
@@ -161,9 +260,7 @@ class BertLSTMModel(EncoderModel):
         self.dropout = nn.Dropout(config.dropout)
         directions = 2 if config.bidirectional else 1
         self.head = nn.Linear(config.lstm_units * directions, num_labels)
-        if self.encoder_frozen:
-            self.encoder.requires_grad_(False)
-        freeze_pooler(encoder)
+        self.freeze()
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The selected encoder layers side by side: per token (B, T, K*H), or in ``pooled`` mode one
@@ -187,6 +284,8 @@ class BertLSTMModel(EncoderModel):
                 raise ValueError("give input_ids and attention_mask, or features and lengths")
             features = self.encode(input_ids, attention_mask)  # (B, T, K*H) or (B, 1, K*H)
             lengths = attention_mask.sum(dim=1)  # (B,) real tokens per row
+        elif self.split is not None and lengths is not None:
+            features = self.from_cache(features, lengths)  # (B, T, K*H): the trained top layers run here
         if self.config.mode == "pooled" or lengths is None:
             lengths = torch.ones(features.size(0), dtype=torch.long, device=features.device)
         if self.scalar_mix is not None:

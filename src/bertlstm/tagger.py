@@ -192,8 +192,8 @@ class BertLSTMTagger(BaseEstimator):
 
     # --- datasets -----------------------------------------------------------------------------
     def _dataset(self, sentences: list[Sentence], what: str, trainer: Any = None) -> TagDataset:
-        """Sentences in encoder windows with their tag ids; for a frozen encoder with the cache on, the
-        windows' features come from the feature cache."""
+        """Sentences in encoder windows with their tag ids; for a frozen (or partly fine-tuned) encoder with
+        the cache on, the windows' features (or the frozen layers' states) come from the feature cache."""
         model, tokenizer = self._require_model(), self.tokenizer_
         layouts = WordPieces(tokenizer, model.config.max_length).layouts(sentences, model.config.context)
         index = {t: i for i, t in enumerate(self.tags_)}
@@ -205,7 +205,7 @@ class BertLSTMTagger(BaseEstimator):
             tags = [[index[t] for t in s.tags or []] for s in sentences]
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         dataset = TagDataset(layouts, tags, pad_id)
-        if trainer is None or not (model.encoder_frozen and self.training_.cache):
+        if trainer is None or not (model.cacheable and self.training_.cache):
             return dataset
         from .feature_cache import model_features
 

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 
 from .config import TaggerConfig
 from .crf import CRF, allowed_transitions
-from .modeling import EncoderModel, ScalarMix, encode_layers, freeze_pooler, layer_ids
+from .modeling import EncoderModel, ScalarMix, encode_layers, layer_ids
 
 
 @dataclass
@@ -63,9 +63,7 @@ class BertTaggerModel(EncoderModel):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, self.num_labels)
         self.crf = CRF(self.num_labels, allowed_transitions(self.tags)) if config.crf else None
-        if self.encoder_frozen:
-            self.encoder.requires_grad_(False)
-        freeze_pooler(encoder)
+        self.freeze()
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The selected layers side by side per piece: (Nw, T) -> (Nw, T, K*H); what the cache stores."""
@@ -102,13 +100,15 @@ class BertTaggerModel(EncoderModel):
         labels: Tensor | None = None,
     ) -> TaggerOutput:
         """Emission scores (B, W, C) for windows of token ids (Nw, T) with their mask, or of cached
-        ``features`` (Nw, T, K*H) (``lengths`` unused: words index real pieces only); per word (B, W) its
-        window row and piece span, and per sentence its number of words (B,). ``labels`` (B, W), -100 past
-        each sentence's end, add the loss."""
+        ``features`` (Nw, T, D) with their real pieces ``lengths`` (Nw,) (what the cache stores, see
+        :meth:`from_cache`); per word (B, W) its window row and piece span, and per sentence its number of
+        words (B,). ``labels`` (B, W), -100 past each sentence's end, add the loss."""
         if features is None:
             if input_ids is None or attention_mask is None:
                 raise ValueError("give input_ids and attention_mask, or features")
             features = self.encode(input_ids, attention_mask)  # (Nw, T, K*H)
+        elif self.split is not None and lengths is not None:
+            features = self.from_cache(features, lengths)  # (Nw, T, K*H): the trained top layers run here
         words = self.word_states(features, word_window, word_start, word_end)  # (B, W, D)
         if self.lstm is not None:
             packed = pack_padded_sequence(words, word_counts.cpu(), batch_first=True, enforce_sorted=False)

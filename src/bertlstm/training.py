@@ -18,7 +18,7 @@ import pickle
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -74,6 +74,17 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     return Accelerator(
         cpu=device.type == "cpu", mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False
     )
+
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op CPU threads set to ``n`` for a while, then as they were."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _groups(batches: Iterable[dict[str, Tensor]], size: int) -> Iterator[list[dict[str, Tensor]]]:
@@ -193,9 +204,22 @@ class Trainer:
         return self.score(self.eval_step(dataset), dataset)
 
     # --- the loop -------------------------------------------------------------------------------
+    def threads(self, train: Dataset) -> AbstractContextManager[Any]:
+        """Fewer CPU threads (``head_threads``) while only an LSTM and a head train on cached features: their
+        small operations gain nothing from a second thread, and lose much when a neighbour holds a core."""
+        small = self.base_model.encoder_frozen and getattr(train, "store", None) is not None
+        n = self.config.head_threads
+        if n is None or not small or self.accelerator.device.type != "cpu" or n >= torch.get_num_threads():
+            return nullcontext()
+        return cpu_threads(n)
+
     def fit(self, train: Dataset, dev: Dataset) -> list[dict[str, Any]]:
         """Train for ``epochs`` (fewer when a callback stops it); returns the history, one row per epoch."""
         loader = self.prepare(train)
+        with self.threads(train):
+            return self._epochs(loader, dev)
+
+    def _epochs(self, loader: DataLoader, dev: Dataset) -> list[dict[str, Any]]:
         for callback in self.callbacks:
             callback.on_train_begin(self)
         for epoch in range(self.first_epoch, self.config.epochs + 1):
