@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bertlstm import BertLSTMError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from bertlstm import BertLSTMClassifier, BertLSTMError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertlstm.cli import SECTIONS, build_parser, main
 
 
@@ -161,3 +162,21 @@ def test_the_strong_preset_fills_in_model_settings_that_given_ones_override() ->
         RunConfig.from_dict({"preset": "best"})
     resolved = RunConfig.from_dict({"preset": "strong", "model": {"lstm_units": 32}})
     assert RunConfig.from_dict(resolved.to_dict()) == resolved  # run.json reads back to the same run
+
+
+def test_encoder_lr_auto_follows_the_encoders_width(tiny_encoder: str, toy_data, tmp_path: Path, caplog) -> None:
+    """`encoder_lr` auto: 2e-5 from BERT-base's width, the narrow-encoder rate below it; a number wins; the
+    model records the number it used, and the log says it."""
+    from bertlstm.config import NARROW_ENCODER_LR, encoder_lr_for
+
+    assert TrainConfig().encoder_lr == "auto"
+    assert encoder_lr_for("auto", 768) == encoder_lr_for("auto", 1024) == 2e-5
+    assert encoder_lr_for("auto", 384) == NARROW_ENCODER_LR and encoder_lr_for(3e-5, 384) == 3e-5
+    with caplog.at_level(logging.INFO, logger="bertlstm"):
+        clf = BertLSTMClassifier(encoder=tiny_encoder, mode="finetune", epochs=1, progress=False).fit(*toy_data)
+    assert clf.training_.encoder_lr == NARROW_ENCODER_LR  # the tiny encoder is 32 wide
+    assert f"encoder lr {NARROW_ENCODER_LR:g} (auto, for a 2-layer, 32-wide encoder)" in caplog.text
+    saved = json.loads((clf.save_pretrained(tmp_path / "m") / "config.json").read_text())
+    assert saved["training"]["encoder_lr"] == NARROW_ENCODER_LR
+    given = BertLSTMClassifier(encoder=tiny_encoder, mode="finetune", epochs=1, encoder_lr=1e-4, progress=False)
+    assert given.fit(*toy_data).training_.encoder_lr == 1e-4

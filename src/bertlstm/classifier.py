@@ -27,7 +27,7 @@ from .config import ModelConfig, TrainConfig, check_together
 from .data import TokenDataset, as_texts, split_dev, texts_and_labels, tokenize
 from .device import resolve_device
 from .distributed import current_shard
-from .encoders import check_max_length, load_encoder
+from .encoders import check_max_length, load_encoder, resolve_training
 from .errors import BertLSTMError
 from .labels import Labels, kind_of
 from .metrics import full_report, multilabel_metrics, multilabel_report, quick_metrics, tune_thresholds
@@ -133,6 +133,7 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
             dev = Labels.clean(dev_raw, config.multi_label, "dev labels")
         self.text_column_ = text_column
         self._build_model(config, training)
+        training = self.training_
         train_texts, train_y = self._targets(texts, labels, "training data")
         dev_texts, dev_y = self._targets(list(dev_texts), dev, "dev data")
         best = KeepBest(self._metric(config, training))
@@ -160,7 +161,8 @@ class BertLSTMClassifier(ClassifierMixin, BaseEstimator):
         encoder, self.tokenizer_ = load_encoder(config.encoder)
         check_max_length(config.encoder, config.max_length, encoder.config)
         self.model_ = BertLSTMModel(config, encoder, len(self.labels_))
-        self.training_ = training  # the settings this model was trained with, whatever set_params does later
+        # the settings this model was trained with (encoder_lr auto resolved), whatever set_params does later
+        self.training_ = resolve_training(training, encoder.config, config.mode)
         self.metrics_: dict[str, Any] = {}
 
     def _trainer(

@@ -147,7 +147,9 @@ class TrainConfig(Settings):
     batch_size: int = setting(32, "examples per micro-batch")
     grad_accum: int = setting(1, "micro-batches per optimizer step (effective batch = batch_size x grad_accum)")
     lr: float = setting(1e-3, "learning rate of the LSTM and the head")
-    encoder_lr: float = setting(2e-5, "learning rate of the encoder (finetune)")
+    encoder_lr: float | Literal["auto"] = setting(
+        "auto", "learning rate of the encoder (finetune); auto: 2e-5 from 768 wide (BERT-base), else 5e-5", metavar="LR"
+    )
     weight_decay: float = setting(0.0, "AdamW weight decay of the LSTM and the head")
     encoder_weight_decay: float = setting(0.001, "AdamW weight decay of the encoder (finetune)")
     warmup_ratio: float = setting(0.1, "share of optimizer steps with linear warmup (finetune)")
@@ -187,8 +189,9 @@ class TrainConfig(Settings):
             check_int(self.head_threads, "head_threads", 1)
         check_int(self.patience, "patience", 0)
         check_int(self.seed, "seed", 0)
-        for name in ("lr", "encoder_lr"):
-            check_number(getattr(self, name), name, strict=True)
+        check_number(self.lr, "lr", strict=True)
+        if self.encoder_lr != "auto":
+            check_number(self.encoder_lr, "encoder_lr", strict=True)
         for name in ("weight_decay", "encoder_weight_decay", "max_grad_norm"):
             check_number(getattr(self, name), name)
         check_number(self.warmup_ratio, "warmup_ratio", high=1.0)
@@ -282,6 +285,18 @@ class RunConfig(Settings):
         """A run needs its training data and an output folder."""
         if not self.data.train or not self.output:
             raise BertLSTMError("a training run needs `train` data and an `output` folder")
+
+
+# `encoder_lr` auto, by the encoder's width: the original recipe's 2e-5 was set for BERT-base (768 wide); narrower
+# encoders such as the default (384) do better with more (bench/encoder_lr.py, BENCHMARKS.md).
+WIDE_ENCODER, WIDE_ENCODER_LR, NARROW_ENCODER_LR = 768, 2e-5, 5e-5
+
+
+def encoder_lr_for(encoder_lr: float | str, hidden_size: int) -> float:
+    """The encoder's learning rate: as given, or for ``auto`` the rule above."""
+    if encoder_lr != "auto":
+        return float(encoder_lr)
+    return WIDE_ENCODER_LR if hidden_size >= WIDE_ENCODER else NARROW_ENCODER_LR
 
 
 def check_top_layers(top: int | None, mode: str) -> None:

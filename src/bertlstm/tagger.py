@@ -29,7 +29,7 @@ from .config import TaggerConfig, TrainConfig, check_together
 from .data import sorted_batches
 from .device import resolve_device
 from .distributed import current_shard
-from .encoders import check_max_length, load_encoder
+from .encoders import check_max_length, load_encoder, resolve_training
 from .errors import BertLSTMError
 from .metrics import tag_metrics, tag_report
 from .model_folder import load_model_folder, load_trained, save_trained
@@ -121,6 +121,7 @@ class BertLSTMTagger(BaseEstimator):
         names = {t for s in train for t in s.tags or []}
         self.tags_ = ["O", *sorted(names - {"O"}, key=lambda t: (t[2:], t))]
         self._build_model(config, training)
+        training = self.training_
         metric = "accuracy" if training.metric == "accuracy" else "micro_f1"
         best = KeepBest(metric)
         trainer = self._trainer(training, [LogEpoch(), best, *callbacks], checkpoint_dir, metric)
@@ -169,7 +170,7 @@ class BertLSTMTagger(BaseEstimator):
         encoder, self.tokenizer_ = load_encoder(config.encoder)
         check_max_length(config.encoder, config.max_length, encoder.config)
         self.model_ = BertTaggerModel(config, encoder, self.tags_)
-        self.training_ = training
+        self.training_ = resolve_training(training, encoder.config, config.mode)
 
     def _trainer(self, training: TrainConfig, callbacks: list[Any], checkpoint_dir: Any, metric: str) -> Any:
         from .training import Trainer
