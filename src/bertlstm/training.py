@@ -206,7 +206,8 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
     def threads(self, train: Dataset) -> AbstractContextManager[Any]:
         """Fewer CPU threads (``head_threads``) while only an LSTM and a head train on cached features: their
-        small operations gain nothing from a second thread, and lose much when a neighbour holds a core."""
+        small operations gain little from a second thread, and lose much (3x, BENCHMARKS.md) when another
+        process holds a core."""
         small = self.base_model.encoder_frozen and getattr(train, "store", None) is not None
         n = self.config.head_threads
         if n is None or not small or self.accelerator.device.type != "cpu" or n >= torch.get_num_threads():
