@@ -31,7 +31,7 @@ from transformers import AutoModel, AutoTokenizer
 from bertlstm import ModelConfig, TrainConfig
 from bertlstm.data import TokenDataset, tokenize
 from bertlstm.modeling import BertLSTMModel
-from bertlstm.distributed import leave_process_group
+from bertlstm.distributed import end_process, leave_process_group
 from bertlstm.training import Trainer
 
 encoder_dir, out, sizes = sys.argv[1], sys.argv[2], [int(n) for n in sys.argv[3].split(",")]
@@ -63,6 +63,7 @@ trainer.train_step([data.collate([data[i] for i in mine])])
 if trainer.shard.is_main:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
 leave_process_group()
+end_process(0)
 """
 
 

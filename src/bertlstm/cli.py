@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Literal, get_args, get_origin
 
 from .config import DataConfig, ModelConfig, RunConfig, ServeConfig, TaggerConfig, TrainConfig, load_config_file
-from .distributed import leave_process_group, process_rank
+from .distributed import end_process, leave_process_group, process_rank
 from .errors import BertLSTMError, missing_package
 
 SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "training": TrainConfig}
@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; no model folder was written", file=sys.stderr)
         return 130
+    end_process(0)  # under torchrun: exit here, past gloo's teardown
     return 0
 
 

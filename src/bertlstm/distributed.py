@@ -8,7 +8,9 @@ order, so every share has texts of every length and the shares cost about the sa
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,19 @@ def leave_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def end_process(code: int) -> None:
+    """Under a launcher with several processes, end this one now, without the interpreter's finalization:
+    gloo's worker threads can still abort it there (exit -6, "terminate called without an active exception")
+    after a successful run, even with the group closed. Logs and output are flushed first. A lone process
+    returns, and exits as usual."""
+    if not launched_with_several_processes():
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def shard_of(accelerator: Any) -> Shard:
