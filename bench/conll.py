@@ -45,14 +45,15 @@ def decoding_speed(tagger, sentences) -> dict:
     """Sentences/s: batched Viterbi vs argmax over the same emissions, and the whole predict path."""
     import torch
 
-    from bertlstm.data import sorted_batches
+    from bertlstm.core.data import sorted_batches
+    from bertlstm.core.inference import as_tensors
 
     model = tagger.model_
     dataset = tagger._dataset(sentences, "test")
     emissions = []
     with torch.inference_mode():
         for rows in sorted_batches(dataset.lengths, 256):
-            batch = dataset.collate([(dataset[i][0], None) for i in rows])
+            batch = as_tensors(dataset.collate([(dataset[i][0], None) for i in rows]))
             emissions.append((model(**batch).logits, batch["word_counts"]))
         out = {}
         for name, decode in (
@@ -79,8 +80,8 @@ def main() -> None:
         raise SystemExit(f"skipped: CoNLL-2003 not found in {args.data}")
     os.environ.setdefault("BERTLSTM_CACHE", "/tmp/bench/cache")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # each epoch's line, on stderr
-    from bertlstm.tag_data import read_tagged
-    from bertlstm.tagger import BertLSTMTagger
+    from bertlstm.tasks.tag.data import read_tagged
+    from bertlstm.tasks.tag.estimator import BertLSTMTagger
 
     train, dev, test = (read_tagged(args.data / f"{split}.txt") for split in ("train", "dev", "test"))
     print(f"CoNLL-2003: {len(train)} train, {len(dev)} dev, {len(test)} test sentences", flush=True)

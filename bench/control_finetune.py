@@ -24,13 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from bertlstm import TrainConfig
-from bertlstm.callbacks import KeepBest, LogEpoch
-from bertlstm.data import TokenDataset, load_labelled, tokenize
-from bertlstm.encoders import load_encoder
-from bertlstm.metrics import quick_metrics
-from bertlstm.modeling import ClassifierOutput, mean_pool
-from bertlstm.predict import predict_logits
-from bertlstm.training import Trainer
+from bertlstm.core.callbacks import KeepBest, LogEpoch
+from bertlstm.tasks.classify.data import TokenDataset, load_labelled, tokenize
+from bertlstm.core.encoders import load_encoder
+from bertlstm.tasks.classify.metrics import quick_metrics
+from bertlstm.core.modeling import mean_pool
+from bertlstm.tasks.classify.model import ClassifierOutput
+from bertlstm.core.inference import predict_logits
+from bertlstm.core.training import Trainer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -30,7 +30,7 @@ def datasets(data: Path, n_sst2: int) -> dict:
     """name -> (train texts, train labels, scored texts, scored labels, metric, dev given)."""
     from sklearn.model_selection import train_test_split
 
-    from bertlstm.data import load_labelled
+    from bertlstm.tasks.classify.data import load_labelled
 
     texts, labels = load_labelled(data / "sst2" / "train.tsv")
     rows = sorted(random.Random(0).sample(range(len(texts)), n_sst2))

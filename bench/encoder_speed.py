@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from bertlstm import BertLSTMModel, ModelConfig
-from bertlstm.data import LengthGroupedBatches, load_texts, pad_batch, sorted_batches, tokenize
-from bertlstm.encoders import load_encoder
+from bertlstm.core.data import LengthGroupedBatches, load_texts, pad_batch, sorted_batches
+from bertlstm.tasks.classify.data import tokenize
+from bertlstm.core.encoders import load_encoder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
@@ -81,11 +82,11 @@ def main() -> None:
     batches = sorted_batches([len(x) for x in ids], args.encode_batch_size)
     peak = matmul_rate(args.matmul_n)
     with torch.inference_mode():
-        model.encode(*pad_batch(ids[:64], 0))  # warm-up
+        model.encode(*map(torch.from_numpy, pad_batch(ids[:64], 0)))  # warm-up
         start = time.perf_counter()
         padded_to = []
         for rows in batches:
-            input_ids, mask = pad_batch([ids[i] for i in rows], 0)
+            input_ids, mask = map(torch.from_numpy, pad_batch([ids[i] for i in rows], 0))
             model.encode(input_ids, mask)
             padded_to += [input_ids.size(1)] * len(rows)
         seconds = time.perf_counter() - start

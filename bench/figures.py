@@ -22,7 +22,7 @@ from pathlib import Path
 from sklearn.model_selection import train_test_split
 
 from bertlstm import BertLSTMClassifier
-from bertlstm.data import load_labelled
+from bertlstm.tasks.classify.data import load_labelled
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

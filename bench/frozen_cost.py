@@ -37,7 +37,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def sst2_subset(data: Path, n: int) -> tuple[tuple[list[str], list], tuple[list[str], list]]:
-    from bertlstm.data import load_labelled
+    from bertlstm.tasks.classify.data import load_labelled
 
     texts, labels = load_labelled(data / "sst2" / "train.tsv")
     rows = sorted(random.Random(0).sample(range(len(texts)), n))
@@ -49,10 +49,10 @@ def feature_pass(args: argparse.Namespace) -> None:
     import torch
 
     from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
-    from bertlstm.config import TrainConfig
-    from bertlstm.data import load_labelled, tokenize
-    from bertlstm.encoders import load_encoder
-    from bertlstm.feature_cache import model_features
+    from bertlstm.core.config import TrainConfig
+    from bertlstm.tasks.classify.data import load_labelled, tokenize
+    from bertlstm.core.encoders import load_encoder
+    from bertlstm.core.feature_cache import model_features
 
     (texts, _), dev = sst2_subset(args.data, args.n_train)
     encoder, tokenizer = load_encoder("minilm")
@@ -201,7 +201,8 @@ def threads(args: argparse.Namespace) -> None:
     import torch
 
     from bertlstm import BertLSTMClassifier
-    from bertlstm.data import pad_batch, sorted_batches, tokenize
+    from bertlstm.core.data import pad_batch, sorted_batches
+    from bertlstm.tasks.classify.data import tokenize
 
     (texts, labels), dev = sst2_subset(args.data, args.n_train)
     cache = tempfile.mkdtemp(prefix="bench-threads-")
@@ -217,7 +218,7 @@ def threads(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         with torch.inference_mode():
             for rows in sorted_batches([len(s) for s in sample], 256):
-                encoder(*pad_batch([sample[i] for i in rows], 0))
+                encoder(*map(torch.from_numpy, pad_batch([sample[i] for i in rows], 0)))
         return time.perf_counter() - start
 
     results = {}

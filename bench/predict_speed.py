@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def default_model(data: Path) -> Path:
     """The default recipe (frozen, LSTM 64 over the last layer) on full SST-2: 2 epochs keep BENCHMARKS' best."""
     from bertlstm import BertLSTMClassifier
-    from bertlstm.data import load_labelled
+    from bertlstm.tasks.classify.data import load_labelled
 
     folder = RESULTS / "sst2-frozen"
     if not (folder / "config.json").is_file():
@@ -65,9 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from bertlstm.data import load_labelled
-    from bertlstm.export import export_onnx
-    from bertlstm.predict import OnnxPredictor, TorchPredictor
+    from bertlstm.tasks.classify.data import load_labelled
+    from bertlstm.deploy.export import export_onnx
+    from bertlstm.tasks.registry import open_model
 
     model = args.model or default_model(args.data)
     dev, test = load_labelled(args.data / "dev.tsv"), load_labelled(args.data / "test.tsv")
@@ -79,10 +79,10 @@ def main() -> None:
         print(f"export {path.name}: {seconds:.1f}s, {path.stat().st_size / 2**20:.1f} MiB", flush=True)
 
     backends = {
-        "torch fp32": lambda: TorchPredictor(model, device="cpu"),
-        "torch int8": lambda: TorchPredictor(model, device="cpu", quantize="int8"),
-        "onnx fp32": lambda: OnnxPredictor(onnx[None]),
-        "onnx int8": lambda: OnnxPredictor(onnx["int8"]),
+        "torch fp32": lambda: open_model(model, device="cpu"),
+        "torch int8": lambda: open_model(model, device="cpu", quantize="int8"),
+        "onnx fp32": lambda: open_model(onnx[None]),
+        "onnx int8": lambda: open_model(onnx["int8"]),
     }
     rows = {}
     for name, load in backends.items():

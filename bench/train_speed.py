@@ -36,7 +36,7 @@ WAYS = {
 def run_one(args: argparse.Namespace) -> None:
     """In a child process: train one way and print one JSON line."""
     from bertlstm import BertLSTMClassifier
-    from bertlstm.data import load_labelled
+    from bertlstm.tasks.classify.data import load_labelled
 
     texts, labels = load_labelled(args.data / "train.tsv")
     rows = sorted(random.Random(0).sample(range(len(texts)), args.n_train))
@@ -128,7 +128,7 @@ def random_bert_base(folder: str) -> str:
     its speed is BERT-base's; its accuracy means nothing."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from bertlstm.encoders import resolve_encoder
+    from bertlstm.core.encoders import resolve_encoder
 
     AutoTokenizer.from_pretrained(resolve_encoder("minilm")).save_pretrained(folder)
     BertModel(BertConfig()).save_pretrained(folder)  # BertConfig() defaults are bert-base-uncased's

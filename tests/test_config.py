@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bertlstm import BertLSTMClassifier, BertLSTMError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from bertlstm.cli import SECTIONS, build_parser, main
+from bertlstm import BertLSTMClassifier, BertLSTMError, ClassifyData, ModelConfig, RunConfig, TrainConfig
+from bertlstm.cli import build_parser, main
+from bertlstm.run_config import SECTIONS
+from bertlstm.tasks.registry import TASKS
 
 
 def test_from_dict_reads_strings_and_files_values_as_typed_settings() -> None:
@@ -56,14 +58,27 @@ def test_settings_that_clash_are_refused_together() -> None:
     assert RunConfig(model=ModelConfig(multi_label=True), training=TrainConfig(metric="micro_f1"))
 
 
-def test_every_setting_is_a_command_line_option() -> None:
-    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
-    flags = {flag for action in train._actions for flag in action.option_strings}
-    for section, cls in SECTIONS.items():
-        for field in dataclasses.fields(cls):
-            if not (section == "run" and field.name in RunConfig.SECTIONS):
-                assert "--" + field.name.replace("_", "-") in flags, field.name
-    assert {"--encoder-weight-decay", "--cache-dtype", "--no-cache", "--no-progress", "--config"} <= flags
+def test_every_setting_is_a_command_line_option_of_its_tasks_train() -> None:
+    for task in TASKS.values():
+        train = build_parser(task)._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+        flags = {flag for action in train._actions for flag in action.option_strings}
+        for section, cls in RunConfig.sections_of(task).items():
+            for field in dataclasses.fields(cls):
+                if not (section == "run" and field.name in SECTIONS):
+                    assert "--" + field.name.replace("_", "-") in flags, field.name
+        assert {"--encoder-weight-decay", "--cache-dtype", "--no-cache", "--no-progress", "--config"} <= flags
+
+
+def test_train_help_shows_the_tasks_own_choices(capsys) -> None:
+    """A tagger's help offers no pooled mode and no multi-label; a classifier's no CRF."""
+    for argv, present, absent in (
+        (["train", "--help"], ["--multi-label", "pooled"], ["--crf", "--word-pooling"]),
+        (["train", "--task", "tag", "--help"], ["--crf", "--word-pooling", "--tag-column"], ["pooled", "--multi-label"]),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = capsys.readouterr().out
+        assert all(word in text for word in present) and not any(word in text for word in absent), argv
 
 
 def test_config_file_with_command_line_overrides_and_dump(tmp_path: Path, capsys) -> None:
@@ -113,7 +128,7 @@ def test_a_run_needs_data_and_output(capsys) -> None:
 
 
 def test_data_config_defaults() -> None:
-    assert DataConfig().label_separator == "," and DataConfig().train is None
+    assert ClassifyData().label_separator == "," and ClassifyData().train is None
 
 
 def test_importing_bertlstm_changes_no_global_state() -> None:
@@ -139,7 +154,8 @@ def test_importing_bertlstm_changes_no_global_state() -> None:
         before = state()
         import bertlstm
         from bertlstm import BertLSTMClassifier, RunConfig  # the heavy modules too
-        import bertlstm.reports, bertlstm.runs, bertlstm.training, bertlstm.feature_cache
+        import bertlstm.reports, bertlstm.runs, bertlstm.core.training, bertlstm.core.feature_cache
+        import bertlstm.deploy.files, bertlstm.deploy.export, bertlstm.cli
         print(json.dumps([before, state()]))
         """
     )
@@ -167,7 +183,7 @@ def test_the_strong_preset_fills_in_model_settings_that_given_ones_override() ->
 def test_encoder_lr_auto_follows_the_encoders_width(tiny_encoder: str, toy_data, tmp_path: Path, caplog) -> None:
     """`encoder_lr` auto: 2e-5 from BERT-base's width, the narrow-encoder rate below it; a number wins; the
     model records the number it used, and the log says it."""
-    from bertlstm.config import NARROW_ENCODER_LR, encoder_lr_for
+    from bertlstm.core.config import NARROW_ENCODER_LR, encoder_lr_for
 
     assert TrainConfig().encoder_lr == "auto"
     assert encoder_lr_for("auto", 768) == encoder_lr_for("auto", 1024) == 2e-5

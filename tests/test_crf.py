@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from bertlstm.crf import CRF, NEG_INF, allowed_transitions
+from bertlstm.tasks.tag.crf import CRF, NEG_INF, allowed_transitions
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bertlstm.data import LengthGroupedBatches, load_labelled, pad_batch, read_table, split_dev
-from bertlstm.errors import BertLSTMError
+from bertlstm.core.data import LengthGroupedBatches, pad_batch, read_table
+from bertlstm.tasks.classify.data import load_labelled, split_dev
+from bertlstm.core.errors import BertLSTMError
 
 ROWS = pd.DataFrame({"sentence": ["a fine film", "a dull film", "so good"], "label": [1, 0, 1]})
 

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from bertlstm import BertLSTMClassifier
-from bertlstm.tag_data import read_tagged
+from bertlstm.tasks.tag.data import read_tagged
 from conftest import make_sentiment
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -29,10 +29,11 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoTokenizer
 from bertlstm import ModelConfig, TrainConfig
-from bertlstm.data import TokenDataset, tokenize
-from bertlstm.modeling import BertLSTMModel
-from bertlstm.distributed import end_process, leave_process_group
-from bertlstm.training import Trainer
+from bertlstm.tasks.classify.data import TokenDataset, tokenize
+from bertlstm.tasks.classify.model import BertLSTMModel
+from bertlstm.core.distributed import end_process, leave_process_group
+from bertlstm.core.training import Trainer
+from bertlstm.core.inference import as_tensors
 
 encoder_dir, out, sizes = sys.argv[1], sys.argv[2], [int(n) for n in sys.argv[3].split(",")]
 texts = [f"good film {'very ' * (i % 5)}bad plot {i}" for i in range(sum(sizes))]
@@ -59,7 +60,7 @@ rank = trainer.shard.rank
 start = sum(sizes[:rank])  # this process's examples: its own slice of the same data
 mine = list(range(start, start + sizes[rank])) if trainer.shard.world > 1 else list(range(len(texts)))
 model.train()
-trainer.train_step([data.collate([data[i] for i in mine])])
+trainer.train_step([as_tensors(data.collate([data[i] for i in mine]))])
 if trainer.shard.is_main:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
 leave_process_group()
@@ -116,7 +117,7 @@ def test_a_two_process_run_equals_its_single_process_evaluation(tiny_encoder: st
 
 
 def test_a_two_process_tagger_run_scores_the_whole_dev_set(tiny_encoder: str, tmp_path: Path) -> None:
-    from bertlstm.tagger import BertLSTMTagger
+    from bertlstm.tasks.tag.estimator import BertLSTMTagger
     from test_tagging import make_tagged, write_conll
 
     train = write_conll(tmp_path / "train.conll", *make_tagged(200, 0))

@@ -11,15 +11,12 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
-from bertlstm.data import pad_batch, tokenize
-from bertlstm.feature_cache import (
-    CacheKey,
-    FeatureCache,
-    FeatureDataset,
-    FeatureStore,
-    encoder_fingerprint,
-    texts_fingerprint,
-)
+from bertlstm.core.data import pad_batch
+from bertlstm.core.inference import as_tensors
+from bertlstm.tasks.classify.data import tokenize
+from bertlstm.core.feature_cache import FeatureCache
+from bertlstm.core.feature_cache import CacheKey, FeatureStore, encoder_fingerprint, texts_fingerprint
+from bertlstm.tasks.classify.data import FeatureDataset
 from conftest import make_sentiment
 
 
@@ -56,8 +53,8 @@ def test_cached_features_give_the_encoders_logits(tiny_encoder: str, tmp_path: P
     assert store.lengths == ([len(i) for i in ids] if mode == "frozen" else [1] * 50)
     rows = [3, 17, 40]
     with torch.no_grad():
-        direct = model(*pad_batch([ids[i] for i in rows], 0)).logits
-        cached = model(**dataset.collate([dataset[i] for i in rows])).logits
+        direct = model(*map(torch.from_numpy, pad_batch([ids[i] for i in rows], 0))).logits
+        cached = model(**as_tensors(dataset.collate([dataset[i] for i in rows]))).logits
     torch.testing.assert_close(cached, direct, atol=1e-5, rtol=0)
 
 
@@ -139,7 +136,7 @@ def test_an_int8_feature_pass_is_its_own_entry_and_close_to_fp32(tiny_encoder: s
 
 
 def test_the_encoder_hash_is_computed_once_until_a_weight_changes(tiny_encoder: str, monkeypatch) -> None:
-    from bertlstm import feature_cache
+    from bertlstm.core import feature_cache
 
     encoder, tokenizer = AutoModel.from_pretrained(tiny_encoder), AutoTokenizer.from_pretrained(tiny_encoder)
     calls: list[int] = []

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from bertlstm import BertLSTMClassifier, BertLSTMError
-from bertlstm.reports import model_card
+from bertlstm.core.model_card import model_card
 from conftest import cli_train, make_sentiment
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing answers
@@ -46,7 +46,8 @@ def test_the_model_card(trained: Path) -> None:
     assert "Trained with `bertlstm train --encoder" in card and "--epochs 1" in card  # the exact command
     assert "## Settings" in card and "| lstm_units | 64 |" in card and "## History" in card  # the report's summary
     sections = json.loads((trained / "config.json").read_text())
-    default = model_card("user/sentiment", {**sections, "model": {**sections["model"], "encoder": "minilm"}}, {}, [])
+    with_default = {**sections, "model": {**sections["model"], "encoder": "minilm"}}
+    default = model_card("user/sentiment", with_default, {}, [], BertLSTMClassifier.card)
     meta = front_matter(default)
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["license"] == "apache-2.0"
     assert 'from_pretrained("user/sentiment")' in default

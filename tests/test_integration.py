@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bertlstm import BertLSTMClassifier
-from bertlstm.data import load_labelled
+from bertlstm.tasks.classify.data import load_labelled
 from conftest import repo_root
 
 pytestmark = pytest.mark.integration

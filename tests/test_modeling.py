@@ -7,7 +7,12 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMError, BertLSTMModel, ModelConfig, TrainConfig
-from bertlstm.data import pad_batch
+from bertlstm.core.data import pad_batch
+
+
+def padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and mask (B, T) as tensors: what the model reads."""
+    return tuple(torch.from_numpy(a) for a in pad_batch(sequences, pad_id))  # type: ignore[return-value]
 
 
 def build(tiny_encoder: str, mode: str, bidirectional: bool = False, layers: int = 1) -> BertLSTMModel:
@@ -24,8 +29,8 @@ def test_padding_does_not_change_predictions(tiny_encoder: str, mode: str, bidir
     longer = ["the plot was very boring and the actor was not good at all so sad", "nice"]
     ids = tokenizer([short, *longer])["input_ids"]
     with torch.no_grad():
-        alone = torch.softmax(model(*pad_batch(ids[:1], 0)).logits, -1)  # (1, C), no padding at all
-        input_ids, mask = pad_batch(ids, 0)  # the short text padded to the longest in the batch
+        alone = torch.softmax(model(*padded(ids[:1], 0)).logits, -1)  # (1, C), no padding at all
+        input_ids, mask = padded(ids, 0)  # the short text padded to the longest in the batch
         assert mask[0].sum() < mask.size(1)
         batched = torch.softmax(model(input_ids, mask).logits, -1)  # (3, C)
     torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=0)
@@ -34,7 +39,7 @@ def test_padding_does_not_change_predictions(tiny_encoder: str, mode: str, bidir
 def test_padding_values_are_never_read(tiny_encoder: str) -> None:
     """Changing what sits in padded positions (ids, and the LSTM's view of them) changes nothing."""
     model = build(tiny_encoder, "frozen", bidirectional=True)
-    input_ids, mask = pad_batch([[2, 5, 6, 3], [2, 7, 3]], pad_id=0)
+    input_ids, mask = padded([[2, 5, 6, 3], [2, 7, 3]], pad_id=0)
     garbage = input_ids.clone()
     garbage[1, 3] = 9  # a real word id at the padded position, still masked out
     with torch.no_grad():
@@ -43,7 +48,7 @@ def test_padding_values_are_never_read(tiny_encoder: str) -> None:
 
 def test_loss_only_with_labels(tiny_encoder: str) -> None:
     model = build(tiny_encoder, "frozen")
-    input_ids, mask = pad_batch([[2, 5, 3], [2, 6, 7, 3]], 0)
+    input_ids, mask = padded([[2, 5, 3], [2, 6, 7, 3]], 0)
     out = model(input_ids, mask)
     assert out.loss is None and out.logits.shape == (2, 3)
     out = model(input_ids, mask, labels=torch.tensor([0, 2]))
@@ -54,7 +59,7 @@ def test_loss_only_with_labels(tiny_encoder: str) -> None:
 def test_frozen_encoder_gets_no_gradient_and_no_dropout(tiny_encoder: str, mode: str) -> None:
     model = build(tiny_encoder, mode).train()
     assert not model.encoder.training and model.lstm.training
-    input_ids, mask = pad_batch([[2, 5, 3], [2, 6, 7, 3]], 0)
+    input_ids, mask = padded([[2, 5, 3], [2, 6, 7, 3]], 0)
     model(input_ids, mask, labels=torch.tensor([0, 1])).loss.backward()
     assert all(p.grad is None for p in model.encoder.parameters())
     assert model.head.weight.grad is not None and model.lstm.weight_ih_l0.grad is not None
@@ -74,7 +79,7 @@ def test_finetune_trains_encoder_with_its_own_learning_rate(tiny_encoder: str) -
 
 
 def test_pooled_mean_ignores_padding() -> None:
-    from bertlstm.modeling import mean_pool
+    from bertlstm.core.modeling import mean_pool
 
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])  # (1, 3, 2), last position is padding
     mask = torch.tensor([[1, 1, 0]])
@@ -107,7 +112,7 @@ def test_layer_choice(tiny_encoder: str, layers: str, width: int) -> None:
     )
     config = ModelConfig(mode="frozen", layers=layers, lstm_units=8)
     model = BertLSTMModel(config, encoder, num_labels=2).eval()
-    input_ids, mask = pad_batch([[2, 5, 6, 3], [2, 7, 3]], 0)
+    input_ids, mask = padded([[2, 5, 6, 3], [2, 7, 3]], 0)
     with torch.no_grad():
         features = model.encode(input_ids, mask)
         out = encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states
@@ -125,7 +130,7 @@ def test_layer_choice(tiny_encoder: str, layers: str, width: int) -> None:
 
 
 def test_scalar_mix_starts_as_the_mean_of_layers() -> None:
-    from bertlstm.modeling import ScalarMix
+    from bertlstm.core.modeling import ScalarMix
 
     stacked = torch.arange(12.0).reshape(1, 1, 12)  # K=3 layers of H=4
     torch.testing.assert_close(ScalarMix(3)(stacked), torch.tensor([[[4.0, 5.0, 6.0, 7.0]]]))

@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from bertlstm import BertLSTMClassifier, BertLSTMError
-from bertlstm.config import ModelConfig, TrainConfig
-from bertlstm.data import tokenize
-from bertlstm.encoders import load_encoder
-from bertlstm.feature_cache import FeatureCache, model_features
-from bertlstm.modeling import BertLSTMModel
-from bertlstm.predict import predict_logits
-from bertlstm.tagger import BertLSTMTagger
+from bertlstm.core.config import TrainConfig
+from bertlstm.tasks.classify.config import ModelConfig
+from bertlstm.tasks.classify.data import FeatureDataset, TokenDataset, tokenize
+from bertlstm.core.encoders import load_encoder
+from bertlstm.core.feature_cache import FeatureCache, model_features
+from bertlstm.tasks.classify.model import BertLSTMModel
+from bertlstm.core.inference import predict_logits
+from bertlstm.tasks.tag.estimator import BertLSTMTagger
 from conftest import make_sentiment
 from test_tagging import make_tagged
 
@@ -38,12 +39,10 @@ def test_cached_states_give_the_whole_encoders_logits(tiny_encoder_4: str, tmp_p
     texts = make_sentiment(40, seed=2)[0]
     training = TrainConfig(cache_dir=str(tmp_path), cache_dtype="float32", encode_batch_size=16)
     ids = tokenize(tokenizer, texts, config.max_length)
-    cached = model_features(model, tokenizer, texts, lambda: ids, None, training, torch.device("cpu"), "texts")
-    assert cached.store.hidden == 32 * len(model.cached_ids)
-    from_cache = predict_logits(model, cached, 7, torch.device("cpu"))
-    clf = BertLSTMClassifier(encoder=tiny_encoder_4)
-    clf.model_, clf.tokenizer_, clf.device_ = model, tokenizer, torch.device("cpu")
-    whole = predict_logits(model, clf._encode(texts), 7, torch.device("cpu"))
+    store = model_features(model, tokenizer, texts, lambda: ids, training, torch.device("cpu"), "texts")
+    assert store.hidden == 32 * len(model.cached_ids)
+    from_cache = predict_logits(model, FeatureDataset(store), 7, torch.device("cpu"))
+    whole = predict_logits(model, TokenDataset(ids), 7, torch.device("cpu"))
     np.testing.assert_allclose(from_cache, whole, atol=1e-5, rtol=0)
 
 

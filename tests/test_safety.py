@@ -20,7 +20,8 @@ import torch
 
 from bertlstm import BertLSTMClassifier, BertLSTMError
 from bertlstm.cli import main
-from bertlstm.model_folder import digests, output_lock
+from bertlstm.core.folders import output_lock
+from bertlstm.core.model_folder import digests
 from conftest import cli_train, make_sentiment
 
 
@@ -261,7 +262,7 @@ def test_pickled_encoder_weights_are_refused(model_dir, tmp_path, capsys) -> Non
 def test_a_checkpoint_that_unpickles_objects_is_refused(tiny_encoder, tmp_path, capsys, monkeypatch) -> None:
     import argparse
 
-    from bertlstm.training import Trainer
+    from bertlstm.core.training import Trainer
 
     data = write_csv(tmp_path / "train.csv")
     evaluate = Trainer.evaluate
@@ -307,7 +308,7 @@ def test_a_missing_or_swapped_tokenizer_is_refused(model_dir, tmp_path, capsys) 
 
 
 def test_a_diverging_run_stops_and_saves_nothing(tiny_encoder, tmp_path, capsys, monkeypatch) -> None:
-    from bertlstm.modeling import BertLSTMModel
+    from bertlstm.tasks.classify.model import BertLSTMModel
 
     data = write_csv(tmp_path / "train.csv")
     monkeypatch.setattr(BertLSTMModel, "compute_loss", lambda self, logits, *a, **k: logits.sum() * float("nan"))
@@ -335,7 +336,7 @@ def test_numeric_labels_are_one_class_and_missing_like_labels_warn(tiny_encoder,
     assert clf.label_names == ["0", "1"]
     path = tmp_path / "nan.csv"
     pd.DataFrame({"text": texts, "label": ["NaN" if label == "neg" else label for label in labels]}).to_csv(path)
-    from bertlstm.data import load_labelled
+    from bertlstm.tasks.classify.data import load_labelled
 
     with pytest.warns(UserWarning, match="'NaN' look like missing values"):
         load_labelled(path)
@@ -431,7 +432,7 @@ def test_messages_name_the_right_thing(model_dir, tiny_encoder, tmp_path, capsys
 
 
 def test_float_labels_in_json_lines_are_numbers(tmp_path) -> None:
-    from bertlstm.data import load_labelled
+    from bertlstm.tasks.classify.data import load_labelled
 
     pd.DataFrame({"text": ["a", "b", "c"], "label": [1.0, 0.0, 2.5]}).to_json(
         tmp_path / "d.jsonl", orient="records", lines=True

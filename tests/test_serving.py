@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from bertlstm import BertLSTMClassifier
-from bertlstm.predict import TorchPredictor
+from bertlstm.tasks.registry import open_model
 from conftest import make_multilabel, make_sentiment
 
 pytest.importorskip("fastapi")
@@ -100,7 +100,7 @@ def test_predict_health_metadata_and_docs(server: Server, model: Path) -> None:
     texts = ["good film", "awful boring plot", "it was fine"]
     status, answer = server.request("POST", "/predict", {"texts": texts})
     assert status == 200 and len(answer["predictions"]) == 3
-    expected = TorchPredictor(model, device="cpu").predict_proba(texts)
+    expected = open_model(model, device="cpu").predict_proba(texts)
     for row, proba in zip(answer["predictions"], expected, strict=True):
         assert row["label"] == ["neg", "pos"][int(proba.argmax())]
         np.testing.assert_allclose([row["probabilities"]["neg"], row["probabilities"]["pos"]], proba, atol=1e-5)
@@ -187,15 +187,10 @@ def test_a_missing_model_is_one_error_line(tmp_path: Path) -> None:
 class Flaky:
     """A back end whose forward pass fails when a text says so."""
 
-    def __init__(self) -> None:
-        from bertlstm import Labels
-
-        self.labels = Labels(("neg", "pos"))
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def answer(self, texts: list[str]) -> list[dict[str, Any]]:
         if "boom" in texts:
             raise RuntimeError("the back end broke")
-        return np.tile([0.25, 0.75], (len(texts), 1))
+        return [{"label": "pos", "probabilities": {"neg": 0.25, "pos": 0.75}} for _ in texts]
 
     def metadata(self) -> dict[str, Any]:
         return {"backend": "test"}
@@ -204,8 +199,8 @@ class Flaky:
 def test_a_failed_forward_pass_is_a_logged_500_and_the_server_goes_on(caplog) -> None:
     from fastapi.testclient import TestClient
 
-    from bertlstm.config import ServeConfig
-    from bertlstm.serving import create_app
+    from bertlstm.deploy.config import ServeConfig
+    from bertlstm.deploy.serving import create_app
 
     with TestClient(create_app(ServeConfig(model="unused", max_wait_ms=0), predictor=Flaky())) as client:
         with caplog.at_level("ERROR", logger="bertlstm"):

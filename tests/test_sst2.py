@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bertlstm import BertLSTMClassifier
-from bertlstm.data import load_labelled
+from bertlstm.tasks.classify.data import load_labelled
 from conftest import shared_data
 
 SST2 = shared_data() / "sst2"

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import json
 import random
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 import torch
 
 from bertlstm import cli
-from bertlstm.config import ServeConfig
-from bertlstm.encoders import load_encoder
-from bertlstm.errors import BertLSTMError
-from bertlstm.metrics import tag_metrics
-from bertlstm.predict import load_predictor
-from bertlstm.serving import create_app
-from bertlstm.tag_data import Sentence, WordPieces, detect_scheme, read_tagged, spans, split_words, to_iob2
-from bertlstm.tagger import BertLSTMTagger, viterbi
+from bertlstm.deploy.config import ServeConfig
+from bertlstm.core.encoders import load_encoder
+from bertlstm.core.errors import BertLSTMError
+from bertlstm.core.inference import as_tensors
+from bertlstm.tasks.tag.metrics import tag_metrics
+from bertlstm.tasks.registry import open_model
+from bertlstm.deploy.serving import create_app
+from bertlstm.tasks.tag.data import Sentence, detect_scheme, read_tagged, spans, split_words, to_iob2
+from bertlstm.tasks.tag.windows import WordPieces
+from bertlstm.tasks.tag.estimator import BertLSTMTagger
+from bertlstm.tasks.tag.predictor import viterbi
 from conftest import WORDS, shared_data
 
 PLAIN = [w for w in WORDS if w not in ("actor", "scene", "story")]
@@ -133,18 +137,21 @@ def test_raw_text_words_keep_their_offsets() -> None:
 
 # --- windows -----------------------------------------------------------------------------------------------
 class PieceTokenizer:
-    """Words split into pieces of up to 3 characters: long words make several pieces."""
+    """Words split into pieces of up to 3 characters: long words make several pieces (as a
+    ``tokenizers.Tokenizer``'s ``encode_batch`` gives them)."""
 
-    cls_token_id, sep_token_id, unk_token_id, pad_token_id = 1, 2, 3, 0
+    def encode_batch(self, words: list[str], add_special_tokens: bool = False) -> list[SimpleNamespace]:
+        return [SimpleNamespace(ids=[100 + len(w[i : i + 3]) for i in range(0, len(w), 3)]) for w in words]
 
-    def __call__(self, words: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
-        return {"input_ids": [[100 + len(w[i : i + 3]) for i in range(0, len(w), 3)] for w in words]}
+
+def piece_layout(max_length: int) -> WordPieces:
+    return WordPieces(PieceTokenizer(), max_length, cls_id=1, sep_id=2, unk_id=3)
 
 
 def test_a_1000_word_sentence_gets_overlapping_windows_and_every_word_a_place() -> None:
     rng = random.Random(0)
     words = ["".join(rng.choice("abc") for _ in range(rng.randint(1, 8))) for _ in range(1000)]
-    pieces = WordPieces(PieceTokenizer(), max_length=32)
+    pieces = piece_layout(32)
     layout = pieces.layouts([Sentence(words)])[0]
     own = pieces.pieces(words)
     assert len(layout.windows) > 1 and all(len(w) <= 32 for w in layout.windows)
@@ -162,7 +169,7 @@ def test_a_1000_word_sentence_gets_overlapping_windows_and_every_word_a_place() 
 
 def test_document_context_fills_the_window_with_neighbours() -> None:
     sentences = [Sentence(["aaa", "bbb"], document=1), Sentence(["cc"], document=1), Sentence(["dd"], document=2)]
-    pieces = WordPieces(PieceTokenizer(), max_length=16)
+    pieces = piece_layout(16)
     alone, in_doc = pieces.layouts(sentences), pieces.layouts(sentences, "document")
     assert alone[1].windows == [[1, 102, 2]]
     assert in_doc[1].windows == [[1, 103, 103, 102, 2]]  # "aaa bbb" before it; nothing of document 2
@@ -194,8 +201,8 @@ def test_padding_never_changes_a_sentence(trained: BertLSTMTagger) -> None:
     alone = trained._dataset([Sentence(short)], "x")
     batch = trained._dataset([Sentence(short), Sentence(long)], "x")
     with torch.no_grad():
-        a = model(**alone.collate([alone[0]])).logits[0]
-        b = model(**batch.collate([batch[0], batch[1]])).logits[0, : len(short)]
+        a = model(**as_tensors(alone.collate([alone[0]]))).logits[0]
+        b = model(**as_tensors(batch.collate([batch[0], batch[1]]))).logits[0, : len(short)]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
@@ -321,11 +328,11 @@ def test_server_answers_entities(trained: BertLSTMTagger, tmp_path: Path) -> Non
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_onnx_export_decodes_like_torch(trained: BertLSTMTagger, tmp_path: Path, quantize: str | None) -> None:
     pytest.importorskip("onnxruntime")
-    from bertlstm.export import export_onnx
+    from bertlstm.deploy.export import export_onnx
 
     folder = trained.save_pretrained(tmp_path / "tagger")
     path = export_onnx(folder, tmp_path / "tagger.onnx", quantize)
-    onnx, torch_backend = load_predictor(str(path)), load_predictor(str(folder))
+    onnx, torch_backend = open_model(str(path)), open_model(str(folder))
     texts = ["An actor in scene story.", "the actor was good, the scene story was not " * 40, ""]
     tokens, _ = make_tagged(30, 4)
     if quantize is None:  # the same tags and entities as PyTorch, long texts (several windows) included

@@ -11,11 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from bertlstm import TrainConfig
-from bertlstm.callbacks import Callback, Checkpoint, EarlyStopping, KeepBest
-from bertlstm.data import TokenDataset
-from bertlstm.metrics import quick_metrics
-from bertlstm.modeling import ClassifierOutput
-from bertlstm.training import Trainer
+from bertlstm.core.callbacks import Callback, Checkpoint, EarlyStopping, KeepBest
+from bertlstm.tasks.classify.data import TokenDataset
+from bertlstm.tasks.classify.metrics import quick_metrics
+from bertlstm.tasks.classify.model import ClassifierOutput
+from bertlstm.core.training import Trainer
 
 
 class BagOfWords(nn.Module):

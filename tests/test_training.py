@@ -19,8 +19,9 @@ from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig, TrainConfig
 from bertlstm.cli import main
-from bertlstm.data import TokenDataset, tokenize
-from bertlstm.training import Trainer
+from bertlstm.tasks.classify.data import TokenDataset, tokenize
+from bertlstm.core.training import Trainer
+from bertlstm.core.inference import as_tensors
 from conftest import cli_train, make_multilabel, make_sentiment
 
 
@@ -38,7 +39,7 @@ def test_gradient_accumulation_equals_one_large_batch(tiny_encoder: str) -> None
         trainer = Trainer(model, TrainConfig(device="cpu", grad_accum=len(groups), max_grad_norm=0), score=None)
         trainer.prepare(data)
         model.train()
-        trainer.train_step([data.collate([data[i] for i in rows]) for rows in groups])
+        trainer.train_step([as_tensors(data.collate([data[i] for i in rows])) for rows in groups])
         states.append({k: v.clone() for k, v in model.state_dict().items()})
     for key in states[0]:
         torch.testing.assert_close(states[1][key], states[0][key], atol=1e-6, rtol=1e-5, msg=key)

@@ -8,48 +8,40 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "BertLSTMClassifier",
-    "BertLSTMError",
-    "BertLSTMModel",
-    "BertLSTMTagger",
-    "BertTaggerModel",
-    "ClassifierOutput",
-    "DataConfig",
-    "Labels",
-    "ModelConfig",
-    "RunConfig",
-    "TaggerConfig",
-    "TrainConfig",
-]
 _WHERE = {
-    "BertLSTMClassifier": "classifier",
-    "BertLSTMError": "errors",
-    "BertLSTMModel": "modeling",
-    "BertLSTMTagger": "tagger",
-    "BertTaggerModel": "tagging",
-    "ClassifierOutput": "modeling",
-    "DataConfig": "config",
-    "Labels": "labels",
-    "ModelConfig": "config",
-    "RunConfig": "config",
-    "TaggerConfig": "config",
-    "TrainConfig": "config",
+    "BertLSTMClassifier": "tasks.classify.estimator",
+    "BertLSTMError": "core.errors",
+    "BertLSTMModel": "tasks.classify.model",
+    "BertLSTMTagger": "tasks.tag.estimator",
+    "BertTaggerModel": "tasks.tag.model",
+    "ClassifierOutput": "tasks.classify.model",
+    "ClassifyData": "tasks.classify.config",
+    "DataConfig": "core.config",
+    "Labels": "tasks.classify.labels",
+    "ModelConfig": "tasks.classify.config",
+    "RunConfig": "run_config",
+    "TagData": "tasks.tag.config",
+    "TaggerConfig": "tasks.tag.config",
+    "TrainConfig": "core.config",
 }
+__all__ = sorted(_WHERE)
 
 if TYPE_CHECKING:
-    from .classifier import BertLSTMClassifier
-    from .config import DataConfig, ModelConfig, RunConfig, TaggerConfig, TrainConfig
-    from .errors import BertLSTMError
-    from .labels import Labels
-    from .modeling import BertLSTMModel, ClassifierOutput
-    from .tagger import BertLSTMTagger
-    from .tagging import BertTaggerModel
+    from .core.config import DataConfig, TrainConfig
+    from .core.errors import BertLSTMError
+    from .run_config import RunConfig
+    from .tasks.classify.config import ClassifyData, ModelConfig
+    from .tasks.classify.estimator import BertLSTMClassifier
+    from .tasks.classify.labels import Labels
+    from .tasks.classify.model import BertLSTMModel, ClassifierOutput
+    from .tasks.tag.config import TagData, TaggerConfig
+    from .tasks.tag.estimator import BertLSTMTagger
+    from .tasks.tag.model import BertTaggerModel
 
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'bertlstm' has no attribute {name!r}")
-    from importlib import import_module
+    from importlib import import_module  # the public names load on first use: importing bertlstm stays cheap
 
     return getattr(import_module(f".{_WHERE[name]}", __name__), name)

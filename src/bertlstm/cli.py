@@ -1,8 +1,10 @@
 """The ``bertlstm`` command: parses arguments and calls one library function per command.
 
-The ``train`` options are generated from the settings dataclasses (:mod:`bertlstm.config`): each field is an
-option (``lstm_units`` → ``--lstm-units``) with the field's help, and what is given on the command line
-overrides a ``--config`` file. Only this module prints, and only it sets up logging (``-q``/``-v``).
+Every command's options are generated from its settings dataclasses: each field is an option
+(``lstm_units`` → ``--lstm-units``) with the field's help, and for ``train`` what is given on the command line
+overrides a ``--config`` file. ``train``'s options are those of the run's task (``--task``, or the config
+file's), so ``bertlstm train --task tag --help`` shows a tagger's settings only. Only this module prints, and
+only it sets up logging (``-q``/``-v``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import typing
 import warnings
 from typing import Any, Literal, get_args, get_origin
 
-from .config import DataConfig, ModelConfig, RunConfig, ServeConfig, TaggerConfig, TrainConfig, load_config_file
-from .distributed import end_process, leave_process_group, process_rank
-from .errors import BertLSTMError, missing_package
+from .core.distributed import end_process, leave_process_group, process_rank
+from .core.errors import BertLSTMError, missing_package
+from .core.settings import load_config_file
+from .core.task import Task
+from .deploy.config import EvaluateConfig, ExportConfig, PredictConfig, ServeConfig
+from .run_config import SECTIONS, RunConfig
+from .tasks.registry import TASKS, get_task
 
-SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "training": TrainConfig}
-SERVE: dict[str, type] = {"serve": ServeConfig}
+LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}  # by -v count minus -q count
 
 
 # --- parsing -----------------------------------------------------------------------------------------------
@@ -35,33 +40,35 @@ def _metavar(hint: Any, field: dataclasses.Field) -> str:
     return {int: "N", float: "X"}.get(hint, field.name.split("_")[-1].upper())
 
 
-def add_settings(parser: argparse.ArgumentParser, sections: dict[str, type]) -> None:
-    """One option per settings field, grouped by section; values are checked by the config, not here."""
+def _option(section: str, field: dataclasses.Field, hint: Any, required: bool) -> dict[str, Any]:
+    """The argparse keywords of one settings field: checked by the settings class, not here."""
+    default = field.default if field.default is not dataclasses.MISSING else None
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    shown = "none" if shown in (None, "") else shown
+    options: dict[str, Any] = {
+        "dest": f"{section}.{field.name}",
+        "default": argparse.SUPPRESS,  # only what is given overrides a config file
+        "help": field.metadata["help"] + ("" if required or field.metadata.get("repeat") else f" (default: {shown})"),
+        "required": required,
+    }
+    if hint is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    else:
+        options["metavar"] = _metavar(hint, field)
+        if field.metadata.get("repeat"):
+            options["action"] = "append"
+    return options
+
+
+def add_settings(parser: argparse.ArgumentParser, sections: dict[str, type], required: tuple[str, ...] = ()) -> None:
+    """One option per settings field, grouped by section (a run's sections are not options themselves)."""
     for section, cls in sections.items():
         group = parser.add_argument_group(f"{section} settings")
         hints = typing.get_type_hints(cls)
-        fields = list(dataclasses.fields(cls))
-        if cls is ModelConfig:  # and the tagger's own settings, with the model's
-            fields += [f for f in dataclasses.fields(TaggerConfig) if f.name not in {g.name for g in fields}]
-            hints = {**typing.get_type_hints(TaggerConfig), **hints}
-        tagging = {f.name: f.default for f in dataclasses.fields(TaggerConfig)}
-        for field in fields:
-            if section == "run" and field.name in RunConfig.SECTIONS:
+        for field in dataclasses.fields(cls):
+            if section == "run" and field.name in SECTIONS:
                 continue
-            default = field.default if field.default is not dataclasses.MISSING else None
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            shown = "none" if shown in (None, "") else shown
-            if cls is ModelConfig and tagging.get(field.name, default) != default:
-                shown = f"{shown}; tagging: {tagging[field.name]}"
-            options: dict[str, Any] = {
-                "dest": f"{section}.{field.name}",
-                "default": argparse.SUPPRESS,  # only what is given overrides the config file
-                "help": f"{field.metadata['help']} (default: {shown})",
-            }
-            if hints[field.name] is bool:
-                options["action"] = argparse.BooleanOptionalAction
-            else:
-                options["metavar"] = _metavar(hints[field.name], field)
+            options = _option(section, field, hints[field.name], field.name in required)
             group.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
@@ -75,62 +82,63 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers."
-    )
+def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``train``'s settings are those of ``task`` (default: classification)."""
+    parser = argparse.ArgumentParser(prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
-    t = sub.add_parser("train", parents=common, help="train a classifier (or, with --task tag, a tagger)")
-    t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
-    t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
-    t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
-    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
-    add_settings(t, SECTIONS)
-
-    p = sub.add_parser("predict", parents=common, help="predict labels for texts")
-    p.add_argument("--model", required=True, metavar="PATH", help="model folder, Hub id, or exported .onnx file")
-    p.add_argument("--input", metavar="FILE", help="file of texts to label (otherwise --text or stdin lines)")
-    p.add_argument("--output", metavar="FILE", help=".csv .tsv .jsonl .json or .parquet (default: CSV on stdout)")
-    p.add_argument("--text", action="append", metavar="TEXT", help="a text to label (repeatable)")
-    p.add_argument("--text-column", help="column holding the text (default: auto-detect)")
-    p.add_argument("--label-separator", default=",", help="joins the labels of one text (multi-label)")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"), help="auto: onnx for .onnx")
-    p.add_argument("--quantize", choices=("int8",), help="torch back end: int8 linear and LSTM layers")
-    p.add_argument("--batch-size", type=int, metavar="N", help="texts per forward pass (default: 32 on a CPU)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-
-    x = sub.add_parser("export", parents=common, help="export a model as one ONNX graph")
-    x.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
-    x.add_argument("--format", default="onnx", choices=("onnx",), help="export format")
-    x.add_argument("--quantize", choices=("int8",), help="onnxruntime dynamic int8 quantization")
-    x.add_argument("--output", required=True, metavar="FILE", help="the .onnx file; tokenizer and metadata beside it")
-
-    v = sub.add_parser("serve", parents=common, help="serve a model over HTTP (FastAPI + uvicorn)")
-    add_settings(v, SERVE)
-
+    _train_parser(sub.add_parser("train", parents=common, help="train a model (a classifier; --task tag: a tagger)"), task)
+    p = sub.add_parser("predict", parents=common, help="predict labels (or a tagger's tags and entities)")
+    add_settings(p, {"predict": PredictConfig}, required=("model",))
     e = sub.add_parser("evaluate", parents=common, help="score a model on labelled data")
-    e.add_argument("--model", required=True, metavar="DIR", help="model folder written by train")
-    e.add_argument("--data", required=True, metavar="FILE", help="labelled data file")
-    e.add_argument("--text-column", help="column holding the text (default: auto-detect)")
-    e.add_argument("--label-column", help="column holding the label (default: auto-detect)")
-    e.add_argument("--label-separator", default=",", help="separates the labels of one text (multi-label)")
+    add_settings(e, {"evaluate": EvaluateConfig}, required=("model", "data"))
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    e.add_argument("--tag-column", type=int, default=-1, help="tagger: the CoNLL column holding the tag")
-    e.add_argument("--tag-scheme", default="auto", choices=("auto", "iob1", "iob2", "bioes"), help="tagger: tags as")
-
+    x = sub.add_parser("export", parents=common, help="export a model as one ONNX graph")
+    add_settings(x, {"export": ExportConfig}, required=("model", "output"))
+    v = sub.add_parser("serve", parents=common, help="serve a model over HTTP (FastAPI + uvicorn)")
+    add_settings(v, {"serve": ServeConfig}, required=("model",))
     r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
     r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
     r.add_argument("--markdown", metavar="FILE", help="also write the summary to FILE as Markdown")
     r.add_argument("--json", action="store_true", help="print settings, labels and metrics as one JSON object")
-
     c = sub.add_parser("cache", parents=common, help="show or free the frozen-encoder feature cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
-    c.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm)")
+    c.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm/features)")
     c.add_argument("--json", action="store_true", help="info: print the entries as one JSON object")
     return parser
+
+
+def _train_parser(t: argparse.ArgumentParser, task: Task | None) -> None:
+    task = task or get_task(None)
+    tasks = ", ".join(f"{name} ({spec.summary})" for name, spec in TASKS.items())
+    t.description = f"Train a model. Tasks: {tasks}. The settings below are those of the {task.name} task."
+    t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
+    t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
+    t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
+    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    add_settings(t, RunConfig.sections_of(task))
+
+
+def _train_task(argv: list[str]) -> Task | None:
+    """The task whose settings ``train`` takes: ``--task``, else the ``--config`` file's; None if unknown (a
+    bad name is reported when the settings are checked)."""
+    if not argv or argv[0] != "train":
+        return None
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--task")
+    first.add_argument("--config")
+    known, _ = first.parse_known_args(argv[1:])
+    name = known.task
+    if name is None and known.config:
+        try:
+            name = load_config_file(known.config).get("task")
+        except BertLSTMError:
+            return None
+    try:
+        return get_task(name)
+    except BertLSTMError:
+        return None
 
 
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,7 +164,7 @@ def _merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 
 # --- commands: each calls one library function --------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
-    from .runs import resume_run, train_run
+    from .runs import resume_run, train_run  # the training machinery, only for this command
 
     given = _given_settings(args)
     if args.resume:
@@ -170,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         config = RunConfig.from_dict(_merge(load_config_file(args.config) if args.config else {}, given))
         if args.dump_config:
-            import yaml
+            import yaml  # only to print the settings
 
             print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
             return
@@ -180,42 +188,31 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .batch import predict_file
-    from .model_folder import task_of
+    from .deploy.files import predict_file  # pandas and the model's back end, only for this command
 
-    texts = args.text
-    if args.input is None and texts is None:
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if task_of(args.model) == "tagging":
-        from .tagger import tag_file
+    values = _given_settings(args)["predict"]
+    if "input" not in values and "text" not in values:
+        values["text"] = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    predict_file(PredictConfig.from_dict(values), sys.stdout)
 
-        tag_file(
-            args.model,
-            texts,
-            args.input,
-            args.output,
-            sys.stdout,
-            args.text_column,
-            args.device,
-            args.batch_size,
-            args.backend,
-            args.quantize,
-        )
-        return
-    options = {"text_column": args.text_column, "separator": args.label_separator, "backend": args.backend}
-    options.update(quantize=args.quantize, device=args.device, batch_size=args.batch_size)
-    predict_file(args.model, texts, args.input, args.output, sys.stdout, **options)
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .deploy.files import evaluate_file  # the model's back end, only for this command
+
+    report, tables = evaluate_file(EvaluateConfig.from_dict(_given_settings(args)["evaluate"]))
+    print(json.dumps(report) if args.json else tables)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_onnx
+    from .deploy.export import export_onnx  # torch and the ONNX exporter, only for this command
 
-    export_onnx(args.model, args.output, args.quantize)
+    settings = ExportConfig.from_dict(_given_settings(args)["export"])
+    export_onnx(settings.model or "", settings.output or "", settings.quantize)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     try:
-        from .serving import serve
+        from .deploy.serving import serve  # the serve extra: FastAPI, only for this command
     except ImportError as err:
         raise missing_package(err, "serve") from None
 
@@ -223,32 +220,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(ServeConfig.from_dict(_given_settings(args).get("serve", {})))
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .metrics import format_report
-    from .runs import evaluate_file
-
-    report = evaluate_file(
-        args.model,
-        args.data,
-        args.text_column,
-        args.label_column,
-        args.label_separator,
-        args.device,
-        args.tag_column,
-        args.tag_scheme,
-    )
-    print(json.dumps(report) if args.json else format_report(report))
-
-
 def cmd_report(args: argparse.Namespace) -> None:
-    from .reports import report_dict, write_report
+    from .reports import report_dict, write_report  # pandas, only for this command
 
     text = write_report(args.run, args.markdown)
     print(json.dumps(report_dict(args.run)) if args.json else text)
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
-    from .feature_cache import FeatureCache
+    from .core.feature_cache import FeatureCache  # torch, only for this command
 
     cache = FeatureCache(args.cache_dir)
     if args.action == "clear":
@@ -268,7 +248,6 @@ COMMANDS = {
     "report": cmd_report,
     "cache": cmd_cache,
 }
-LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}  # by -v count minus -q count
 
 
 # --- output -------------------------------------------------------------------------------------------------
@@ -276,7 +255,7 @@ class _Handler(logging.Handler):
     """Log lines on stderr, through tqdm so that they never break a progress bar."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # light; only once something is logged
 
         tqdm.write(self.format(record), file=sys.stderr)
 
@@ -291,7 +270,7 @@ def setup_logging(level: int, names: tuple[str, ...] = ("bertlstm",)) -> None:
     warnings.formatwarning = lambda msg, *args, **kwargs: f"warning: {msg}\n"
     if level > logging.DEBUG:
         logging.getLogger("torch").setLevel(logging.ERROR)  # the ONNX exporter's notes on its own internals
-        from huggingface_hub.utils import disable_progress_bars
+        from huggingface_hub.utils import disable_progress_bars  # the Hub's and transformers' bars are noise
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -303,7 +282,7 @@ def set_threads(n: int) -> None:
     """PyTorch's intra-op CPU threads for this process (only the command line sets them)."""
     if n < 1:
         raise BertLSTMError(f"--threads must be 1 or more, not {n}")
-    import torch
+    import torch  # only when threads are set
 
     torch.set_num_threads(n)
 
@@ -314,14 +293,14 @@ def _for_cli(message: str) -> str:
 
 
 def _version() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import version  # the installed package's own version
 
     return version("bertlstm")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = build_parser(_train_task(argv)).parse_args(argv)
     args.argv = argv
     verbosity = args.verbose - args.quiet
     if process_rank() > 0:  # under torchrun, the other processes say nothing but errors

@@ -1,4 +1,4 @@
-"""Plots, readable summaries and model cards of a run folder (history.csv, metrics.json, config.json).
+"""Plots and readable summaries of a run folder (history.csv, metrics.json, config.json), for any task.
 
 Figures are drawn with :class:`matplotlib.figure.Figure` straight to files: no pyplot, no backend switch,
 nothing global changed for a program that imports bertlstm. matplotlib is optional (``bertlstm[plots]``) and
@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .config import ModelConfig, TaggerConfig, TrainConfig
-from .model_folder import history_from_csv, read_config
+from .core.model_card import summary_markdown
+from .core.model_folder import history_from_csv, read_config
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
-PACKAGED_ENCODERS = {"minilm": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")}  # hub id, licence
 
 PLOTS = {"history": "history.png", "confusion": "confusion_matrix.png", "per_label": "per_label_f1.png"}
 
@@ -112,108 +111,25 @@ def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[st
     return written
 
 
-def summarize(folder: str | Path) -> str:
-    """A Markdown summary of a run folder: every setting, best epoch, metrics, history and plots."""
-    folder = Path(folder)
+def _record(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """A model folder's config, metrics and history."""
     meta = read_config(folder)
     metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
     history = history_from_csv((folder / "history.csv").read_text()) if (folder / "history.csv").is_file() else []
+    return meta, metrics, history
+
+
+def summarize(folder: str | Path) -> str:
+    """A Markdown summary of a run folder: every setting, best epoch, metrics, history and plots."""
+    folder = Path(folder)
+    meta, metrics, history = _record(folder)
     plots = [name for name in PLOTS.values() if (folder / name).is_file()]
     return summary_markdown(f"Run `{folder.name}`", meta, metrics, history, plots)
 
 
-def summary_markdown(
-    title: str, meta: dict[str, Any], metrics: dict[str, Any], history: Sequence[dict[str, Any]], plots: Sequence[str]
-) -> str:
-    """The summary of a model from its config sections, metrics, history and plot files."""
-    lines = [f"# {title}", "", "## Settings", "", "| setting | value |", "|---|---|"]
-    model = TaggerConfig if meta.get("task") == "tagging" else ModelConfig
-    for section, settings in (("model", model), ("training", TrainConfig)):
-        saved = meta.get(section, {})
-        lines += [f"| {name} | {saved.get(name)} |" for name in settings.__dataclass_fields__ if name in saved]
-    lines.append(f"| labels | {', '.join(meta['labels']['names'])} |")
-    scores = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.items()]
-    test = metrics.get("test") or {}
-    per, what = (test.get("per_label"), "entity type") if test.get("tagging") else (test.get("per_class"), "class")
-    if per:
-        lines += [
-            "",
-            f"## Test, per {what}",
-            "",
-            f"| {what} | precision | recall | F1 | support |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {n} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
-            for n, r in per.items()
-        ]
-    if history:
-        lines += ["", "## History", "", _markdown_table(pd.DataFrame(list(history)))]
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def model_card(
-    repo_id: str | None, sections: dict[str, Any], metrics: dict[str, Any], history: Sequence[dict[str, Any]]
-) -> str:
-    """``README.md`` for the Hugging Face Hub: YAML front matter it reads, then the summary above. It
-    depends only on what the folder holds (and ``repo_id``), so that saving a loaded model rewrites it
-    unchanged."""
-    name = repo_id or "bertlstm-model"
-    import yaml
-
-    tagger = sections.get("task") == "tagging"
-    pipeline, cls, call, what = (
-        ("token-classification", "BertLSTMTagger", "predict_spans", "BERT→BiLSTM tagger")
-        if tagger
-        else ("text-classification", "BertLSTMClassifier", "predict", "BERT→LSTM text classifier")
-    )
-    encoder = sections["model"]["encoder"]
-    base_model, licence = PACKAGED_ENCODERS.get(encoder.lower(), (encoder, "other"))
-    scores = [
-        {"name": f"{split} {metric.replace('_', ' ')}", "type": metric, "value": round(float(value), 4)}
-        for split in ("dev", "test")
-        for metric in ("accuracy", "macro_f1", "micro_f1")
-        if isinstance(value := metrics.get(f"{split}_{metric}"), int | float)
-    ]
-    data = {"name": "held-out dev and test data of the training run", "type": "custom"}
-    results = {"task": {"type": pipeline}, "dataset": data, "metrics": scores}
-    front = {
-        "library_name": "bertlstm",
-        "pipeline_tag": pipeline,
-        "tags": ["bertlstm", "lstm", pipeline, sections["model"]["mode"]],
-        "license": licence,
-        **({"base_model": base_model} if _looks_like_hub_id(base_model) else {}),
-        "labels": list(sections["labels"]["names"]),
-        "model-index": [{"name": name, "results": [results]}],
-    }
-    command = metrics.get("command")
-    how = f"`{command}`" if command else f"the Python API, `{cls}(...).fit(...)`"
-    usage = (
-        f"Trained with {how}; every setting is listed below.\n\n"
-        f"```python\nfrom bertlstm import {cls}\n\n"
-        f'model = {cls}.from_pretrained("{repo_id or "path/to/this/folder"}")\n'
-        f'model.{call}(["some text"])\n```\n'
-    )
-    body = summary_markdown(f"{name}: a {what}", sections, metrics, history, [])
-    return f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n{usage}\n{body}"
-
-
-def _looks_like_hub_id(name: str) -> bool:
-    from .hub import is_repo_id
-
-    return is_repo_id(name)
-
-
 def report_dict(folder: str | Path) -> dict[str, Any]:
     """What the summary shows, as data: the config sections, the metrics and the history."""
-    folder = Path(folder)
-    meta = read_config(folder)
-    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
-    history = history_from_csv((folder / "history.csv").read_text()) if (folder / "history.csv").is_file() else []
+    meta, metrics, history = _record(Path(folder))
     keep = ("format_version", "task", "model", "labels", "training")
     return {**{k: meta[k] for k in keep if k in meta}, "metrics": metrics, "history": history}
 
@@ -224,10 +140,3 @@ def write_report(folder: str | Path, markdown: str | Path | None = None) -> str:
     if markdown is not None:
         Path(markdown).write_text(text)
     return text
-
-
-def _markdown_table(frame: pd.DataFrame) -> str:
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    rows = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    rows += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(rows)

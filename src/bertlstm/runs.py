@@ -20,19 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .classifier import BertLSTMClassifier
-from .config import ModelConfig, RunConfig
-from .data import load_labelled
-from .device import resolve_device
-from .distributed import current_shard
-from .encoders import check_max_length
-from .errors import BertLSTMError
-from .labels import Labels
-from .model_folder import check_output, is_model_folder, output_lock, read_config, remove_leftovers
+from .core.device import resolve_device
+from .core.distributed import current_shard
+from .core.encoders import check_max_length
+from .core.errors import BertLSTMError
+from .core.folders import check_output, is_model_folder, output_lock, remove_leftovers
+from .core.task import Data, RunData
 from .reports import write_plots
+from .run_config import RunConfig
 
 logger = logging.getLogger(__name__)
-Data = tuple[list[Any], Any]  # texts and labels; for tagging, sentences (holding their tags) and None
 
 
 def checkpoint_dir(output: str | Path) -> Path:
@@ -45,65 +42,21 @@ class PreparedRun:
     """A run whose settings, files and output have all been checked: nothing is created yet."""
 
     config: RunConfig
-    clf: Any  # a BertLSTMClassifier, or a BertLSTMTagger
-    train: Data
-    dev: Data | None
-    test: Data | None
+    estimator: Any  # the task's estimator, with the run's settings
+    data: RunData
     output: Path
-    fit_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_model_folder) -> PreparedRun:
     """Read every file and check every setting, the labels and the output, before any work."""
-    config.require_files()
-    if config.task == "tag":
-        return _prepare_tagging(config, replaceable)
-    clf = BertLSTMClassifier(**config.model.as_kwargs(), **config.training.as_kwargs())
-    assert isinstance(config.model, ModelConfig)
-    multi = config.model.multi_label
-    separator = config.data.label_separator if multi else None
-
-    def read(path: str | None) -> Data | None:
-        if path is None:
-            return None
-        texts, labels = load_labelled(path, config.data.text_column, config.data.label_column, separator)
-        return texts, Labels.clean(labels, multi, path)
-
-    train, dev, test = read(config.data.train), read(config.data.dev), read(config.data.test)
-    assert train is not None
-    labels = Labels.from_training(train[1], multi)
-    labels.class_weights(config.training.class_weight, [])  # as many weights as classes
-    for path, data in ((config.data.dev, dev), (config.data.test, test)):
-        if path and data is not None:
-            labels.check_known(data[1], path)
-    return PreparedRun(config, clf, train, dev, test, _check_output(config, replaceable))
-
-
-def _check_output(config: RunConfig, replaceable: Callable[[Path], bool]) -> Path:
-    """The encoder's length limit, then the output folder."""
+    if not config.data.train or not config.output:
+        raise BertLSTMError("a training run needs `train` data and an `output` folder")
+    task = config.task_spec
+    data = task.read_run_data(config.data, config.model, config.training)
     check_max_length(config.model.encoder, config.model.max_length)  # reads only the encoder's config
-    inputs = [f for f in (config.data.train, config.data.dev, config.data.test) if f]
-    return check_output(config.output or "", overwrite=config.overwrite, inputs=inputs, replaceable=replaceable)
-
-
-def _prepare_tagging(config: RunConfig, replaceable: Callable[[Path], bool]) -> PreparedRun:
-    """The tagging files read, their tags checked against one scheme, and the output checked."""
-    from .tag_data import detect_scheme, read_tagged, to_iob2
-    from .tagger import BertLSTMTagger
-
-    files = {name: getattr(config.data, name) for name in ("train", "dev", "test")}
-    read = {name: read_tagged(path, config.data.tag_column) for name, path in files.items() if path}
-    scheme = config.data.tag_scheme if config.data.tag_scheme != "auto" else detect_scheme(read["train"])
-    known = {t for s in to_iob2(read["train"], scheme, files["train"] or "") for t in s.tags or []}
-    for name in ("dev", "test"):
-        if name in read:
-            unseen = sorted({t for s in to_iob2(read[name], scheme, files[name] or "") for t in s.tags or []} - known)
-            if unseen:
-                raise BertLSTMError(f"{files[name]}: tags that the training data never has: {', '.join(unseen[:5])}")
-    tagger = BertLSTMTagger(**config.model.as_kwargs(), **config.training.as_kwargs())
-    data = {name: (sentences, None) for name, sentences in read.items()}
-    output = _check_output(config, replaceable)
-    return PreparedRun(config, tagger, data["train"], data.get("dev"), data.get("test"), output, {"tag_scheme": scheme})
+    output = check_output(config.output, overwrite=config.overwrite, inputs=config.data.files(), replaceable=replaceable)
+    estimator = task.estimator()(**config.model.as_kwargs(), **config.training.as_kwargs())
+    return PreparedRun(config, estimator, data, output)
 
 
 def train_run(config: RunConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
@@ -124,21 +77,21 @@ def train_run(config: RunConfig, resume: bool = False, command: str | None = Non
             _start(run, ckpt, resume)
         shard.barrier()  # the checkpoint folder (and on a resume, its state) is there for every process
         callbacks = [_tensorboard(config.tensorboard)] if config.tensorboard and shard.is_main else []
-        dev_texts, dev_labels = run.dev if run.dev is not None else (None, None)
+        dev = run.data.dev if run.data.dev is not None else (None, None)
         try:
-            run.clf.fit(*run.train, dev_texts, dev_labels, checkpoint_dir=ckpt, callbacks=callbacks, **run.fit_options)
+            run.estimator.fit(*run.data.train, *dev, checkpoint_dir=ckpt, callbacks=callbacks, **run.data.fit_options)
         except BaseException:
             if shard.is_main and not (ckpt / "state").is_dir():  # nothing to resume: leave nothing behind
                 shutil.rmtree(ckpt, ignore_errors=True)
             raise
-        if run.test is not None:
-            _evaluate_test(run.clf, run.test)  # every process evaluates a share
+        if run.data.test is not None:
+            _evaluate_test(run.estimator, run.data.test)  # every process evaluates a share
         if command:
-            run.clf.metrics_["command"] = command
+            run.estimator.metrics_["command"] = command
         if shard.is_main:
             _finish(run, ckpt)
         shard.barrier()
-    return run.clf.metrics_
+    return run.estimator.metrics_
 
 
 def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
@@ -153,17 +106,17 @@ def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
 
 def _finish(run: PreparedRun, ckpt: Path) -> None:
     """The model folder, then its plots; the checkpoint goes once the model is safe."""
-    folder = run.clf.save_pretrained(run.output, overwrite=run.config.overwrite)
-    metrics = run.clf.metrics_
-    write_plots(folder, run.clf.history_, metrics.get("test") or metrics.get("dev"))
+    folder = run.estimator.save_pretrained(run.output, overwrite=run.config.overwrite)
+    metrics = run.estimator.metrics_
+    write_plots(folder, run.estimator.history_, metrics.get("test") or metrics.get("dev"))
     logger.info(f"model saved to {folder}")
     shutil.rmtree(ckpt, ignore_errors=True)
 
 
-def _evaluate_test(clf: Any, test: Data) -> None:
-    report = clf.evaluate(*test)
+def _evaluate_test(estimator: Any, test: Data) -> None:
+    report = estimator.evaluate(*test)
     scores = {k: v for k, v in report.items() if k in ("accuracy", "macro_f1", "micro_f1")}
-    clf.metrics_.update({"test": report, **{f"test_{k}": v for k, v in scores.items()}})
+    estimator.metrics_.update({"test": report, **{f"test_{k}": v for k, v in scores.items()}})
     logger.info("test " + "  ".join(f"{k.replace('_', '-')} {v:.4f}" for k, v in scores.items()))
 
 
@@ -227,33 +180,6 @@ def train_seeds(config: RunConfig, command: str | None = None) -> dict[str, Any]
                 if stale.name not in {f"seed-{s}" for s in config.seeds} and is_model_folder(stale):
                     shutil.rmtree(stale)
     return summary
-
-
-def evaluate_file(
-    model: str | Path,
-    data: str | Path,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    label_separator: str = ",",
-    device: str = "auto",
-    tag_column: int = -1,
-    tag_scheme: str = "auto",
-) -> dict[str, Any]:
-    """Score the model folder ``model`` on the labelled file ``data``: the full evaluation report (for a
-    tagger, ``data`` is a CoNLL or JSON Lines file; ``tag_column`` and ``tag_scheme`` say how to read it).
-
-    The data file is read (and any problem in it reported) before the model is loaded."""
-    meta = read_config(model)
-    if meta.get("task") == "tagging":
-        from .tag_data import read_tagged
-        from .tagger import BertLSTMTagger
-
-        sentences = read_tagged(data, tag_column)
-        tagger = BertLSTMTagger.from_pretrained(model, device=device)
-        return tagger.evaluate(sentences, tag_scheme=None if tag_scheme == "auto" else tag_scheme)
-    multi = meta["labels"].get("multi_label", False)
-    texts, labels = load_labelled(data, text_column, label_column, label_separator if multi else None)
-    return BertLSTMClassifier.from_pretrained(model, device=device).evaluate(texts, labels)
 
 
 def _tensorboard(log_dir: str) -> Callable[[dict[str, Any]], None]:

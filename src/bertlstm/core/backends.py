@@ -1,0 +1,183 @@
+"""Running a trained model: one engine interface under every task's predictor.
+
+An :class:`Engine` runs a model's graph over one padded batch — named int64 arrays in, one float32 array out —
+through PyTorch (:class:`~bertlstm.core.torch_engine.TorchEngine`, a model in memory, optionally int8) or
+onnxruntime (:class:`OnnxEngine`, an exported graph, fp32 or int8). A task's :class:`Predictor` does the rest,
+the same way for both: word pieces with the ``tokenizers`` library, length-sorted batches, and turning the
+engine's output into answers (a label and probabilities; tagged words and entities). So the ONNX path needs
+neither torch nor transformers, and a PyTorch model and its export answer through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .data import sorted_batches
+from .errors import BertLSTMError, missing_package
+from .model_folder import file_sha256
+
+# Texts per forward pass when predicting: on a CPU small batches are fastest (SST-2 dev, 2 cores: 2.7 s at 32
+# against 3.8 s at 256, BENCHMARKS.md); elsewhere large ones.
+CPU_PREDICT_BATCH, DEVICE_PREDICT_BATCH = 32, 256
+EXPORT_FORMAT = 1  # the format of an export's metadata (NAME.json)
+
+
+class Engine(ABC):
+    """Runs a model's graph over one padded batch."""
+
+    kind: ClassVar[str]  # "torch" or "onnx"
+    quantized: str | None = None  # "int8" when its linear (and LSTM) weights are int8
+    on_cpu: bool = True
+
+    @abstractmethod
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's output for a batch of named int64 arrays."""
+
+
+class OnnxEngine(Engine):
+    """An exported graph (``bertlstm export``) through onnxruntime."""
+
+    kind = "onnx"
+
+    def __init__(self, path: str | Path, output: str, quantized: str | None, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort  # the export extra: only for an .onnx model
+        except ImportError as err:
+            raise missing_package(err, "export") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.output, self.quantized = output, quantized
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.output], {name: inputs[name] for name in self.inputs})[0]
+
+
+def plain_tokenizer(tokenizer: Any, truncate_at: int | None) -> Any:
+    """A ``tokenizers.Tokenizer``: the fast tokenizer of a transformers tokenizer (a copy), or one read from a
+    file; no padding, and truncation at ``truncate_at`` word pieces (special tokens included) or none."""
+    from tokenizers import Tokenizer  # light, but only prediction and export need it
+
+    if isinstance(tokenizer, str | Path):
+        plain = Tokenizer.from_file(str(tokenizer))
+    else:
+        plain = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    plain.no_padding()
+    if truncate_at is None:
+        plain.no_truncation()
+    else:
+        plain.enable_truncation(truncate_at)
+    return plain
+
+
+def read_export_metadata(path: Path) -> dict[str, Any]:
+    """The metadata beside an exported graph (``NAME.json``), checked: format, tokenizer and checksum."""
+    companion = path.with_suffix(".json")
+    if path.suffix != ".onnx" or not path.is_file():
+        raise BertLSTMError(f"{path} is not an exported .onnx file (bertlstm export writes one)")
+    try:
+        meta = json.loads(companion.read_text())
+    except (OSError, ValueError):
+        raise BertLSTMError(f"{companion} is missing or not JSON: export the model again") from None
+    if not isinstance(meta, dict) or meta.get("format") != "bertlstm-onnx":
+        raise BertLSTMError(f"{companion} does not describe a bertlstm export: export the model again")
+    if not path.with_name(str(meta.get("tokenizer"))).is_file():
+        raise BertLSTMError(f"{companion}: the tokenizer it names, {meta.get('tokenizer')}, is not beside it")
+    if file_sha256(path) != meta.get("sha256"):
+        raise BertLSTMError(f"{path} is damaged: its SHA-256 differs from the one recorded at export")
+    if "model" not in meta:  # exported before the metadata held the model's settings whole
+        meta["model"] = {k: meta[k] for k in ("mode", "encoder", "max_length", "word_pooling", "context") if k in meta}
+    return meta
+
+
+class Predictor(ABC):
+    """A trained model of one task behind an engine: what ``predict``, ``evaluate``, ``serve`` and the
+    estimators' own ``predict`` use.
+
+    ``meta`` describes the model as an export's metadata does (:meth:`bertlstm.core.estimator.Estimator.
+    describe`): the task, the model settings, the labels and the special token ids. A task's predictor adds
+    how its inputs become batches and its outputs answers.
+    """
+
+    task: ClassVar[str]
+    output: ClassVar[str]  # the graph's output: logits, emissions
+
+    def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+            raise BertLSTMError(f"`batch_size` must be a whole number of at least 1, not {batch_size!r}", "batch_size")
+        self.engine, self.meta, self.tokenizer = engine, meta, tokenizer
+        self.batch_size = batch_size or (CPU_PREDICT_BATCH if engine.on_cpu else DEVICE_PREDICT_BATCH)
+        self.model = meta["model"]  # the model settings, as config.json holds them
+        self.pad_id = int(meta["pad_token_id"])
+
+    @classmethod
+    def from_export(cls, path: str | Path, meta: dict[str, Any], batch_size: int | None = None) -> Predictor:
+        """An exported graph with its tokenizer, through onnxruntime."""
+        path = Path(path)
+        tokenizer = plain_tokenizer(path.with_name(meta["tokenizer"]), cls.truncation(meta))
+        return cls(OnnxEngine(path, cls.output, meta.get("quantized")), meta, tokenizer, batch_size)
+
+    @staticmethod
+    def truncation(meta: dict[str, Any]) -> int | None:
+        """Where the tokenizer cuts a text: at the model's ``max_length``, unless a task reads every piece."""
+        return int(meta["model"]["max_length"])
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``GET /metadata`` shows: back end, task, labels, mode, encoder, max length, format version."""
+        model = self.model
+        described = {"mode": model["mode"], "encoder": model["encoder"], "max_length": model["max_length"]}
+        return {
+            "backend": self.engine.kind,
+            "task": self.task,
+            "quantized": self.engine.quantized,
+            "format_version": self.meta.get("format_version"),
+            **described,
+            "labels": self.meta["labels"],
+        }
+
+    @abstractmethod
+    def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw texts as one padded batch, as the engine receives it (what an export is checked on)."""
+
+    def batches(self, dataset: Any, rows: Sequence[int]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """The engine's output over ``rows`` of ``dataset``, in length-sorted batches: (positions in ``rows``,
+        output for them)."""
+        lengths = dataset.lengths
+        for batch in sorted_batches([lengths[i] for i in rows], self.batch_size):
+            yield batch, self.engine(dataset.collate([(dataset[rows[j]][0], None) for j in batch]))
+
+    # --- what every task answers ---------------------------------------------------------------------
+    @abstractmethod
+    def answer(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One JSON object per raw text: what the server answers, and ``predict --text`` writes."""
+
+    @abstractmethod
+    def read_inputs(self, path: str | None, texts: Sequence[str] | None, settings: Any) -> Iterator[Any]:
+        """The inputs of a prediction, in chunks (pandas DataFrames): a file's, or raw ``texts``'."""
+
+    @abstractmethod
+    def predict_frame(self, frame: Any, settings: Any) -> Any:
+        """One chunk of inputs with its predictions added."""
+
+    @classmethod
+    @abstractmethod
+    def output_kind(cls, path: str | Path | None, input_path: str | None) -> str:
+        """How predictions of ``input_path`` (a file this task reads, checked) are written: by the output's
+        extension, or for the terminal (``path`` None). Checked before any model is loaded."""
+
+    @abstractmethod
+    def evaluate_file(self, path: str, settings: Any) -> dict[str, Any]:
+        """The evaluation report on a labelled file."""
+
+    @staticmethod
+    @abstractmethod
+    def format_report(report: dict[str, Any]) -> str:
+        """An evaluation report as readable tables."""

@@ -1,0 +1,280 @@
+"""Reading text files and tables, and batching word-piece ids: what every task's data rests on.
+
+Files are ``.csv``, ``.tsv``, ``.jsonl``, ``.parquet`` (optionally ``.gz``) or ``hf:NAME[:SPLIT]``, read in
+chunks so that a large file never sits in memory whole; cells are checked and a bad one is an error naming
+its line. Batches are length-grouped and padded to their own longest row, as NumPy arrays (a back end that
+needs tensors converts them), so that onnxruntime runs without torch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import BertLSTMError, first_line, missing_package
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+_READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+def file_kind(path: str | Path) -> str:
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by extension (``.gz`` allowed), or ``hf`` for a Hugging Face
+    dataset named ``hf:NAME[:SPLIT]``; a clear error otherwise."""
+    if str(path).startswith("hf:"):
+        return "hf"
+    path = Path(path)
+    if path.is_dir():
+        raise BertLSTMError(f"{path} is a folder, not a data file")
+    if not path.is_file():
+        raise BertLSTMError(f"file not found: {path}")
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    kind = _READERS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise BertLSTMError(f"{path}: unknown file type; use .csv, .tsv, .jsonl, .json or .parquet")
+    return kind
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV, JSON Lines or Parquet file (by extension; ``.gz`` allowed) as strings.
+
+    ``frame.attrs["kind"]`` says which, so that messages can name rows the way the file counts them.
+    """
+    frames = list(iter_tables(path, chunk_rows=None))
+    return frames[0]
+
+
+def load_hf_dataset(spec: str) -> Any:
+    """``hf:NAME[:SPLIT]`` (split ``train`` by default) through the ``datasets`` library: a Hub id where the
+    Hub is reachable, or a local dataset folder."""
+    name, _, split = spec.removeprefix("hf:").rpartition(":")
+    if not name or "/" in split:  # no split given (a ":" inside a path is part of the name)
+        name, split = spec.removeprefix("hf:"), "train"
+    try:
+        import datasets
+    except ImportError as err:
+        raise missing_package(err, "datasets") from None
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as err:  # offline, no such dataset or split: datasets raises many kinds
+        message = f"could not load dataset {name!r}, split {split!r}, with the datasets library: {first_line(err)}"
+        raise BertLSTMError(message) from None
+
+
+def iter_tables(path: str | Path, chunk_rows: int | None = 50_000) -> Iterator[pd.DataFrame]:
+    """The file in pieces of ``chunk_rows`` rows (all at once when None), so that a large file is never held
+    in memory whole. Each piece's ``attrs`` hold ``kind`` and ``start`` (the index of its first row)."""
+    kind = file_kind(path)
+    start = 0
+    try:
+        for frame in _pieces(Path(path), kind, chunk_rows):
+            frame.attrs.update(kind=kind, start=start)
+            start += len(frame)
+            yield frame
+    except BertLSTMError:
+        raise
+    except UnicodeDecodeError:
+        raise BertLSTMError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as err:
+        raise BertLSTMError(f"{path}: could not read as {kind}: {first_line(err)}") from None
+    if start == 0:
+        raise BertLSTMError(f"{path}: no rows")
+
+
+def _pieces(path: Path, kind: str, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    if kind == "hf":
+        dataset = load_hf_dataset(str(path))
+        yield from dataset.to_pandas(batched=True, batch_size=chunk_rows) if chunk_rows else [dataset.to_pandas()]
+        return
+    if kind == "parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise missing_package(err, "parquet") from None
+
+        if chunk_rows is None:
+            yield pd.read_parquet(path)
+        else:
+            yield from (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+        return
+    if kind == "jsonl":
+        reader = pd.read_json(path, lines=True, dtype=False, chunksize=chunk_rows)
+    else:
+        sep = "\t" if kind == "tsv" else ","
+        reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8", chunksize=chunk_rows)
+    if chunk_rows is None:
+        yield reader
+    else:
+        with reader:
+            yield from reader
+
+
+def find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
+    """The column named ``wanted``, or the first of ``candidates`` present (case-insensitive)."""
+    columns = [str(c) for c in frame.columns]
+    if wanted is not None:
+        if wanted not in columns:
+            raise BertLSTMError(f"{path}: no {what} column {wanted!r}; columns are: {', '.join(columns)}")
+        return wanted
+    lower = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name in lower:
+            return lower[name]
+    raise BertLSTMError(
+        f"{path}: cannot tell which column holds the {what}; columns are: {', '.join(columns)}. "
+        f"Name it with `{what}_column`"
+    )
+
+
+def cell_text(value: Any) -> str | None:
+    """A cell as stripped text: strings, integers and finite numbers (``1.0`` reads as ``1``); None when empty
+    or not text (missing values, booleans, nested values)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        if not math.isfinite(value):
+            return None
+        value = int(value) if float(value).is_integer() else float(value)
+    if not isinstance(value, str | int | float | np.integer):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def is_list_cell(value: Any) -> bool:
+    """A list-valued cell, as JSON Lines (list) and Parquet (NumPy array) give them."""
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def refuse_rows(bad: list[int], what: str, path: str, kind: str, start: int = 0) -> None:
+    """One error naming the first bad rows (``start`` + index) the way the file counts them."""
+    if bad:
+        first_row = start + (2 if kind in ("csv", "tsv") else 1)  # CSV and TSV start with a header line
+        where = "file line" if kind in ("csv", "tsv", "jsonl") else "row"
+        rows = ", ".join(str(i + first_row) for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise BertLSTMError(f"{path}: empty or non-text {what} in {len(bad)} row(s) ({where} {rows}{more})")
+
+
+def clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
+    """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
+    cells = [cell_text(v) for v in values.tolist()]
+    bad = [i for i, v in enumerate(cells) if v is None]
+    refuse_rows(bad, what, path, values.attrs.get("kind", "csv"), values.attrs.get("start", 0))
+    return [cell for cell in cells if cell is not None]  # every cell, now that none is empty
+
+
+def column_texts(frame: pd.DataFrame, column: str, where: str) -> list[str]:
+    """The texts of one column of a table read by :func:`iter_tables` (bad cells named by file line)."""
+    return clean_cells(column_of(frame, column), "text", where)
+
+
+def load_texts(path: str | Path, text_column: str | None = None) -> list[str]:
+    return [text for chunk in iter_texts(path, text_column, chunk_rows=None) for text in chunk]
+
+
+def iter_texts(
+    path: str | Path, text_column: str | None = None, chunk_rows: int | None = 50_000
+) -> Iterator[list[str]]:
+    """The texts of a file, ``chunk_rows`` at a time (the column is found in the first piece)."""
+    column = text_column
+    for frame in iter_tables(path, chunk_rows):
+        column = find_column(frame, column, TEXT_COLUMNS, "text", str(path))
+        yield clean_cells(column_of(frame, column), "text", str(path))
+
+
+def column_of(frame: pd.DataFrame, name: str) -> pd.Series:
+    column = frame[name]
+    column.attrs.update(kind=frame.attrs.get("kind", "csv"), start=frame.attrs.get("start", 0))
+    return column
+
+
+# --- what Python users have: lists, arrays, Series, DataFrames, datasets ---------------------------------
+def as_frame(data: Any) -> pd.DataFrame | None:
+    """A pandas DataFrame for a DataFrame or a Hugging Face ``datasets.Dataset``; None for anything else."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    if hasattr(data, "to_pandas") and hasattr(data, "column_names"):  # datasets.Dataset, without importing it
+        return data.to_pandas()
+    return None
+
+
+def as_texts(data: Any, text_column: str | None = None, where: str = "texts") -> list[str]:
+    """Texts from a string, a list, an array (1-D, or one column), a Series, a DataFrame (its text column:
+    ``text_column`` or one named text, sentence, ...) or a ``datasets.Dataset``."""
+    if isinstance(data, str):
+        return [data]
+    frame = as_frame(data)
+    if frame is not None:
+        column = find_column(frame, text_column, TEXT_COLUMNS, "text", f"{where} (a table)")
+        cells = frame[column].reset_index(drop=True)
+        cells.attrs.update(kind="table", start=0)  # rows are counted from 1, as a table shows them
+        return clean_cells(cells, "text", where)
+    if isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == 1:
+        data = data[:, 0]
+    if isinstance(data, np.ndarray) and data.ndim != 1:
+        raise BertLSTMError(f"{where}: an array of texts must be 1-D (or one column), not of shape {data.shape}")
+    texts = list(data)
+    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if bad:
+        raise BertLSTMError(f"{where}: every text must be a string; item {bad[0]} is {texts[bad[0]]!r}")
+    return texts
+
+
+# --- batches of word-piece ids ---------------------------------------------------------------------------
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to the longest sequence of this batch (or to ``length``): ids (B, T) and attention mask (B, T),
+    int64."""
+    longest = length or max(len(s) for s in sequences)
+    input_ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        input_ids[row, : len(seq)] = seq
+        attention_mask[row, : len(seq)] = 1
+    return input_ids, attention_mask
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar length, longest first: for forward-only passes where order does not matter."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class LengthGroupedBatches:
+    """Shuffled batches of similar-length texts, so that per-batch padding wastes little compute.
+
+    Each epoch shuffles the data, sorts it by length inside windows of ``window`` batches, cuts batches
+    and shuffles their order: batches stay random while their rows have similar lengths. The order
+    depends only on ``seed`` and ``epoch`` (set :attr:`epoch` before iterating).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.window = window
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        span = self.batch_size * self.window
+        batches: list[list[int]] = []
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start : start + span], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        rng.shuffle(batches)
+        return iter(batches)

@@ -1,0 +1,407 @@
+"""A keyed on-disk cache of frozen-encoder features, so the frozen recipes pay for the encoder once.
+
+In ``frozen`` and ``pooled`` the encoder's output never changes, yet a naive loop runs the encoder again every
+epoch. Here the first pass writes each text's features to disk (``frozen``: one row per real token,
+``pooled``: one row per text) and every later epoch, and every later run on the same data, reads them back.
+
+Partial fine-tuning (``train_top_layers``) stores instead the states of the frozen lower layers, and every epoch
+runs only the trained top layers over them.
+
+An entry is a folder named by the digest of its :class:`CacheKey` — encoder identity (name and a hash of its
+weights, config and tokenizer), layer selection, max length, pooling, dtype, split point, int8 pass and a hash
+of the texts — so any change is a miss, never a silent reuse. It holds ``features.bin`` (rows × hidden, raw
+float16 by default), ``offsets.npy`` (where each text's rows start) and ``meta.json`` (the key, shapes and a
+SHA-256 of the features), and appears only once complete (written to a temporary folder, then renamed). A
+truncated or corrupt entry fails its size or checksum check and is rebuilt. Reads are positioned reads of one
+text at a time, so memory stays bounded by a few batches, not by the data set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import pad_batch, sorted_batches
+from .distributed import ALONE, Shard
+from .errors import BertLSTMError
+from .folders import atomic_folder
+from .model_folder import file_sha256
+from .modeling import EncoderModel, quantize_int8
+
+logger = logging.getLogger(__name__)
+Encode = Callable[[Tensor, Tensor], Tensor]  # (input_ids, attention_mask) -> features
+
+CACHE_FORMAT = 1
+LATER = ("split", "quantized")  # CacheKey fields added after the first entries were written
+TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
+_ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
+_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")  # a weight of a BERT-style encoder's layer
+_UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.(tmp|old)-.+)")  # an interrupted build's folder
+
+
+def default_cache_dir() -> Path:
+    """``$BERTLSTM_CACHE``, else ``$XDG_CACHE_HOME/bertlstm/features``, else ``~/.cache/bertlstm/features``."""
+    if os.environ.get("BERTLSTM_CACHE"):
+        return Path(os.environ["BERTLSTM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bertlstm" / "features"
+
+
+def encoder_fingerprint(encoder: Any, tokenizer: Any, split: int | None = None) -> str:
+    """SHA-256 of the encoder's config, every weight, and the tokenizer: what decides the features. With
+    ``split``, only the weights of the embeddings and the layers below it (those the cache stands in for)."""
+    h = hashlib.sha256(encoder.config.to_json_string(use_diff=False).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # without the truncation and padding its last call left behind
+        rules = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        h.update(json.dumps(rules, sort_keys=True).encode())
+    else:
+        h.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        layer = _LAYER.match(name)
+        if split is not None and not (name.startswith("embeddings.") or (layer and int(layer[1]) < split)):
+            continue
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+
+
+def known_fingerprint(encoder: Any, tokenizer: Any, split: int | None = None) -> str:
+    """:func:`encoder_fingerprint`, computed once while the weights stay the same (a run's train and dev sets
+    share it): every in-place change of a tensor bumps its version counter, and a new version is a new hash."""
+    versions = tuple(t._version for t in encoder.state_dict().values())
+    memo = _FINGERPRINTS.setdefault(encoder, {})
+    key = (id(tokenizer), split, versions)
+    if key not in memo:
+        memo.clear()
+        memo[key] = encoder_fingerprint(encoder, tokenizer, split)
+    return memo[key]
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    encoder: str  # the encoder's name as the user gave it (for `cache info`)
+    encoder_hash: str  # encoder_fingerprint()
+    layers: str  # which hidden states ("last")
+    max_length: int  # truncation length in word pieces
+    pooling: str  # "tokens" (frozen) or "mean" (pooled)
+    dtype: str  # storage dtype
+    texts_hash: str  # texts_fingerprint(), order included
+    n_texts: int
+    split: int | None = None  # partial fine-tuning: the states of the layers below this one (not the features)
+    quantized: str | None = None  # "int8": computed by an encoder with int8 linear layers
+
+    def as_dict(self) -> dict[str, Any]:
+        """The key's fields; the later ones only when set, so that entries written before them still match."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LATER or v is not None}
+
+    def digest(self) -> str:
+        blob = json.dumps({**self.as_dict(), "format": CACHE_FORMAT}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class FeatureStore:
+    """One complete cache entry, read a text at a time."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+        self.folder = folder
+        self.meta = meta
+        self.dtype = np.dtype(meta["dtype"])
+        self.hidden = int(meta["hidden"])
+        self.offsets = np.load(folder / "offsets.npy")
+        self._fd = os.open(folder / "features.bin", os.O_RDONLY)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    @property
+    def lengths(self) -> list[int]:
+        return np.diff(self.offsets).tolist()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Features of text ``i``: (rows, H), rows = its real tokens (frozen) or 1 (pooled)."""
+        row_bytes = self.hidden * self.dtype.itemsize
+        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
+        data = os.pread(self._fd, (stop - start) * row_bytes, start * row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, self.hidden)
+
+
+class FeatureCache:
+    """The cache folder: finds, verifies, builds and lists entries."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def open(self, key: CacheKey) -> FeatureStore | None:
+        """The entry for ``key`` if present and intact; a damaged one is removed (and so rebuilt)."""
+        folder = self.root / key.digest()
+        if not folder.is_dir():
+            return None
+        problem = self._check(folder, key)
+        if problem is None:
+            return FeatureStore(folder, json.loads((folder / "meta.json").read_text()))
+        warnings.warn(f"feature cache entry {folder.name} is damaged ({problem}); rebuilding it", stacklevel=2)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+    @staticmethod
+    def _check(folder: Path, key: CacheKey) -> str | None:
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            offsets = np.load(folder / "offsets.npy")
+        except (OSError, ValueError) as err:
+            return f"unreadable: {err}"
+        if meta.get("key") != key.as_dict():
+            return "key mismatch"
+        if len(offsets) != key.n_texts + 1:
+            return "wrong number of texts"
+        features = folder / "features.bin"
+        expected = int(offsets[-1]) * int(meta["hidden"]) * np.dtype(meta["dtype"]).itemsize
+        if not features.is_file() or features.stat().st_size != expected:
+            return "truncated"
+        if file_sha256(features) != meta["sha256"]:
+            return "checksum mismatch"
+        return None
+
+    def build(
+        self,
+        key: CacheKey,
+        encode: Encode,
+        feature_size: int,
+        input_ids: Sequence[Sequence[int]],
+        pad_id: int,
+        batch_size: int,
+        shard: Shard = ALONE,
+    ) -> FeatureStore:
+        """Run ``encode`` once over every text (sorted by length) and write the entry atomically.
+
+        ``encode(input_ids, attention_mask)`` maps CPU tensors (B, T) to features (B, T, D) or (B, 1, D),
+        on any device; ``feature_size`` is D. With several processes (``shard``), each encodes its share of
+        the texts into the entry's one temporary file, and the main process completes the entry and renames
+        it into place once all are done; every process must call this.
+        """
+        lengths = [len(ids) for ids in input_ids]
+        rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
+        offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+        final, start = self.root / key.digest(), time.perf_counter()
+        work = (key, encode, feature_size, input_ids, pad_id, batch_size, offsets)
+        if shard.is_main:
+            _tag(self.root)
+            with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
+                self._fill(tmp, shard, *work)
+                np.save(tmp / "offsets.npy", offsets)
+                meta = {
+                    "key": key.as_dict(),
+                    "format": CACHE_FORMAT,
+                    "hidden": feature_size,
+                    "dtype": np.dtype(key.dtype).name,
+                    "rows": int(offsets[-1]),
+                    "sha256": file_sha256(tmp / "features.bin"),
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "build_seconds": time.perf_counter() - start,
+                    "processes": shard.world,
+                }
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        else:
+            self._fill(None, shard, *work)
+        shard.barrier()  # the entry is in place for every process
+        return FeatureStore(final, json.loads((final / "meta.json").read_text()))
+
+    @staticmethod
+    def _fill(
+        tmp: Path | None,
+        shard: Shard,
+        key: CacheKey,
+        encode: Encode,
+        feature_size: int,
+        input_ids: Sequence[Sequence[int]],
+        pad_id: int,
+        batch_size: int,
+        offsets: np.ndarray,
+    ) -> None:
+        """The main process makes the empty file (``tmp``); each process writes its texts' rows into it."""
+        dtype = np.dtype(key.dtype)
+        row_bytes = feature_size * dtype.itemsize
+        if tmp is not None:
+            with open(tmp / "features.bin", "wb") as f:
+                f.truncate(int(offsets[-1]) * row_bytes)
+        folder = Path(shard.gather(str(tmp) if tmp is not None else "")[0])  # every process learns where
+        lengths = [len(ids) for ids in input_ids]
+        mine = shard.rows(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
+        with open(folder / "features.bin", "r+b") as f, torch.inference_mode():
+            for batch in sorted_batches([lengths[i] for i in mine], batch_size):
+                texts = [mine[j] for j in batch]
+                ids, mask = pad_batch([input_ids[i] for i in texts], pad_id)
+                out = encode(torch.from_numpy(ids), torch.from_numpy(mask)).float().cpu().numpy()  # (B, T, D) | (B, 1, D)
+                for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
+                    features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
+                    os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)
+        shard.barrier()  # every share is written before the main process checksums the file
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Complete entries with their key, size and creation time."""
+        found = []
+        for folder in self._kinds()["entry"]:
+            meta = json.loads((folder / "meta.json").read_text())
+            size = sum(p.stat().st_size for p in folder.iterdir())
+            found.append({"entry": folder.name, "bytes": size, **meta})
+        return found
+
+    def summary(self) -> str:
+        """What ``bertlstm cache info`` prints: the folder, then one line per entry."""
+        entries = self.entries()
+        lines = [f"{self.root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB"]
+        for e in entries:
+            key = e["key"]
+            layers = key["layers"] if key.get("split") is None else f"{key['layers']}, frozen layers <{key['split']}"
+            layers += f" ({key['quantized']})" if key.get("quantized") else ""
+            lines.append(
+                f"  {e['entry']}  {e['bytes'] / 2**20:8.1f} MiB  {key['n_texts']:>7} texts  {key['pooling']:<6} "
+                f"{layers}  {key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  "
+                f"{e['created']}"
+            )
+        return "\n".join(lines)
+
+    def _kinds(self) -> dict[str, list[Path]]:
+        """What the cache folder holds: entries, unfinished builds, its tag, and anything else."""
+        kinds: dict[str, list[Path]] = {"entry": [], "unfinished": [], "tag": [], "other": []}
+        for path in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if (
+                path.is_dir()
+                and not path.is_symlink()
+                and _ENTRY.fullmatch(path.name)
+                and (path / "meta.json").is_file()
+            ):
+                kinds["entry"].append(path)
+            elif path.is_dir() and not path.is_symlink() and _UNFINISHED.fullmatch(path.name):
+                kinds["unfinished"].append(path)
+            elif path.name == TAG_NAME and path.is_file():
+                kinds["tag"].append(path)
+            else:
+                kinds["other"].append(path)
+        return kinds
+
+    def clear(self) -> int:
+        """Remove every entry and every unfinished build; returns bytes freed.
+
+        A folder holding anything else is not a feature cache: nothing in it is deleted.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise BertLSTMError(f"{self.root} is a file, not a feature cache folder", "cache_dir")
+        kinds = self._kinds()
+        if kinds["other"]:
+            names = ", ".join(p.name for p in kinds["other"][:5])
+            raise BertLSTMError(
+                f"{self.root} is not a bertlstm feature cache (it holds {names}); nothing was deleted", "cache_dir"
+            )
+        freed = 0
+        for folder in kinds["entry"] + kinds["unfinished"]:
+            freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+        return freed
+
+
+def _tag(root: Path) -> None:
+    """Mark the cache folder as a cache (the CACHEDIR.TAG standard: backup tools skip it)."""
+    root.mkdir(parents=True, exist_ok=True)
+    tag = root / TAG_NAME
+    if not tag.exists():
+        tag.write_text(TAG_SIGNATURE + "\n# a bertlstm feature cache: `bertlstm cache clear` empties it\n")
+
+
+def cached_store(
+    cache: FeatureCache,
+    key: CacheKey,
+    encode: Encode,
+    feature_size: int,
+    input_ids: Callable[[], Sequence[Sequence[int]]],
+    pad_id: int,
+    batch_size: int,
+    what: str = "texts",
+    shard: Shard = ALONE,
+) -> FeatureStore:
+    """The features of ``key``'s texts from the cache; on a miss, ``input_ids()`` (tokenizing happens only
+    then) are encoded once, shared among the processes of ``shard``, and stored."""
+    store = cache.open(key) if shard.is_main else None
+    if shard.gather(store is not None)[0]:  # the main process decides, so that all processes build, or none
+        store = store or cache.open(key)
+        if store is None:
+            raise RuntimeError(f"feature cache entry {key.digest()} vanished while it was being read")
+        logger.info(f"feature cache: read {key.n_texts} {what} from {store.folder}")
+        return store
+    store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size, shard)
+    seconds, processes = store.meta["build_seconds"], store.meta.get("processes", 1)
+    by = f" by {processes} processes" if processes > 1 else ""
+    logger.info(f"feature cache: encoded {key.n_texts} {what} in {seconds:.1f}s{by} -> {store.folder}")
+    return store
+
+
+def model_features(
+    model: EncoderModel,
+    tokenizer: Any,
+    texts: Sequence[str],
+    input_ids: Callable[[], Sequence[Sequence[int]]],
+    training: Any,
+    device: torch.device,
+    what: str,
+    shard: Shard = ALONE,
+) -> FeatureStore:
+    """The cached features of a frozen or partly fine-tuned ``model`` (``cache_encode`` gives what is stored,
+    ``split`` keys it) for ``texts`` (what keys the entry; ``input_ids()`` are what is encoded on a miss), in
+    ``training.cache_dir`` as ``training.cache_dtype``."""
+    config = model.config
+    key = CacheKey(
+        encoder=config.encoder,
+        encoder_hash=known_fingerprint(model.encoder, tokenizer, model.split),
+        layers=config.layers,
+        max_length=config.max_length,
+        pooling="mean" if config.mode == "pooled" else "tokens",
+        dtype=training.cache_dtype,
+        texts_hash=texts_fingerprint(texts),
+        n_texts=len(texts),
+        split=model.split,
+        quantized=None if training.feature_pass == "fp32" else training.feature_pass,
+    )
+    source = quantize_int8(model, device) if key.quantized == "int8" else model  # a copy; the model is untouched
+
+    def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
+        with warnings.catch_warnings():  # torch warns at every quantized pass that torch.ao is moving to torchao
+            if key.quantized:
+                warnings.simplefilter("ignore")
+            return source.cache_encode(ids.to(device), attention_mask.to(device))
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cache, size, batch = FeatureCache(training.cache_dir), model.cache_feature_size, training.encode_batch_size
+    return cached_store(cache, key, encode, size, input_ids, pad_id, batch, what, shard)

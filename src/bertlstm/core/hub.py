@@ -1,0 +1,55 @@
+"""Model folders on the Hugging Face Hub, through ``huggingface_hub``: a repository id (``user/name``) is
+downloaded into the Hugging Face cache and then loaded like any local folder (checksums verified,
+safetensors only, no code run); pushing saves into a temporary folder first, with the atomic writer."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import BertLSTMError, first_line
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_repo_id(name: str) -> bool:
+    """``user/name`` that is not a local path."""
+    return bool(_REPO_ID.fullmatch(name)) and not Path(name).exists()
+
+
+def local_folder(name_or_path: str | os.PathLike) -> Path:
+    """A local model folder as given, or the cached download of Hub repository ``user/name``."""
+    name = str(name_or_path)
+    if not is_repo_id(name):
+        return Path(name).expanduser()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, repo_type="model"))
+    except Exception as err:  # offline, no such repository, no access: huggingface_hub raises many kinds
+        raise BertLSTMError(
+            f"could not fetch model {name!r} from the Hugging Face Hub ({first_line(err)}); download it where "
+            "the Hub is reachable (`hf download REPO --local-dir DIR`) and give that folder"
+        ) from None
+
+
+def push_folder(
+    save: Callable[[Path], Path], repo_id: str, private: bool | None = None, token: str | None = None
+) -> str:
+    """``save`` the model into a temporary folder, then upload that folder as ``repo_id``; the repository's URL."""
+    from huggingface_hub import HfApi
+
+    if not _REPO_ID.fullmatch(repo_id):
+        raise BertLSTMError(f"{repo_id!r} is not a Hub repository id such as user/name", "repo_id")
+    with tempfile.TemporaryDirectory(prefix="bertlstm-push-") as tmp:
+        folder = save(Path(tmp) / repo_id.split("/")[1])
+        try:
+            api = HfApi(token=token)
+            url = api.create_repo(repo_id, private=private, exist_ok=True)
+            api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload a bertlstm model")
+        except Exception as err:  # offline, no token, no rights: huggingface_hub raises many kinds
+            raise BertLSTMError(f"could not push to the Hugging Face Hub as {repo_id} ({first_line(err)})") from None
+    return str(url)

@@ -1,0 +1,97 @@
+"""The settings of the commands that use a trained model: ``predict``, ``evaluate``, ``export`` and ``serve``.
+As ``train``'s, the command line's options are generated from these fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..core.settings import Settings, check_choice, check_device, check_int, check_number, setting
+
+Backend = Literal["auto", "torch", "onnx"]
+
+
+@dataclass(frozen=True)
+class ModelSettings(Settings):
+    """Which model, and how it runs: what every command that uses a trained model shares."""
+
+    model: str | None = setting(None, "model folder, Hub id (user/name), or exported .onnx file", metavar="PATH")
+    backend: Backend = setting("auto", "torch, onnx, or auto (onnx for a .onnx file)")
+    quantize: Literal["int8"] | None = setting(None, "torch back end: int8 weights for linear and LSTM layers")
+    device: str = setting("auto", "torch back end: auto, cpu, cuda, cuda:N or mps")
+    batch_size: int | None = setting(None, "texts per forward pass; none: 32 on a CPU, else 256", metavar="N")
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+        if self.quantize is not None:
+            check_choice(self.quantize, Literal["int8"], "quantize")
+        check_device(self.device)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size", 1)
+
+
+@dataclass(frozen=True)
+class PredictConfig(ModelSettings):
+    """``bertlstm predict``: texts from a file, the command line or stdin; predictions to a file or stdout."""
+
+    input: str | None = setting(None, "file of texts (or, for a tagger, of tokens); else --text or stdin lines", metavar="FILE")
+    output: str | None = setting(
+        None, "predictions file (.csv .tsv .jsonl .json .parquet; a tagger's .conll); none: stdout", metavar="FILE"
+    )
+    text: tuple[str, ...] = setting((), "a text to label (repeatable)", metavar="TEXT", repeat=True)
+    text_column: str | None = setting(None, "column holding the text; none: text, sentence, review, ... (found)")
+    label_separator: str = setting(",", "joins the labels of one text (multi-label)")
+    chunk_rows: int = setting(10_000, "rows of a file read, predicted and written at a time")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int(self.chunk_rows, "chunk_rows", 1)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(ModelSettings):
+    """``bertlstm evaluate``: a model scored on a labelled file."""
+
+    data: str | None = setting(None, "labelled data file", metavar="FILE")
+    text_column: str | None = setting(None, "classifier: column holding the text; none: found")
+    label_column: str | None = setting(None, "classifier: column holding the label; none: found")
+    label_separator: str = setting(",", "classifier: separates the labels of one text (multi-label)")
+    tag_column: int = setting(-1, "tagger: the CoNLL column holding the tag (-1: the last)")
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = setting("auto", "tagger: how the file's tags are written")
+
+
+@dataclass(frozen=True)
+class ExportConfig(Settings):
+    """``bertlstm export``: a model folder as one ONNX graph, with its tokenizer and metadata beside it."""
+
+    model: str | None = setting(None, "model folder or Hub id", metavar="DIR")
+    output: str | None = setting(None, "the .onnx file; NAME.tokenizer.json and NAME.json go beside it", metavar="FILE")
+    format: Literal["onnx"] = setting("onnx", "export format")
+    quantize: Literal["int8"] | None = setting(None, "onnxruntime dynamic int8 quantization")
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+        if self.quantize is not None:
+            check_choice(self.quantize, Literal["int8"], "quantize")
+
+
+@dataclass(frozen=True)
+class ServeConfig(ModelSettings):
+    """An HTTP server for one model: what ``bertlstm serve`` takes."""
+
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8000, "port to listen on")
+    workers: int = setting(1, "server processes, each with its own copy of the model")
+    max_batch: int = setting(64, "texts per request at most")
+    max_chars: int = setting(5000, "characters per text at most")
+    max_body_bytes: int = setting(1_000_000, "request body size at most")
+    batch_size: int = setting(64, "texts per micro-batch: concurrent requests share one forward pass")  # type: ignore[assignment]
+    max_wait_ms: float = setting(5.0, "how long a request waits for others to share its forward pass")
+    queue_size: int = setting(256, "requests waiting at most; more are answered 503")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("workers", "max_batch", "max_chars", "max_body_bytes", "queue_size"):
+            check_int(getattr(self, name), name, 1)
+        check_int(self.port, "port", 0)
+        check_number(self.max_wait_ms, "max_wait_ms", high=10_000)

@@ -1,0 +1,202 @@
+"""Predictions and evaluations from files, for any task: read a chunk, predict it, write it, and on to the
+next, so that a file of millions of lines never sits in memory as tensors.
+
+The model's task decides how inputs are read and what is added (a label and probabilities; tags; entities);
+everything else is shared: the output checks, the one writer (CSV, TSV, JSON Lines, JSON, Parquet or CoNLL,
+replacing the output file only once complete) and, under ``torchrun``, sharing the chunks among processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from ..core.distributed import Shard, current_shard
+from ..core.errors import BertLSTMError, missing_package
+from ..core.folders import atomic_file
+from ..tasks.registry import find_model
+from .config import EvaluateConfig, PredictConfig
+
+logger = logging.getLogger(__name__)
+
+
+def predict_file(settings: PredictConfig, stream: IO[str] | None = None) -> int:
+    """Predict ``settings.text`` or the file ``settings.input`` (read ``chunk_rows`` at a time, every column
+    kept), and write the predictions to the file ``settings.output`` (replaced only when complete) or to
+    ``stream`` (stdout); returns how many rows were predicted. Everything that can be checked is checked
+    before the model is loaded. Under ``torchrun`` the processes share the chunks, and the main one writes
+    them all, in order."""
+    if settings.input is not None and not Path(settings.input).is_file():
+        raise BertLSTMError(f"file not found: {settings.input}" if not Path(settings.input).exists() else f"{settings.input} is a folder, not a file")
+    if settings.input is None and not settings.text:
+        raise BertLSTMError("no texts to label")
+    ref = find_model(settings.model or "", settings.backend)
+    kind = ref.task.predictor().output_kind(settings.output, settings.input)
+    path = check_output_file(settings.output, [settings.input]) if settings.output is not None else None
+    shard = current_shard()
+    device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
+    predictor = ref.predictor(settings.quantize, device, settings.batch_size)
+    tables = predictor.read_inputs(settings.input, settings.text, settings)
+    numbers: list[int] = []  # with several processes: which chunks this one predicts
+    if shard.world > 1:
+        tables = _my_chunks(tables, shard, numbers)
+    frames = _progress(predictor.predict_frame(table, settings) for table in tables)
+    if shard.world > 1:
+        frames = _in_order(frames, numbers, shard, path.parent if path is not None else None)
+        if not shard.is_main:
+            return sum(len(frame) for frame in frames)  # this process's work is in the shared parts
+    rows = write(frames, path, kind, stream)
+    if path is not None:
+        logger.info(f"wrote {rows} predictions to {path}")
+    return rows
+
+
+def evaluate_file(settings: EvaluateConfig) -> tuple[dict[str, Any], str]:
+    """Score a model (folder, Hub id or export) on the labelled file ``settings.data``: the full evaluation
+    report, and the report as tables. The data file is checked before the model is loaded."""
+    if not settings.data or not Path(settings.data).is_file():
+        raise BertLSTMError(f"file not found: {settings.data}")
+    ref = find_model(settings.model or "", settings.backend)
+    predictor = ref.predictor(settings.quantize, settings.device, settings.batch_size)
+    report = predictor.evaluate_file(settings.data, settings)
+    return report, predictor.format_report(report)
+
+
+def check_output_file(output: str | Path, inputs: Sequence[str | Path | None] = ()) -> Path:
+    """A file name predictions may be written to: in an existing folder, not a folder itself and never one of
+    the ``inputs`` (that would destroy the true labels)."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
+    for item in inputs:
+        source = Path(item).expanduser() if item is not None else None
+        if source is not None and (source.resolve() == path.resolve() or (path.exists() and source.samefile(path))):
+            raise BertLSTMError(f"predictions output {output} is the input file; name another file", "output")
+    if not path.parent.is_dir():
+        raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
+    return path
+
+
+# --- the one writer ----------------------------------------------------------------------------------------
+def write(frames: Iterable[pd.DataFrame], path: Path | None, kind: str, stream: IO[str] | None = None) -> int:
+    """Every frame to ``path`` (through a temporary file renamed into place) or to ``stream`` (stdout), as
+    ``kind``: csv, tsv, jsonl, json, parquet or conll; rows written."""
+    if path is None:
+        return write_frames(frames, stream or sys.stdout, kind)
+    with atomic_file(path) as tmp:
+        if kind == "parquet":
+            return write_parquet(frames, tmp)
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            return write_frames(frames, f, kind)
+
+
+def write_frames(frames: Iterable[pd.DataFrame], stream: IO[str], kind: str = "csv") -> int:
+    """Each frame to ``stream`` as soon as it comes; rows written."""
+    rows, document = 0, None
+    for frame in frames:
+        if kind in ("jsonl", "json"):
+            lines = frame.to_json(orient="records", lines=True, force_ascii=False).strip().splitlines()
+            if kind == "json":
+                lines = [("[" if rows == 0 and i == 0 else ",") + line for i, line in enumerate(lines)]
+            stream.write("".join(line + "\n" for line in lines))
+        elif kind == "conll":
+            document = _write_conll(frame, stream, document, first=rows == 0)
+        else:
+            frame.to_csv(stream, index=False, header=rows == 0, sep="\t" if kind == "tsv" else ",")
+        stream.flush()
+        rows += len(frame)
+    if kind == "json":
+        stream.write("]\n" if rows else "[]\n")
+    return rows
+
+
+def _write_conll(frame: pd.DataFrame, stream: IO[str], document: Any, first: bool) -> Any:
+    """Sentences (``tokens``, ``tags``, ``document``) as CoNLL columns, ``token<TAB>tag``: a blank line between
+    sentences, ``-DOCSTART-`` where a document starts; returns the last sentence's document."""
+    for tokens, tags, doc in zip(frame["tokens"], frame["tags"], frame["document"], strict=True):
+        lines = ["-DOCSTART-\tO", ""] if doc != document and doc else []
+        lines += [f"{token}\t{tag}" for token, tag in zip(tokens, tags, strict=True)]
+        stream.write(("" if first else "\n") + "\n".join(lines) + "\n")
+        document, first = doc, False
+    return document
+
+
+def write_parquet(frames: Iterable[pd.DataFrame], path: Path) -> int:
+    """Each frame as one row group of a Parquet file; rows written."""
+    try:
+        import pyarrow as pa  # the parquet extra: only for .parquet output
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise missing_package(err, "parquet") from None
+    rows, writer = 0, None
+    try:
+        for frame in frames:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table.cast(writer.schema))  # later chunks take the first one's column types
+            rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+# --- progress, and several processes -----------------------------------------------------------------------
+def _progress(frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The frames as they come, with a progress bar (rows done) on a terminal."""
+    from tqdm.auto import tqdm  # the bar, only once predictions run
+
+    with tqdm(unit="row", desc="predict", disable=None, leave=False) as bar:
+        for frame in frames:
+            yield frame
+            bar.update(len(frame))
+
+
+def _my_chunks(tables: Iterable[pd.DataFrame], shard: Shard, numbers: list[int]) -> Iterator[pd.DataFrame]:
+    """Chunk ``i`` goes to process ``i mod N``; the numbers of the chunks yielded go to ``numbers``."""
+    for i, table in enumerate(tables):
+        if i % shard.world == shard.rank:
+            numbers.append(i)
+            yield table
+
+
+def _in_order(
+    frames: Iterable[pd.DataFrame], numbers: list[int], shard: Shard, near: Path | None
+) -> Iterator[pd.DataFrame]:
+    """Every process writes its predicted chunks to a shared folder; then the main process yields all of
+    them in chunk order (the others yield their own, to count them), and the folder goes."""
+    folder = Path(shard.gather(tempfile.mkdtemp(prefix=".bertlstm-predict-", dir=near) if shard.is_main else "")[0])
+    try:
+        mine = []
+        for k, frame in enumerate(frames):
+            part = folder / f"{numbers[k]:09d}.jsonl"  # JSON Lines keeps numbers and strings
+            frame.to_json(part, orient="records", lines=True, force_ascii=False)
+            mine.append(frame)
+        shard.barrier()
+        if shard.is_main:
+            for part in sorted(folder.glob("*.jsonl")):
+                yield pd.read_json(part, lines=True, dtype=False, precise_float=True)
+        else:
+            yield from mine
+        shard.barrier()
+    finally:
+        if shard.is_main:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _local_device() -> str:
+    """Under a launcher, each process's own GPU (LOCAL_RANK), or the CPU."""
+    import torch  # only under a launcher with several processes
+
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,77 @@
+"""A training run from files, as settings: what ``bertlstm train`` takes, and what ``--config FILE`` holds.
+
+Its ``data``, ``model`` and ``training`` sections are the settings classes of the run's task (looked up in the
+registry); the CLI generates ``train``'s options from the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .core.config import PRESETS, DataConfig, EncoderSettings, TrainConfig
+from .core.errors import BertLSTMError
+from .core.settings import Settings, setting, typed_values
+from .core.task import Task
+from .tasks.classify.config import ClassifyData, ModelConfig
+from .tasks.registry import get_task
+
+SECTIONS = ("data", "model", "training")
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """A training run from files."""
+
+    task: str = setting(
+        "classification", "classification (classify texts) or tagging (tag words)", metavar="classification|tagging"
+    )
+    preset: Literal["strong"] | None = setting(
+        None, "a named recipe: strong = concat-last-4 layers into a 2-layer BiLSTM; settings given beside it win"
+    )
+    output: str | None = setting(None, "model folder to write (replaced atomically at the end)", metavar="DIR")
+    overwrite: bool = setting(False, "replace output even if it is not a bertlstm model folder (never input data)")
+    seeds: tuple[int, ...] = setting((), "several seeds such as 0,1,2: one model each in OUTPUT/seed-N", metavar="S")
+    tensorboard: str | None = setting(None, "also log each epoch to TensorBoard in this folder", metavar="DIR")
+    data: DataConfig = field(default_factory=ClassifyData)
+    model: EncoderSettings = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        task = self.task_spec
+        if self.preset is not None and self.preset not in PRESETS:
+            raise BertLSTMError(f"`preset` must be one of {', '.join(PRESETS)}, not {self.preset!r}", "preset")
+        for name, cls in (("model", task.config), ("data", task.data)):
+            if type(getattr(self, name)) is not cls:
+                raise BertLSTMError(f"`task` {task.name} needs {cls.__name__} settings as its {name}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise BertLSTMError(f"`seeds` {list(self.seeds)} repeat a seed; each seed must be different", "seeds")
+        self.model.check_training(self.training)
+
+    @property
+    def task_spec(self) -> Task:
+        return get_task(self.task)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "") -> RunConfig:
+        """Sections as dicts (``{"model": {...}, "training": {...}}``) and the run's own settings."""
+        values = dict(values)
+        task = get_task(values.get("task") or None, where)
+        preset = values.get("preset")
+        if preset is not None and preset not in PRESETS and str(preset).lower() not in ("none", "null"):
+            raise BertLSTMError(f"{where}`preset` must be one of {', '.join(PRESETS)}, not {preset!r}", "preset")
+        sections: dict[str, Any] = {}
+        for name, section in (("data", task.data), ("model", task.config), ("training", TrainConfig)):
+            given = values.pop(name, None) or {}
+            if not isinstance(given, dict):
+                raise BertLSTMError(f"{where}the {name!r} section must be a mapping of settings")
+            if name == "model":  # a preset's settings, under those given
+                given = {**PRESETS.get(str(preset), {}), **given}
+            sections[name] = section.from_dict(given, f"{where}{name}: ")
+        return cls(**typed_values(cls, values, where, skip=SECTIONS), **sections)
+
+    @staticmethod
+    def sections_of(task: Task) -> dict[str, type[Settings]]:
+        """The settings class of each section, for ``task``: what the CLI makes options of."""
+        return {"run": RunConfig, "data": task.data, "model": task.config, "training": TrainConfig}
+

@@ -1,0 +1,45 @@
+"""Text classification: a label (or, multi-label, a set of labels) per text.
+
+``config.py`` (settings), ``labels.py`` (what is learnt of the labels), ``data.py`` (tables of labelled texts,
+datasets), ``model.py`` (the BERT→LSTM model), ``metrics.py``, ``estimator.py`` (``BertLSTMClassifier``),
+``predictor.py`` (the back-end side: texts in, labels out) and ``export.py`` (the ONNX graph). This module is
+the task's entry in the registry; it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core.config import TrainConfig
+from ...core.task import RunData, Task
+from .config import ClassifyData, ModelConfig
+
+
+def _estimator() -> type:
+    from .estimator import BertLSTMClassifier  # torch and transformers: only when a model is built or loaded
+
+    return BertLSTMClassifier
+
+
+def _predictor() -> type:
+    from .predictor import ClassifierPredictor  # scikit-learn and scipy: only when a model is used
+
+    return ClassifierPredictor
+
+
+def _read_run_data(data: Any, model: Any, training: TrainConfig) -> RunData:
+    from .data import read_run_data  # pandas: only when files are read
+
+    return read_run_data(data, model, training)
+
+
+TASK = Task(
+    name="classification",
+    aliases=("classify",),
+    summary="classify texts (tables of texts and labels)",
+    config=ModelConfig,
+    data=ClassifyData,
+    read_run_data=_read_run_data,
+    estimator=_estimator,
+    predictor=_predictor,
+)

@@ -1,0 +1,209 @@
+"""The classifier's data: tables of labelled texts, read and checked; texts and labels as Python users have
+them; and datasets of word-piece ids or cached features, batched as NumPy arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ...core.backends import plain_tokenizer
+from ...core.config import TrainConfig
+from ...core.data import (
+    TEXT_COLUMNS,
+    as_frame,
+    as_texts,
+    cell_text,
+    clean_cells,
+    column_of,
+    find_column,
+    is_list_cell,
+    pad_batch,
+    read_table,
+    refuse_rows,
+)
+from ...core.errors import BertLSTMError
+from ...core.task import RunData
+from .config import ClassifyData, ModelConfig
+from .labels import Labels, tidy
+
+if TYPE_CHECKING:
+    from ...core.feature_cache import FeatureStore
+
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+
+
+def load_labelled(
+    path: str | Path,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_separator: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """Texts and their labels from a data file: one label per text (as a string), or, with
+    ``label_separator`` (multi-label), a list of label names per text, from cells joined by the separator or,
+    in JSON Lines and Parquet, list-valued cells."""
+    frame = read_table(path)
+    t_col = find_column(frame, text_column, TEXT_COLUMNS, "text", str(path))
+    l_col = find_column(frame, label_column, LABEL_COLUMNS, "label", str(path))
+    if t_col == l_col:
+        raise BertLSTMError(f"{path}: text and label cannot be the same column ({t_col!r})")
+    texts = clean_cells(column_of(frame, t_col), "text", str(path))
+    if label_separator is not None:
+        return texts, label_lists(column_of(frame, l_col), label_separator, str(path))
+    if any(is_list_cell(v) for v in frame[l_col].tolist()):
+        raise BertLSTMError(
+            f"{path}: the {l_col!r} column holds lists of labels; for several labels per text set `multi_label`",
+            "multi_label",
+        )
+    return texts, tidy(clean_cells(column_of(frame, l_col), "label", str(path)), str(path))
+
+
+def label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]]:
+    """Multi-label cells, joined (``"joy,surprise"``) or lists (``["joy", "surprise"]``), as lists of names."""
+    lists: list[list[str]] = []
+    bad: list[int] = []
+    for i, cell in enumerate(values.tolist()):
+        names: list[str] = []
+        if is_list_cell(cell):
+            parts = [cell_text(v) for v in cell]
+            names = [p for p in parts if p is not None] if all(parts) else []
+        else:
+            text = cell_text(cell)
+            names = split_label_lists([text], separator)[0] if text else []
+        if not names:
+            bad.append(i)
+        lists.append(names)
+    refuse_rows(bad, "labels", path, values.attrs.get("kind", "csv"))
+    return lists
+
+
+def texts_and_labels(
+    data: Any, labels: Any = None, text_column: str | None = None, label_column: str | None = None, where: str = "data"
+) -> tuple[list[str], Any]:
+    """Texts and labels: ``data`` with ``labels`` beside it, or a table (DataFrame, ``datasets.Dataset``) that
+    holds both, its label column named by ``label_column`` or found (label, labels, ...)."""
+    frame = as_frame(data)
+    if labels is None and frame is None:  # scikit-learn's words, which its checks look for
+        raise BertLSTMError(f"{where}: requires y to be passed, but the target y is None: give labels")
+    texts = as_texts(data, text_column, where)
+    if labels is None and frame is not None:
+        column = find_column(frame, label_column, LABEL_COLUMNS, "label", f"{where} (a table)")
+        labels = frame[column].tolist()
+    if isinstance(labels, pd.Series | pd.DataFrame):
+        labels = labels.to_numpy()
+    if len(labels) != len(texts):
+        raise BertLSTMError(f"{where}: {len(texts)} texts but {len(labels)} labels")
+    return texts, labels
+
+
+def split_label_lists(labels: Sequence[str], separator: str) -> list[list[str]]:
+    """Multi-label cells such as ``"joy,surprise"`` as lists of names (blank parts dropped)."""
+    return [[part.strip() for part in cell.split(separator) if part.strip()] for cell in labels]
+
+
+def split_dev(
+    texts: list[str], labels: list[Any], fraction: float, seed: int
+) -> tuple[list[str], list[str], list[Any], list[Any]]:
+    """A stratified train/dev split (plain random where a class is too small to stratify)."""
+    from sklearn.model_selection import train_test_split  # scikit-learn, loaded only to split off a dev set
+
+    keys = [str(label) for label in labels]  # a label set (multi-label) stratifies as one key
+    counts = pd.Series(keys).value_counts()
+    stratify = keys if counts.min() >= 2 and int(len(labels) * fraction) >= len(counts) else None
+    try:
+        tr_t, dv_t, tr_l, dv_l = train_test_split(
+            texts, labels, test_size=fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError as err:
+        raise BertLSTMError(f"cannot split off a dev set ({err}); give a dev set") from None
+    return list(tr_t), list(dv_t), list(tr_l), list(dv_l)
+
+
+def read_run_data(data: ClassifyData, model: ModelConfig, training: TrainConfig) -> RunData:
+    """A run's tables read, their labels checked (at least two classes; dev and test labels the model can
+    know; as many class weights as classes), before any model is built."""
+    separator = data.label_separator if model.multi_label else None
+
+    def read(path: str | None) -> tuple[list[str], list[Any]] | None:
+        if path is None:
+            return None
+        texts, labels = load_labelled(path, data.text_column, data.label_column, separator)
+        return texts, Labels.clean(labels, model.multi_label, path)
+
+    train, dev, test = read(data.train), read(data.dev), read(data.test)
+    if train is None:
+        raise BertLSTMError("a training run needs `train` data")
+    labels = Labels.from_training(train[1], model.multi_label)
+    labels.class_weights(training.class_weight, [])  # as many weights as classes
+    for path, part in ((data.dev, dev), (data.test, test)):
+        if path and part is not None:
+            labels.check_known(part[1], path)
+    return RunData(train, dev, test)
+
+
+# --- datasets ---------------------------------------------------------------------------------------------
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Word-piece ids per text with a transformers tokenizer, cut at ``max_length``: :func:`encode_texts` with
+    its fast tokenizer."""
+    return encode_texts(plain_tokenizer(tokenizer, max_length), texts)
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Word-piece ids per text, special tokens included, cut at the ``tokenizers.Tokenizer``'s truncation
+    (the model's ``max_length``); not padded (padding is per batch)."""
+    return [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+
+
+def with_labels(batch: dict[str, np.ndarray], items: list[tuple[Any, Any]]) -> dict[str, np.ndarray]:
+    """Add the items' targets (class ids, or 0/1 rows when multi-label) to a batch, unless unlabelled (None)."""
+    if items[0][1] is not None:
+        batch["labels"] = np.asarray([label for _, label in items], dtype=np.int64)
+    return batch
+
+
+class TokenDataset:
+    """Tokenized texts with optional targets; :meth:`collate` pads a batch to its longest text.
+
+    ``pad_to`` pads every batch to a fixed length instead (how the original recipe ran; only for comparison).
+    """
+
+    def __init__(
+        self, input_ids: list[list[int]], labels: list[Any] | None = None, pad_id: int = 0, pad_to: int | None = None
+    ) -> None:
+        self.input_ids, self.labels, self.pad_id, self.pad_to = input_ids, labels, pad_id, pad_to
+        self.lengths = [len(ids) for ids in input_ids]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> tuple[list[int], Any]:
+        return self.input_ids[i], (self.labels[i] if self.labels is not None else None)
+
+    def collate(self, items: list[tuple[list[int], Any]]) -> dict[str, np.ndarray]:
+        input_ids, attention_mask = pad_batch([ids for ids, _ in items], self.pad_id, self.pad_to)
+        return with_labels({"input_ids": input_ids, "attention_mask": attention_mask}, items)
+
+
+class FeatureDataset:
+    """Cached features (a :class:`~bertlstm.core.feature_cache.FeatureStore`) with optional targets;
+    :meth:`collate` pads a batch to its longest text."""
+
+    def __init__(self, store: FeatureStore, labels: list[Any] | None = None) -> None:
+        self.store, self.labels = store, labels
+        self.lengths = store.lengths
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, Any]:
+        return self.store[i], (self.labels[i] if self.labels is not None else None)
+
+    def collate(self, items: list[tuple[np.ndarray, Any]]) -> dict[str, np.ndarray]:
+        lengths = [len(f) for f, _ in items]
+        features = np.zeros((len(items), max(lengths), self.store.hidden), dtype=np.float32)  # (B, T, H)
+        for row, (f, _) in enumerate(items):
+            features[row, : len(f)] = f
+        return with_labels({"features": features, "lengths": np.asarray(lengths, dtype=np.int64)}, items)

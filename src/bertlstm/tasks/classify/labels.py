@@ -1,0 +1,201 @@
+"""What a classifier learns about its labels from the training data: their names, and for multi-label tasks a
+decision threshold per label. Also turns labels into training targets and probabilities back into labels."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ...core.errors import BertLSTMError
+
+MISSING_LIKE = {"nan", "none", "null", "na", "n/a", "<na>"}
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Class names (index = class id) and, when multi-label, the tuned decision thresholds."""
+
+    names: tuple[str, ...]
+    multi_label: bool = False
+    thresholds: tuple[float, ...] | None = None  # multi-label only: one per name, tuned on dev
+    kind: str = "str"  # what the names were before they became names: "str", "int" or "float"
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    # --- from the data -----------------------------------------------------------------------------
+    @staticmethod
+    def clean(labels: Any, multi_label: bool, where: str = "labels") -> list[Any]:
+        """Labels as class names: strings, numbers read as numbers (``1.0`` and ``1`` are one class), or
+        lists of strings when multi-label (from lists of names, or from a 0/1 matrix (N, C), whose column
+        numbers become the names). Names that look like missing values (``NaN``) warn."""
+        if multi_label:
+            if _is_indicator(labels):
+                return [[str(j) for j in np.flatnonzero(row)] for row in labels]
+            if any(isinstance(label, str) for label in labels):
+                raise BertLSTMError("with `multi_label`, each label must be a list of names, not a joined string")
+            return [[_name(name) for name in label] for label in labels]
+        return tidy([_name(label) for label in labels], where)
+
+    @classmethod
+    def learn(cls, labels: Any, multi_label: bool = False, where: str = "training labels") -> tuple[Labels, list[Any]]:
+        """The labels of a training set as given, and those labels as class names (:meth:`clean`)."""
+        clean = cls.clean(labels, multi_label, where)
+        if multi_label and _is_indicator(labels):  # every column is a label, even one never set in training
+            return cls(tuple(str(j) for j in range(labels.shape[1])), True, kind="int"), clean
+        return cls.from_training(clean, multi_label, "str" if multi_label else kind_of(labels)), clean
+
+    @classmethod
+    def from_training(cls, labels: Sequence[Any], multi_label: bool = False, kind: str = "str") -> Labels:
+        """Sorted names: numerically when every name is a whole number, else alphabetically. ``kind`` is
+        :func:`kind_of` the labels as given, so that :meth:`classes` can give them back as they came."""
+        names = sorted({n for row in labels for n in row} if multi_label else set(labels))
+        if len(names) < 2:
+            found = f"only one class ({names[0]!r})" if names else "no label at all"
+            raise BertLSTMError(f"the training labels hold {found}; need at least two")
+        if all(n.lstrip("-").isdigit() for n in names):
+            names.sort(key=int)
+        return cls(tuple(names), multi_label, kind=kind)
+
+    def classes(self) -> np.ndarray:
+        """The class names as the labels were given: strings, or numbers for numeric labels."""
+        converter = {"int": int, "float": float}.get(self.kind, str)
+        return np.array([converter(name) for name in self.names])
+
+    def check_known(self, labels: Sequence[Any], where: str) -> None:
+        """At least one row must name a known class, or nothing can be evaluated."""
+        rows = labels if self.multi_label else [[label] for label in labels]
+        if not any(name in self.names for row in rows for name in row):
+            raise BertLSTMError(f"{where}: no row has a label the model knows ({', '.join(self.names[:10])})")
+
+    def encode(self, labels: Sequence[Any], where: str) -> tuple[list[Any], list[int]]:
+        """Targets for the rows the model can learn from, and those rows' positions.
+
+        Single-label: class ids; rows with a label never seen in training are left out, with a warning.
+        Multi-label: 0/1 rows (N, C) for every row; names never seen in training are dropped, with a warning.
+        """
+        index = {n: i for i, n in enumerate(self.names)}
+        if self.multi_label:
+            unseen = sorted({n for row in labels for n in row if n not in index})
+            if unseen:
+                warnings.warn(f"{where}: label(s) never seen in training are ignored: {_few(unseen)}", stacklevel=2)
+            rows = [[int(n in row) for n in self.names] for row in labels]
+            return rows, list(range(len(labels)))
+        keep = [i for i, label in enumerate(labels) if label in index]
+        if len(keep) < len(labels):
+            unseen = sorted({label for label in labels if label not in index})
+            warnings.warn(
+                f"{where}: {len(labels) - len(keep)} row(s) have labels never seen in training ({_few(unseen)}); "
+                "they are left out of evaluation",
+                stacklevel=2,
+            )
+        self.check_known(labels, where)
+        return [index[labels[i]] for i in keep], keep
+
+    def class_weights(self, spec: str | tuple[float, ...] | None, targets: Sequence[Any]) -> np.ndarray | None:
+        """Loss weight per class: "balanced" (n / (C * count); multi-label: negatives / positives per label),
+        or the given numbers, one per class."""
+        if spec is None:
+            return None
+        if spec == "balanced":
+            if self.multi_label:
+                positives = np.asarray(targets).sum(0).clip(min=1)
+                return (len(targets) - positives) / positives
+            counts = np.bincount(np.asarray(targets, dtype=int), minlength=len(self)).clip(min=1)
+            return len(targets) / (len(self) * counts)
+        if len(spec) != len(self):
+            raise BertLSTMError(
+                f"{len(spec)} class weights for {len(self)} classes ({', '.join(self.names)})", "class_weight"
+            )
+        return np.asarray(spec, dtype=float)
+
+    def tuned(self, thresholds: Sequence[float]) -> Labels:
+        return replace(self, thresholds=tuple(float(t) for t in thresholds))
+
+    # --- to names ----------------------------------------------------------------------------------
+    def chosen(self, proba: np.ndarray) -> np.ndarray:
+        """Multi-label decisions (N, C): each probability against its label's threshold (0.5 untuned)."""
+        return proba >= np.asarray(self.thresholds or [0.5] * len(self))
+
+    def decode(self, proba: np.ndarray) -> list[Any]:
+        """The most probable name per row, or when multi-label every name whose probability reaches its
+        threshold."""
+        if self.multi_label:
+            return [[self.names[j] for j in np.flatnonzero(row)] for row in self.chosen(proba)]
+        return [self.names[i] for i in proba.argmax(-1)]
+
+    # --- in config.json ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        thresholds = list(self.thresholds) if self.thresholds is not None else None
+        return {"names": list(self.names), "multi_label": self.multi_label, "thresholds": thresholds, "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "labels") -> Labels:
+        try:
+            names = tuple(str(n) for n in values["names"])
+            thresholds = values.get("thresholds")
+            multi, kind = bool(values.get("multi_label", False)), str(values.get("kind", "str"))
+            labels = cls(names, multi, tuple(map(float, thresholds or ())) or None, kind)
+        except (KeyError, TypeError, ValueError):
+            raise BertLSTMError(f"{where}: not a list of label names with optional thresholds") from None
+        if labels.kind not in ("str", "int", "float"):
+            raise BertLSTMError(f"{where}: kind must be str, int or float, not {labels.kind!r}")
+        if len(names) < 2 or (labels.thresholds is not None and len(labels.thresholds) != len(names)):
+            raise BertLSTMError(f"{where}: {len(names)} names and thresholds {thresholds} do not fit together")
+        return labels
+
+
+def kind_of(labels: Sequence[Any]) -> str:
+    """``int`` when every label is a whole number (``1`` or ``1.0``, not a string), ``float`` when every label
+    is a number, else ``str`` (multi-label label sets are always ``str``)."""
+    values = list(labels)
+    numbers = [v for v in values if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)]
+    if not values or len(numbers) < len(values) or not all(math.isfinite(v) for v in numbers):
+        return "str"
+    return "int" if all(float(v).is_integer() for v in numbers) else "float"
+
+
+def tidy(labels: list[str], where: str) -> list[str]:
+    """Numbers read as numbers (``"1.0"`` is ``"1"``); names such as ``"NaN"`` kept, with a warning."""
+    odd = sorted({label for label in labels if label.lower() in MISSING_LIKE})
+    if odd:
+        warnings.warn(f"{where}: label(s) {_few(odd)} look like missing values; kept as classes", stacklevel=3)
+    numbers = [n for n in map(_number, labels) if n is not None]
+    if len(numbers) < len(labels):
+        return labels
+    canonical = [str(int(n)) if n.is_integer() else repr(n) for n in numbers]
+    changed = sorted({f"{a!r} as {b!r}" for a, b in zip(labels, canonical, strict=True) if a != b})
+    if changed:
+        warnings.warn(f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", stacklevel=3)
+    return canonical
+
+
+def _is_indicator(labels: Any) -> bool:
+    """A 0/1 matrix (N, C), as scikit-learn's MultiLabelBinarizer makes them."""
+    return isinstance(labels, np.ndarray) and labels.ndim == 2 and bool(np.isin(labels, (0, 1)).all())
+
+
+def _name(value: Any) -> str:
+    """A label as a class name: whole numbers without a decimal point (``1.0`` is ``"1"``)."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float | np.floating) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _few(names: Sequence[str]) -> str:
+    return ", ".join(map(repr, list(names)[:5]))

@@ -1,0 +1,114 @@
+"""Classification metrics (scikit-learn): what each epoch reports, multi-label thresholds tuned on dev, the
+full evaluation report, and the report as tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from ...core.tables import confusion_table, per_class_table, summary_table
+from .labels import Labels
+
+
+def quick_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
+    """Accuracy and macro-F1: what is printed after each epoch."""
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Micro- and macro-F1 of 0/1 label matrices (N, C): what is printed after each multi-label epoch."""
+    return {
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, how: str | float = "per-label") -> list[float]:
+    """Decision thresholds for multi-label outputs, chosen on dev to maximise F1.
+
+    ``per-label``: each label's own best threshold (its F1); ``global``: one threshold for all (macro-F1);
+    a number: that threshold for every label.
+    """
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    n_labels = y_true.shape[1]
+    if how not in ("per-label", "global"):
+        return [float(how)] * n_labels
+    if how == "global":
+        scores = [f1_score(y_true, proba >= t, average="macro", zero_division=0) for t in grid]
+        return [float(grid[int(np.argmax(scores))])] * n_labels
+    best = []
+    for j in range(n_labels):
+        scores = [f1_score(y_true[:, j], proba[:, j] >= t, zero_division=0) for t in grid]
+        best.append(float(grid[int(np.argmax(scores))]))
+    return best
+
+
+def multilabel_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """Micro/macro P/R/F1, exact-match ratio and a per-label report for 0/1 matrices (N, C)."""
+    report: dict[str, Any] = {"n": int(y_true.shape[0]), "multi_label": True, "labels": list(label_names)}
+    report["exact_match"] = float((y_true == y_pred).all(1).mean())
+    for average in ("micro", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+        report.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    report["per_label"] = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, name in enumerate(label_names)
+    }
+    return report
+
+
+def full_report(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro/weighted P/R/F1, per-class scores and the confusion matrix (rows = true)."""
+    ids = list(range(len(label_names)))
+    report: dict[str, Any] = {"n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average, zero_division=0)
+        report.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=None, zero_division=0)
+    report["labels"] = list(label_names)
+    report["per_class"] = {
+        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, name in enumerate(label_names)
+    }
+    report["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
+    return report
+
+
+def evaluation_report(labels: Labels, targets: Sequence[Any], logits: np.ndarray) -> dict[str, Any]:
+    """The full evaluation report from targets (class ids, or 0/1 rows) and logits (N, C): :func:`full_report`,
+    or when multi-label :func:`multilabel_report` at the labels' tuned thresholds."""
+    if labels.multi_label:
+        return multilabel_report(np.asarray(targets), labels.chosen(expit(logits)), labels.names)
+    return full_report(list(targets), logits.argmax(-1).tolist(), labels.names)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A classifier's evaluation report as readable tables."""
+    if report.get("multi_label"):
+        return _format_multilabel(report)
+    per_class, summary = per_class_table(report["per_class"]), summary_table(report, ("macro", "weighted"))
+    matrix = confusion_table(report)
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
+        return (
+            f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}\n\n"
+            f"{summary.to_string()}\n\nper class:\n{per_class.to_string()}\n\n"
+            f"confusion matrix (rows: true, columns: predicted):\n{matrix.to_string()}\n"
+        )
+
+
+def _format_multilabel(report: dict[str, Any]) -> str:
+    summary, per_label = summary_table(report, ("micro", "macro")), per_class_table(report["per_label"])
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200, "display.max_rows", 500):
+        return (
+            f"examples: {report['n']}   exact match: {report['exact_match']:.4f}\n\n"
+            f"{summary.to_string()}\n\nper label:\n{per_label.to_string()}\n"
+        )

@@ -1,0 +1,128 @@
+"""The classifier behind an engine (PyTorch or onnxruntime): texts in, labels and probabilities out.
+
+What ``bertlstm predict``, ``evaluate`` and ``serve`` run, and what :class:`~.estimator.BertLSTMClassifier`
+predicts through. It imports no torch: an exported graph runs with onnxruntime and ``tokenizers`` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, softmax
+
+from ...core.backends import Predictor
+from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
+from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
+from ...core.errors import BertLSTMError
+from .data import TokenDataset, encode_texts, load_labelled
+from .labels import Labels
+from .metrics import evaluation_report, format_report
+
+OUTPUT_KINDS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+
+
+def activate(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Probabilities from logits (N, C): independent sigmoids when multi-label, else a softmax."""
+    return (expit(logits) if multi_label else softmax(logits, axis=-1)).astype(np.float32)
+
+
+def prediction_columns(proba: np.ndarray, labels: Labels, separator: str = ",") -> pd.DataFrame:
+    """The label of each row (multi-label: the names above threshold, joined by ``separator``) and one
+    probability column per class."""
+    decided = [separator.join(label) if isinstance(label, list) else label for label in labels.decode(proba)]
+    rounded = proba.astype(np.float64).round(6)  # float64: the same digits in every format, and after a JSON trip
+    columns = {"label": decided, **{f"prob_{name}": rounded[:, i] for i, name in enumerate(labels.names)}}
+    return pd.DataFrame(columns)
+
+
+class ClassifierPredictor(Predictor):
+    """Labels and probabilities for texts, from a classifier's logits."""
+
+    task = "classification"
+    output = "logits"
+
+    def __init__(self, engine: Any, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
+        super().__init__(engine, meta, tokenizer, batch_size)
+        self.labels = Labels.from_dict(meta["labels"], "the model's labels")
+
+    def logits(self, texts: Sequence[str], shard: Shard = ALONE) -> np.ndarray:
+        """Logits (N, C) in text order; with several processes (``shard``), each computes a share."""
+        dataset = TokenDataset(encode_texts(self.tokenizer, texts), None, self.pad_id)
+
+        def compute(rows: list[int]) -> np.ndarray:
+            out = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
+            for batch, logits in self.batches(dataset, rows):
+                out[batch] = logits
+            return out
+
+        return sharded_rows(dataset.lengths, shard, compute)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities (N, C), columns in ``labels.names`` order."""
+        if not len(texts):
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return activate(self.logits(texts), self.labels.multi_label)
+
+    def answer(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Per text its label (multi-label: the label set above threshold) and every class's probability."""
+        proba = self.predict_proba(texts)
+        key = "labels" if self.labels.multi_label else "label"
+        return [
+            {key: name, "probabilities": dict(zip(self.labels.names, map(float, p), strict=True))}
+            for name, p in zip(self.labels.decode(proba), proba, strict=True)
+        ]
+
+    def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        dataset = TokenDataset(encode_texts(self.tokenizer, texts), None, self.pad_id)
+        return dataset.collate([dataset[i] for i in range(len(dataset))])
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Any], shard: Shard = ALONE) -> dict[str, Any]:
+        """The full report on ``texts`` and their ``labels`` (as given: names, numbers or label lists); rows
+        whose label the model never saw in training are left out, with a warning."""
+        clean = Labels.clean(labels, self.labels.multi_label, "evaluation labels")
+        targets, keep = self.labels.encode(clean, "evaluation data")
+        known = [texts[i] for i in keep]
+        report = evaluation_report(self.labels, targets, self.logits(known, shard))
+        return {**report, "n_unseen_label": len(clean) - len(known)}
+
+    def evaluate_file(self, path: str, settings: Any) -> dict[str, Any]:
+        separator = settings.label_separator if self.labels.multi_label else None
+        texts, labels = load_labelled(path, settings.text_column, settings.label_column, separator)
+        return self.evaluate(texts, labels, current_shard())  # under torchrun, every process scores a share
+
+    format_report = staticmethod(format_report)
+
+    # --- files -----------------------------------------------------------------------------------
+    def read_inputs(self, path: str | None, texts: Sequence[str] | None, settings: Any) -> Iterator[pd.DataFrame]:
+        """A table file in chunks (every column kept), or the texts as a one-column table."""
+        if path is not None:
+            return iter_tables(path, settings.chunk_rows)
+        frame = pd.DataFrame({"text": list(texts or [])})
+        frame.attrs.update(kind="table", start=0)
+        return iter([frame])
+
+    def predict_frame(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+        """The table with a label and one probability per class added (named ``predicted_...`` when the table
+        has such columns already, such as its own true labels)."""
+        where = settings.input or "the texts"
+        texts = column_texts(frame, find_column(frame, settings.text_column, TEXT_COLUMNS, "text", where), where)
+        predicted = prediction_columns(self.predict_proba(texts), self.labels, settings.label_separator)
+        if set(predicted.columns) & set(frame.columns):
+            predicted = predicted.add_prefix("predicted_")
+        return pd.concat([frame.reset_index(drop=True), predicted], axis=1)
+
+    @classmethod
+    def output_kind(cls, path: str | Path | None, input_path: str | None) -> str:
+        if input_path is not None:
+            file_kind(input_path)  # a table this can read
+        if path is None:
+            return "csv"
+        kind = OUTPUT_KINDS.get(Path(path).suffix.lower())
+        if kind is None:
+            raise BertLSTMError(f"predictions output {path}: use a {', '.join(OUTPUT_KINDS)} file name", "output")
+        return kind

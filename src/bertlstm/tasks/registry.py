@@ -1,0 +1,98 @@
+"""The task registry: the one place that lists the tasks, and the one place a model is looked up by task.
+
+``TASKS`` maps the task name that ``config.json`` (or an export's metadata) records to what the task supplies
+(:class:`~bertlstm.core.task.Task`). :func:`find_model` reads a model's metadata once and finds its task;
+:meth:`ModelRef.estimator` and :meth:`ModelRef.predictor` hand the model to that task's estimator or predictor.
+No other module branches on the task: a new task is a new folder beside ``classify`` and ``tag``, and one line
+here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.backends import Predictor, read_export_metadata
+from ..core.errors import BertLSTMError
+from ..core.hub import local_folder
+from ..core.model_folder import RECORDS, load_model_folder, read_config
+from ..core.task import Task
+from .classify import TASK as CLASSIFICATION
+from .tag import TASK as TAGGING
+
+TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, TAGGING)}
+DEFAULT_TASK = CLASSIFICATION.name  # what a model folder without a "task" holds (written before tagging)
+
+
+def get_task(name: str | None, where: str = "") -> Task:
+    """The task named ``name`` (or one of its aliases); None is the default, classification."""
+    if name is None:
+        return TASKS[DEFAULT_TASK]
+    for task in TASKS.values():
+        if name == task.name or name in task.aliases:
+            return task
+    known = ", ".join(n for task in TASKS.values() for n in (task.name, *task.aliases))
+    raise BertLSTMError(f"{where}`task` must be one of {known}, not {name!r}", "task")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A trained model found and its metadata read (config.json, or an export's NAME.json); nothing loaded."""
+
+    path: Path  # a local model folder, or an exported .onnx file
+    task: Task
+    meta: dict[str, Any]
+    backend: str  # "torch" (a model folder) or "onnx" (an export)
+
+    def estimator(self, device: str = "auto") -> Any:
+        """The model folder's estimator, every file verified."""
+        if self.backend != "torch":
+            raise BertLSTMError(f"{self.path} is an exported graph; this needs the model folder it came from")
+        saved = load_model_folder(self.path, RECORDS, self.meta)
+        return self.task.estimator().from_saved(saved, device)
+
+    def predictor(self, quantize: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
+        """The model ready to predict: a folder through PyTorch (``quantize`` int8: int8 weights), an export
+        through onnxruntime; ``batch_size`` texts per forward pass (default: 32 on a CPU)."""
+        if self.backend == "onnx":
+            if quantize:
+                raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
+            return self.task.predictor().from_export(self.path, self.meta, batch_size)
+        return self.estimator(device).predictor(quantize, batch_size)
+
+
+def find_model(model: str | os.PathLike, backend: str = "auto") -> ModelRef:
+    """A model folder, a Hub repository (``user/name``, downloaded to the Hugging Face cache) or an exported
+    ``.onnx`` file, its metadata read and its task found; ``backend`` auto tells folders and exports apart."""
+    is_onnx = Path(model).suffix == ".onnx"
+    backend = ("onnx" if is_onnx else "torch") if backend == "auto" else backend
+    if backend not in ("torch", "onnx"):
+        raise BertLSTMError(f"`backend` must be auto, torch or onnx, not {backend!r}", "backend")
+    if backend == "onnx":
+        if not is_onnx:
+            raise BertLSTMError(f"the onnx back end runs an exported .onnx file: export {model} first", "backend")
+        meta = read_export_metadata(Path(model))
+        return ModelRef(Path(model), get_task(meta.get("task"), f"{Path(model).with_suffix('.json')}: "), meta, backend)
+    if is_onnx:
+        raise BertLSTMError(f"{model} is an ONNX graph: use the onnx back end", "backend")
+    folder = local_folder(model)
+    meta = read_config(folder)
+    return ModelRef(folder, get_task(meta.get("task"), f"{folder / 'config.json'}: "), meta, backend)
+
+
+def open_model(
+    model: str | os.PathLike,
+    backend: str = "auto",
+    quantize: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> Predictor:
+    """:func:`find_model`, then the model ready to predict (:meth:`ModelRef.predictor`)."""
+    return find_model(model, backend).predictor(quantize, device, batch_size)
+
+
+def load_estimator(model: str | os.PathLike, device: str = "auto") -> Any:
+    """The estimator of a model folder or Hub repository, whatever its task."""
+    return find_model(model, "torch").estimator(device)

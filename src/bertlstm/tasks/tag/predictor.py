@@ -1,0 +1,188 @@
+"""The tagger behind an engine (PyTorch or onnxruntime): sentences in, a tag per word out; raw texts in,
+entities with character offsets out.
+
+The engine gives emission scores per word; decoding is :func:`viterbi` over the CRF's scores (the moves the
+tag scheme forbids already at -10000), or each word's best tag without a CRF: the same NumPy code for a model
+in memory and for its export. What ``bertlstm predict``, ``evaluate`` and ``serve`` run, and what
+:class:`~.estimator.BertLSTMTagger` predicts through; it imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...core.backends import Predictor
+from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
+from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
+from ...core.errors import BertLSTMError
+from .data import Sentence, detect_scheme, known_sentences, read_tagged, spans, split_words, to_iob2
+from .metrics import format_report, tag_report
+from .windows import TagDataset, WordPieces
+
+TOKEN_FILES = (".conll", ".txt", ".iob", ".bio")  # column files, one token per line (a .tsv is a table of texts)
+TOKEN_OUTPUTS = {**dict.fromkeys(TOKEN_FILES, "conll"), ".jsonl": "jsonl", ".json": "json"}
+SPAN_OUTPUTS = {".jsonl": "jsonl", ".json": "json"}
+
+
+def viterbi(emissions: np.ndarray, counts: np.ndarray, start: np.ndarray, transitions: np.ndarray, end: np.ndarray):
+    """The best tag path per sentence, all sentences at once (what the CRF's :meth:`~bertlstm.tasks.tag.crf.
+    CRF.decode` does, in NumPy): (B, W, C), (B,) -> (B, W) tag ids, 0 past the end."""
+    batch, words, tags = emissions.shape
+    score = start + emissions[:, 0]  # (B, C)
+    pointers = np.zeros((batch, words, tags), dtype=np.int64)
+    pointers[:, 0] = np.arange(tags)
+    for t in range(1, words):
+        candidates = score[:, :, None] + transitions  # (B, C_from, C_to)
+        best = candidates.argmax(1)  # (B, C_to)
+        real = (t < counts)[:, None]  # (B, 1)
+        score = np.where(real, np.take_along_axis(candidates, best[:, None], 1)[:, 0] + emissions[:, t], score)
+        pointers[:, t] = np.where(real, best, np.arange(tags))  # padding points every tag to itself
+    path = np.zeros((batch, words), dtype=np.int64)
+    path[:, -1] = (score + end).argmax(1)
+    for t in range(words - 1, 0, -1):
+        path[:, t - 1] = np.take_along_axis(pointers[:, t], path[:, t : t + 1], 1)[:, 0]
+    return np.where(np.arange(words) < counts[:, None], path, 0)
+
+
+def spans_of(texts: Sequence[str], predict: Callable[[list[Sentence]], list[list[str]]]) -> list[list[dict]]:
+    """Entities in raw texts: each text cut into words, ``predict(sentences)`` tags them, and every entity
+    becomes ``{"text", "type", "start", "end"}`` with character offsets into its text."""
+    # Each text is its own document: with document context, no text reads another's words.
+    sentences = [dataclasses.replace(split_words(text), document=i) for i, text in enumerate(texts)]
+    found: list[list[dict[str, Any]]] = [[] for _ in texts]
+    keep = [i for i, s in enumerate(sentences) if s.tokens]  # a text with no words has no entities
+    for i, tags in zip(keep, predict([sentences[i] for i in keep]), strict=True):
+        offsets = sentences[i].offsets or []
+        for first, last, kind in spans(tags):
+            start, end = offsets[first][0], offsets[last - 1][1]
+            found[i].append({"text": texts[i][start:end], "type": kind, "start": start, "end": end})
+    return found
+
+
+def has_tokens(path: Path) -> bool:
+    """A CoNLL-style column file, or a JSON Lines file whose first row has a ``tokens`` list."""
+    if path.suffix.lower() in TOKEN_FILES:
+        return True
+    if path.suffix.lower() not in (".jsonl", ".json") or not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    try:
+        return isinstance(json.loads(first).get("tokens"), list)
+    except (ValueError, AttributeError):
+        return False
+
+
+class TaggerPredictor(Predictor):
+    """Tags for sentences and entities for texts, from a tagger's emission scores."""
+
+    task = "tagging"
+    output = "emissions"
+
+    def __init__(self, engine: Any, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
+        super().__init__(engine, meta, tokenizer, batch_size)
+        self.tags = list(meta["labels"]["names"])
+        ids = meta["special_token_ids"]
+        self.pieces = WordPieces(tokenizer, int(self.model["max_length"]), ids["cls"], ids["sep"], ids["unk"])
+        crf = meta.get("crf")
+        scores = None if crf is None else [np.asarray(crf[k], dtype=np.float32) for k in ("start", "transitions", "end")]
+        self.crf = scores
+
+    @staticmethod
+    def truncation(meta: dict[str, Any]) -> int | None:
+        return None  # words are cut into pieces and laid out in windows: nothing is ever truncated
+
+    def tag_ids(self, sentences: Sequence[Sentence], shard: Shard = ALONE) -> np.ndarray:
+        """The decoded tag ids of every sentence (an object array of (words,) arrays), in order; with several
+        processes (``shard``), each computes a share."""
+        dataset = TagDataset(self.pieces.layouts(sentences, self.model.get("context", "sentence")), None, self.pad_id)
+
+        def compute(rows: list[int]) -> np.ndarray:
+            out = np.empty(len(rows), dtype=object)
+            for batch, emissions in self.batches(dataset, rows):  # (B, W, C)
+                counts = np.asarray([len(dataset.layouts[rows[j]].word_start) for j in batch])
+                best = emissions.argmax(-1) if self.crf is None else viterbi(emissions, counts, *self.crf)
+                for k, j in enumerate(batch):
+                    out[j] = best[k, : counts[k]]
+            return out
+
+        return sharded_rows(dataset.lengths, shard, compute)
+
+    def predict_tags(self, sentences: Sequence[Sentence], shard: Shard = ALONE) -> list[list[str]]:
+        """IOB2 tags for each sentence."""
+        if not sentences:
+            return []
+        return [[self.tags[int(i)] for i in row] for row in self.tag_ids(sentences, shard)]
+
+    def predict_spans(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Entities in raw texts: ``{"text", "type", "start", "end"}`` with character offsets."""
+        return spans_of(texts, self.predict_tags)
+
+    def answer(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        return [{"entities": entities} for entities in self.predict_spans(texts)]
+
+    def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        layouts = self.pieces.layouts([split_words(text) for text in texts], self.model.get("context", "sentence"))
+        dataset = TagDataset(layouts, None, self.pad_id)
+        return dataset.collate([dataset[i] for i in range(len(dataset))])
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, sentences: Sequence[Sentence], scheme: str | None = None, shard: Shard = ALONE) -> dict:
+        """Entity-level micro/macro and per-type P/R/F1, word accuracy and a confusion of entity types, on
+        tagged sentences (tags in ``scheme``: detected when None). Sentences with tags never seen in training
+        are left out, with a warning."""
+        scheme = scheme or detect_scheme(sentences)
+        gold = known_sentences(to_iob2(sentences, scheme, "evaluation data"), set(self.tags), "evaluation data")
+        predicted = self.predict_tags([Sentence(s.tokens, None, s.document, s.line) for s in gold], shard)
+        return tag_report([s.tags or [] for s in gold], predicted)
+
+    def evaluate_file(self, path: str, settings: Any) -> dict[str, Any]:
+        scheme = None if settings.tag_scheme == "auto" else settings.tag_scheme
+        return self.evaluate(read_tagged(path, settings.tag_column), scheme, current_shard())
+
+    format_report = staticmethod(format_report)
+
+    # --- files -----------------------------------------------------------------------------------
+    def read_inputs(self, path: str | None, texts: Sequence[str] | None, settings: Any) -> Iterator[pd.DataFrame]:
+        """A CoNLL or JSON Lines file of tokens as one table (``tokens``, ``document``: documents give the
+        context, so the file is read whole); a table of texts in chunks; or the texts as a one-column table."""
+        if path is not None and has_tokens(Path(path)):
+            sentences = read_tagged(path, labelled=False)
+            frame = pd.DataFrame({"tokens": [s.tokens for s in sentences], "document": [s.document for s in sentences]})
+            frame.attrs.update(kind="tokens", start=0)
+            return iter([frame])
+        if path is not None:
+            return iter_tables(path, settings.chunk_rows)
+        frame = pd.DataFrame({"text": list(texts or [])})
+        frame.attrs.update(kind="table", start=0)
+        return iter([frame])
+
+    def predict_frame(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+        """Tokens get a ``tags`` column (a tag per token); texts an ``entities`` column."""
+        frame = frame.reset_index(drop=True)
+        if frame.attrs.get("kind") == "tokens":
+            sentences = [Sentence(list(t), None, int(d)) for t, d in zip(frame["tokens"], frame["document"], strict=True)]
+            return frame.assign(tags=self.predict_tags(sentences))
+        where = settings.input or "the texts"
+        texts = column_texts(frame, find_column(frame, settings.text_column, TEXT_COLUMNS, "text", where), where)
+        return frame.assign(entities=self.predict_spans(texts))
+
+    @classmethod
+    def output_kind(cls, path: str | Path | None, input_path: str | None) -> str:
+        tokens = input_path is not None and has_tokens(Path(input_path))
+        if input_path is not None and not tokens:
+            file_kind(input_path)  # a table of texts this can read
+        if path is None:
+            return "conll" if tokens else "jsonl"
+        kinds = TOKEN_OUTPUTS if tokens else SPAN_OUTPUTS
+        kind = kinds.get(Path(path).suffix.lower())
+        if kind is None:
+            raise BertLSTMError(f"tagger output {path}: use a {', '.join(kinds)} file name", "output")
+        return kind
