@@ -45,11 +45,11 @@ def decoding_speed(tagger, sentences) -> dict:
     """Sentences/s: batched Viterbi vs argmax over the same emissions, and the whole predict path."""
     import torch
 
-    from bertlstm.core.data import sorted_batches
+    from bertlstm.core.batching import sorted_batches
     from bertlstm.core.inference import as_tensors
 
     model = tagger.model_
-    dataset = tagger._dataset(sentences, "test")
+    dataset = tagger._dataset(sentences, "test")  # word pieces in windows, as the estimator reads them
     emissions = []
     with torch.inference_mode():
         for rows in sorted_batches(dataset.lengths, 256):

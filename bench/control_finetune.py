@@ -25,20 +25,20 @@ from torch import Tensor, nn
 
 from bertlstm import TrainConfig
 from bertlstm.core.callbacks import KeepBest, LogEpoch
-from bertlstm.tasks.classify.data import TokenDataset, load_labelled, tokenize
 from bertlstm.core.encoders import load_encoder
-from bertlstm.tasks.classify.metrics import quick_metrics
-from bertlstm.core.modeling import mean_pool
-from bertlstm.tasks.classify.model import ClassifierOutput
 from bertlstm.core.inference import predict_logits
+from bertlstm.core.modeling import mean_pool
 from bertlstm.core.training import Trainer
+from bertlstm.tasks.classify.data import TokenDataset, load_labelled, tokenize
+from bertlstm.tasks.classify.metrics import quick_metrics
+from bertlstm.tasks.classify.model import ClassifierOutput
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class Control(nn.Module):
     """Encoder → [CLS] or mean → dropout → linear, everything trained at one learning rate: the protocol
-    :class:`bertlstm.training.TrainableModel` asks for, so the shared Trainer runs it."""
+    :class:`bertlstm.core.training.TrainableModel` asks for, so the shared Trainer runs it."""
 
     encoder_frozen = False  # linear warmup and decay
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from bertlstm import BertLSTMModel, ModelConfig
-from bertlstm.core.data import LengthGroupedBatches, load_texts, pad_batch, sorted_batches
-from bertlstm.tasks.classify.data import tokenize
+from bertlstm.core.batching import LengthGroupedBatches, pad_batch, sorted_batches
+from bertlstm.core.data import load_texts
 from bertlstm.core.encoders import load_encoder
+from bertlstm.tasks.classify.data import tokenize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 

@@ -50,9 +50,9 @@ def feature_pass(args: argparse.Namespace) -> None:
 
     from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
     from bertlstm.core.config import TrainConfig
-    from bertlstm.tasks.classify.data import load_labelled, tokenize
     from bertlstm.core.encoders import load_encoder
     from bertlstm.core.feature_cache import model_features
+    from bertlstm.tasks.classify.data import load_labelled, tokenize
 
     (texts, _), dev = sst2_subset(args.data, args.n_train)
     encoder, tokenizer = load_encoder("minilm")
@@ -64,9 +64,9 @@ def feature_pass(args: argparse.Namespace) -> None:
         for way in ("fp32", "int8"):
             training = TrainConfig(cache_dir=tempfile.mkdtemp(prefix="bench-pass-"), feature_pass=way)
             start = time.perf_counter()
-            dataset = model_features(model, tokenizer, texts, lambda: ids, None, training, torch.device("cpu"), "t")
+            store = model_features(model, tokenizer, texts, lambda: ids, training, torch.device("cpu"), "t")
             seconds[way].append(time.perf_counter() - start)
-            stores[way] = dataset.store
+            stores[way] = store
     diff = max(float(np.abs(stores["fp32"][i].astype(np.float32) - stores["int8"][i]).max()) for i in range(len(texts)))
     scale = max(float(np.abs(stores["fp32"][i]).max()) for i in range(len(texts)))
     for way, s in seconds.items():
@@ -98,14 +98,14 @@ def feature_pass(args: argparse.Namespace) -> None:
 PHASES = {  # phase -> functions (file suffix, name) whose cumulative times add up to it
     "read data": [("data.py", "load_labelled")],
     "load encoder": [("encoders.py", "load_encoder")],
-    "tokenize": [("data.py", "tokenize")],
+    "tokenize": [("data.py", "encode_texts")],
     "hash encoder and texts": [("feature_cache.py", "encoder_fingerprint"), ("feature_cache.py", "texts_fingerprint")],
     "cache: encode and write": [("feature_cache.py", "build")],
     "cache: open and verify": [("feature_cache.py", "open")],
     "epochs (train + dev)": [("training.py", "train_epoch"), ("training.py", "evaluate")],
     "checkpoints": [("callbacks.py", "on_epoch_end")],
-    "final dev pass": [("classifier.py", "_record")],
-    "save model folder": [("classifier.py", "save_pretrained")],
+    "final dev pass": [("estimator.py", "_after_fit")],
+    "save model folder": [("estimator.py", "save_pretrained")],
     "plots": [("reports.py", "write_plots")],
 }
 
@@ -116,9 +116,9 @@ def run_child(argv: list[str]) -> None:
     import cProfile
     import pstats
 
-    import bertlstm.classifier  # noqa: F401  what `bertlstm train` imports before its first step
     import bertlstm.cli as cli
-    import bertlstm.training  # noqa: F401
+    import bertlstm.core.training  # noqa: F401  what `bertlstm train` imports before its first step
+    import bertlstm.tasks.classify.estimator  # noqa: F401
 
     imported = time.perf_counter()
     profile = cProfile.Profile()
@@ -201,7 +201,7 @@ def threads(args: argparse.Namespace) -> None:
     import torch
 
     from bertlstm import BertLSTMClassifier
-    from bertlstm.core.data import pad_batch, sorted_batches
+    from bertlstm.core.batching import pad_batch, sorted_batches
     from bertlstm.tasks.classify.data import tokenize
 
     (texts, labels), dev = sst2_subset(args.data, args.n_train)

@@ -65,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from bertlstm.tasks.classify.data import load_labelled
     from bertlstm.deploy.export import export_onnx
+    from bertlstm.tasks.classify.data import load_labelled
     from bertlstm.tasks.registry import open_model
 
     model = args.model or default_model(args.data)

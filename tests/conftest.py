@@ -101,6 +101,36 @@ def make_multilabel(n: int, seed: int) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+PLAIN = [w for w in WORDS if w not in ("actor", "scene", "story")]
+
+
+def make_tagged(n: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
+    """Sentences where "actor" is a person and "scene story" a place: learnable from the words alone."""
+    rng = random.Random(seed)
+    tokens, tags = [], []
+    for _ in range(n):
+        words, labels = [], []
+        for _ in range(rng.randint(3, 10)):
+            r = rng.random()
+            if r < 0.15:
+                words, labels = [*words, "actor"], [*labels, "B-PER"]
+            elif r < 0.3:
+                words, labels = [*words, "scene", "story"], [*labels, "B-LOC", "I-LOC"]
+            else:
+                words, labels = [*words, rng.choice(PLAIN)], [*labels, "O"]
+        tokens.append(words)
+        tags.append(labels)
+    return tokens, tags
+
+
+def write_conll(path: Path, tokens: list[list[str]], tags: list[list[str]]) -> Path:
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for words, labels in zip(tokens, tags, strict=True):
+        lines += [f"{w} NN O {t}" for w, t in zip(words, labels, strict=True)] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture
 def toy_data() -> tuple[list[str], list[str]]:
     return make_sentiment(160, seed=1)

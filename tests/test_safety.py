@@ -336,10 +336,11 @@ def test_numeric_labels_are_one_class_and_missing_like_labels_warn(tiny_encoder,
     assert clf.label_names == ["0", "1"]
     path = tmp_path / "nan.csv"
     pd.DataFrame({"text": texts, "label": ["NaN" if label == "neg" else label for label in labels]}).to_csv(path)
+    from bertlstm import Labels
     from bertlstm.tasks.classify.data import load_labelled
 
     with pytest.warns(UserWarning, match="'NaN' look like missing values"):
-        load_labelled(path)
+        Labels.clean(load_labelled(path)[1], multi_label=False)
 
 
 def test_resume_with_other_options_is_refused(tmp_path, capsys) -> None:

@@ -24,7 +24,22 @@ _WHERE = {
     "TaggerConfig": "tasks.tag.config",
     "TrainConfig": "core.config",
 }
-__all__ = sorted(_WHERE)
+__all__ = [
+    "BertLSTMClassifier",
+    "BertLSTMError",
+    "BertLSTMModel",
+    "BertLSTMTagger",
+    "BertTaggerModel",
+    "ClassifierOutput",
+    "ClassifyData",
+    "DataConfig",
+    "Labels",
+    "ModelConfig",
+    "RunConfig",
+    "TagData",
+    "TaggerConfig",
+    "TrainConfig",
+]
 
 if TYPE_CHECKING:
     from .core.config import DataConfig, TrainConfig

@@ -72,6 +72,23 @@ def add_settings(parser: argparse.ArgumentParser, sections: dict[str, type], req
             group.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
+def add_reading(parser: argparse.ArgumentParser) -> None:
+    """How a file is read, for ``predict`` and ``evaluate``: every task's data settings but its files; the
+    model's task takes its own (one of another task's is an error)."""
+    fields: dict[str, tuple[dataclasses.Field, Any, list[str]]] = {}
+    for task in TASKS.values():
+        hints = typing.get_type_hints(task.data)
+        for field in dataclasses.fields(task.data):
+            if field.name not in task.data.FILES:
+                fields.setdefault(field.name, (field, hints[field.name], []))[2].append(task.name)
+    group = parser.add_argument_group("data settings (those of the model's task apply)")
+    for name, (field, hint, tasks) in fields.items():
+        options = _option("data", field, hint, required=False)
+        if len(tasks) < len(TASKS):
+            options["help"] = f"{', '.join(tasks)}: {options['help']}"
+        group.add_argument("--" + name.replace("_", "-"), **options)
+
+
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="count", default=0, help="less output (-qq: errors only)")
@@ -84,15 +101,21 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     """The whole command line; ``train``'s settings are those of ``task`` (default: classification)."""
-    parser = argparse.ArgumentParser(prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers.")
+    parser = argparse.ArgumentParser(
+        prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
-    _train_parser(sub.add_parser("train", parents=common, help="train a model (a classifier; --task tag: a tagger)"), task)
+    _train_parser(
+        sub.add_parser("train", parents=common, help="train a model (a classifier; --task tag: a tagger)"), task
+    )
     p = sub.add_parser("predict", parents=common, help="predict labels (or a tagger's tags and entities)")
     add_settings(p, {"predict": PredictConfig}, required=("model",))
+    add_reading(p)
     e = sub.add_parser("evaluate", parents=common, help="score a model on labelled data")
     add_settings(e, {"evaluate": EvaluateConfig}, required=("model", "data"))
+    add_reading(e)
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     x = sub.add_parser("export", parents=common, help="export a model as one ONNX graph")
     add_settings(x, {"export": ExportConfig}, required=("model", "output"))
@@ -190,16 +213,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from .deploy.files import predict_file  # pandas and the model's back end, only for this command
 
-    values = _given_settings(args)["predict"]
+    given = _given_settings(args)
+    values = given["predict"]
     if "input" not in values and "text" not in values:
         values["text"] = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    predict_file(PredictConfig.from_dict(values), sys.stdout)
+    predict_file(PredictConfig.from_dict(values), given.get("data"), sys.stdout)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .deploy.files import evaluate_file  # the model's back end, only for this command
 
-    report, tables = evaluate_file(EvaluateConfig.from_dict(_given_settings(args)["evaluate"]))
+    given = _given_settings(args)
+    report, tables = evaluate_file(EvaluateConfig.from_dict(given["evaluate"]), given.get("data"))
     print(json.dumps(report) if args.json else tables)
 
 

@@ -28,7 +28,7 @@ PLOTS = {"history": "history.png", "confusion": "confusion_matrix.png", "per_lab
 
 
 def _figure(size: tuple[float, float]) -> Figure:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # the plots extra: only to draw
 
     return Figure(figsize=size)
 
@@ -94,7 +94,7 @@ def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
 def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[str, Any] | None) -> list[str]:
     """Every plot that applies, into ``folder``; ``report`` is the dev or test evaluation."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (the plots extra: without it, no plots)
     except ImportError:
         logger.info("plots skipped: drawing them needs matplotlib (pip install 'bertlstm[plots]')")
         return []

@@ -74,4 +74,3 @@ class RunConfig(Settings):
     def sections_of(task: Task) -> dict[str, type[Settings]]:
         """The settings class of each section, for ``task``: what the CLI makes options of."""
         return {"run": RunConfig, "data": task.data, "model": task.config, "training": TrainConfig}
-

@@ -54,7 +54,9 @@ def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_mode
     task = config.task_spec
     data = task.read_run_data(config.data, config.model, config.training)
     check_max_length(config.model.encoder, config.model.max_length)  # reads only the encoder's config
-    output = check_output(config.output, overwrite=config.overwrite, inputs=config.data.files(), replaceable=replaceable)
+    output = check_output(
+        config.output, overwrite=config.overwrite, inputs=config.data.files(), replaceable=replaceable
+    )
     estimator = task.estimator()(**config.model.as_kwargs(), **config.training.as_kwargs())
     return PreparedRun(config, estimator, data, output)
 
@@ -106,7 +108,7 @@ def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
 
 def _finish(run: PreparedRun, ckpt: Path) -> None:
     """The model folder, then its plots; the checkpoint goes once the model is safe."""
-    folder = run.estimator.save_pretrained(run.output, overwrite=run.config.overwrite)
+    folder = run.estimator.write_folder(run.output)  # checked before the run, and locked since
     metrics = run.estimator.metrics_
     write_plots(folder, run.estimator.history_, metrics.get("test") or metrics.get("dev"))
     logger.info(f"model saved to {folder}")
@@ -184,7 +186,7 @@ def train_seeds(config: RunConfig, command: str | None = None) -> dict[str, Any]
 
 def _tensorboard(log_dir: str) -> Callable[[dict[str, Any]], None]:
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # the tensorboard package: only with `tensorboard`
     except ImportError:
         raise BertLSTMError("`tensorboard` needs the tensorboard package: pip install tensorboard") from None
     writer = SummaryWriter(log_dir)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .data import sorted_batches
+from .batching import sorted_batches
 from .errors import BertLSTMError, missing_package
 from .model_folder import file_sha256
 
@@ -160,12 +160,13 @@ class Predictor(ABC):
         """One JSON object per raw text: what the server answers, and ``predict --text`` writes."""
 
     @abstractmethod
-    def read_inputs(self, path: str | None, texts: Sequence[str] | None, settings: Any) -> Iterator[Any]:
+    def read_inputs(self, path: str | None, texts: Sequence[str] | None, chunk_rows: int) -> Iterator[Any]:
         """The inputs of a prediction, in chunks (pandas DataFrames): a file's, or raw ``texts``'."""
 
     @abstractmethod
-    def predict_frame(self, frame: Any, settings: Any) -> Any:
-        """One chunk of inputs with its predictions added."""
+    def predict_frame(self, frame: Any, data: Any, where: str) -> Any:
+        """One chunk of inputs (from ``where``, for messages) with its predictions added; ``data``: the task's
+        data settings (which column holds the text, ...)."""
 
     @classmethod
     @abstractmethod
@@ -174,8 +175,8 @@ class Predictor(ABC):
         extension, or for the terminal (``path`` None). Checked before any model is loaded."""
 
     @abstractmethod
-    def evaluate_file(self, path: str, settings: Any) -> dict[str, Any]:
-        """The evaluation report on a labelled file."""
+    def evaluate_file(self, path: str, data: Any) -> dict[str, Any]:
+        """The evaluation report on a labelled file, read with the task's data settings ``data``."""
 
     @staticmethod
     @abstractmethod

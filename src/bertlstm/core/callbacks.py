@@ -1,6 +1,7 @@
 """What happens at the end of each epoch, one small class each: keep the best weights, stop early, write a
-checkpoint, log a line. The :class:`~bertlstm.training.Trainer` calls every callback's hooks in order;
-``on_epoch_end`` returns True to stop training."""
+checkpoint, log a line. The :class:`~bertlstm.core.training.Trainer` calls every callback's hooks in order;
+``on_epoch_end`` returns True to stop training. What a callback may use of the trainer is :class:`Trainer`
+below."""
 
 from __future__ import annotations
 
@@ -8,14 +9,28 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .training import Trainer
+from .config import TrainConfig
+from .distributed import Shard
 
 logger = logging.getLogger(__name__)
+
+
+class Trainer(Protocol):
+    """What a callback sees of :class:`bertlstm.core.training.Trainer`."""
+
+    config: TrainConfig
+    history: list[dict[str, Any]]  # one row per finished epoch
+    base_model: Any  # the model being trained (a TrainableModel)
+    shard: Shard  # this process among those of the run
+    first_epoch: int  # where training starts (later, after a resume)
+
+    def save_checkpoint(self, folder: Path, epoch: int) -> None: ...
+
+    def load_checkpoint(self, folder: Path) -> int: ...
 
 
 class Callback:

@@ -95,7 +95,9 @@ class TrainConfig(Settings):
     cache: bool = setting(
         True, "compute a frozen encoder's features (or frozen layers' states) once and read them back every epoch"
     )
-    cache_dir: str | None = setting(None, "feature cache folder (none: $BERTLSTM_CACHE, else ~/.cache/bertlstm/features)")
+    cache_dir: str | None = setting(
+        None, "feature cache folder (none: $BERTLSTM_CACHE, else ~/.cache/bertlstm/features)"
+    )
     cache_dtype: CacheDtype = setting("float16", "storage type of cached features")
     feature_pass: FeaturePass = setting(
         "fp32", "how the encoder computes what the cache stores: fp32, or int8 linear layers (CPU only; faster)"
@@ -144,9 +146,16 @@ class DataConfig(Settings):
     dev: str | None = setting(None, "dev data; without it, dev_fraction of train is held out", metavar="FILE")
     test: str | None = setting(None, "test data, evaluated once with the best model at the end", metavar="FILE")
 
+    FILES: ClassVar[tuple[str, ...]] = ("train", "dev", "test")
+
     def files(self) -> list[str]:
         """The data files given (what an output folder must never hold)."""
         return [f for f in (self.train, self.dev, self.test) if f]
+
+    @classmethod
+    def reading_fields(cls) -> list[str]:
+        """How files are read, without which files: what ``predict`` and ``evaluate`` take of these settings."""
+        return [name for name in cls.field_names() if name not in cls.FILES]
 
 
 def encoder_lr_for(encoder_lr: float | str, hidden_size: int) -> float:

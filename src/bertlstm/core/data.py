@@ -1,15 +1,13 @@
-"""Reading text files and tables, and batching word-piece ids: what every task's data rests on.
+"""Reading text files and tables: what every task's data rests on.
 
 Files are ``.csv``, ``.tsv``, ``.jsonl``, ``.parquet`` (optionally ``.gz``) or ``hf:NAME[:SPLIT]``, read in
 chunks so that a large file never sits in memory whole; cells are checked and a bad one is an error naming
-its line. Batches are length-grouped and padded to their own longest row, as NumPy arrays (a back end that
-needs tensors converts them), so that onnxruntime runs without torch.
+its line.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +56,7 @@ def load_hf_dataset(spec: str) -> Any:
     if not name or "/" in split:  # no split given (a ":" inside a path is part of the name)
         name, split = spec.removeprefix("hf:"), "train"
     try:
-        import datasets
+        import datasets  # the datasets extra: only for hf: data
     except ImportError as err:
         raise missing_package(err, "datasets") from None
     try:
@@ -95,7 +93,7 @@ def _pieces(path: Path, kind: str, chunk_rows: int | None) -> Iterator[pd.DataFr
         return
     if kind == "parquet":
         try:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # the parquet extra: only for .parquet files
         except ImportError as err:
             raise missing_package(err, "parquet") from None
 
@@ -226,55 +224,3 @@ def as_texts(data: Any, text_column: str | None = None, where: str = "texts") ->
     if bad:
         raise BertLSTMError(f"{where}: every text must be a string; item {bad[0]} is {texts[bad[0]]!r}")
     return texts
-
-
-# --- batches of word-piece ids ---------------------------------------------------------------------------
-def pad_batch(
-    sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pad to the longest sequence of this batch (or to ``length``): ids (B, T) and attention mask (B, T),
-    int64."""
-    longest = length or max(len(s) for s in sequences)
-    input_ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
-    attention_mask = np.zeros((len(sequences), longest), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = seq
-        attention_mask[row, : len(seq)] = 1
-    return input_ids, attention_mask
-
-
-def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Batches of similar length, longest first: for forward-only passes where order does not matter."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-class LengthGroupedBatches:
-    """Shuffled batches of similar-length texts, so that per-batch padding wastes little compute.
-
-    Each epoch shuffles the data, sorts it by length inside windows of ``window`` batches, cuts batches
-    and shuffles their order: batches stay random while their rows have similar lengths. The order
-    depends only on ``seed`` and ``epoch`` (set :attr:`epoch` before iterating).
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, window: int = 50) -> None:
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.window = window
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        span = self.batch_size * self.window
-        batches: list[list[int]] = []
-        for start in range(0, len(order), span):
-            chunk = sorted(order[start : start + span], key=lambda i: self.lengths[i])
-            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
-        rng.shuffle(batches)
-        return iter(batches)

@@ -53,7 +53,7 @@ def current_shard(cpu: bool | None = None) -> Shard:
     ``cpu``: the processes compute on CPUs (gloo); by default, when there is no GPU."""
     if not launched_with_several_processes():
         return ALONE
-    import torch
+    import torch  # only under a launcher with several processes
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -67,7 +67,7 @@ def leave_process_group() -> None:
     that exits with the group open can abort in gloo's teardown (exit code -6) after a successful run."""
     if not launched_with_several_processes():
         return
-    import torch.distributed as dist
+    import torch.distributed as dist  # only under a launcher with several processes
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -91,7 +91,7 @@ def shard_of(accelerator: Any) -> Shard:
     """The shard an Accelerator stands for (the whole work when it runs alone)."""
     if accelerator.num_processes == 1:
         return ALONE
-    from accelerate.utils import gather_object
+    from accelerate.utils import gather_object  # only with several processes
 
     return Shard(
         accelerator.process_index,

@@ -40,6 +40,7 @@ from .device import resolve_device
 from .encoders import check_max_length, load_encoder
 from .errors import BertLSTMError
 from .feature_cache import FeatureStore, model_features
+from .folders import check_output
 from .hub import local_folder, push_folder
 from .inference import Predict, predict_logits
 from .model_card import CardInfo, model_card
@@ -66,8 +67,9 @@ class Estimator(BaseEstimator):
     config_class: ClassVar[type[EncoderSettings]]
     predictor_class: ClassVar[type[Predictor]]
     card: ClassVar[CardInfo]
-    dev_outputs: ClassVar[Predict] = staticmethod(predict_logits)  # what each epoch scores on dev
     settings: ClassVar[dict[str, dataclasses.Field]] = {}
+
+    predictor_: Predictor  # this model behind the PyTorch engine: what predict and evaluate run through
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Each task's ``__init__`` spells out its settings: scikit-learn reads them from the signature."""
@@ -160,7 +162,7 @@ class Estimator(BaseEstimator):
         if config.mode == "finetune" and training.encoder_lr == "auto":
             layers, width = encoder.config.num_hidden_layers, encoder.config.hidden_size
             logger.info(f"encoder lr {self.training_.encoder_lr:g} (auto, for a {layers}-layer, {width}-wide encoder)")
-        self.metrics_: dict[str, Any] = {}
+        self.metrics_ = {}
 
     def _trainer(self, metric: str, train: Any, callbacks: list[Any], checkpoint_dir: Any) -> Any:
         """A Trainer over the model; checkpoints and early stopping after ``callbacks``."""
@@ -172,7 +174,7 @@ class Estimator(BaseEstimator):
             callbacks.append(EarlyStopping(metric, self.training_.patience))
         weight = self._loss_weight(train)
         return Trainer(
-            self.model_, self.training_, self._score, callbacks, loss_weight=weight, predict=self.dev_outputs
+            self.model_, self.training_, self._score, callbacks, loss_weight=weight, predict=self._dev_outputs()
         )
 
     def _cached(self, keys: Sequence[str], input_ids: Any, what: str, trainer: Any) -> FeatureStore | None:
@@ -187,8 +189,9 @@ class Estimator(BaseEstimator):
         return model_features(model, self.tokenizer_, keys, input_ids, self.training_, device, what, trainer.shard)
 
     # --- what a task fills in -------------------------------------------------------------------
-    def _learn(self, X: Any, y: Any, dev_X: Any, dev_y: Any, config: Any, training: TrainConfig, **options: Any):
-        """The labels from the training data (set on ``self``), and the training and dev examples."""
+    def _learn(self, *args: Any, **options: Any) -> tuple[Any, Any]:
+        """From ``X, y, dev_X, dev_y, config, training`` and the task's own ``fit`` keywords: the labels (set on
+        ``self``), and the training and dev examples."""
         raise NotImplementedError
 
     def _new_model(self, config: Any, encoder: Any) -> EncoderModel:
@@ -197,6 +200,10 @@ class Estimator(BaseEstimator):
     def _dataset(self, examples: Any, what: str, trainer: Any = None) -> Any:
         """A dataset of ``examples`` with their targets (``lengths``, items, ``collate``)."""
         raise NotImplementedError
+
+    def _dev_outputs(self) -> Predict:
+        """What each epoch scores on dev: logits (or, for a tagger, decoded tags) over a dataset."""
+        return predict_logits
 
     def _metric(self, training: TrainConfig) -> str:
         """The dev metric that picks the best epoch."""
@@ -269,6 +276,11 @@ class Estimator(BaseEstimator):
         An existing ``directory`` is replaced only when it is empty or a bertlstm model folder, unless
         ``overwrite``; the working folder and its parents never are.
         """
+        self._require_model()
+        return self.write_folder(check_output(directory, overwrite=overwrite), repo_id)
+
+    def write_folder(self, path: Path, repo_id: str | None = None) -> Path:
+        """:meth:`save_pretrained` to a ``path`` its caller has already checked (and locked): a training run."""
         model = self._require_model()
         sections = {
             "task": self.task,
@@ -277,9 +289,9 @@ class Estimator(BaseEstimator):
             "training": self.training_.to_dict(),
         }
         history, metrics = getattr(self, "history_", []), getattr(self, "metrics_", {})
-        records = {"README.md": model_card(repo_id, sections, metrics, history, self.card)}
+        records: dict[str, Any] = {"README.md": model_card(repo_id, sections, metrics, history, self.card)}
         records.update(history=history, metrics=metrics)
-        return save_trained(directory, sections, model, self.tokenizer_, records, overwrite)
+        return save_trained(path, sections, model, self.tokenizer_, records)
 
     def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
         """Save to a temporary folder and upload it to the Hugging Face Hub as ``repo_id``; returns its URL."""

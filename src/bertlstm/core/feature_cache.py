@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import pad_batch, sorted_batches
+from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
 from .errors import BertLSTMError
 from .folders import atomic_folder
@@ -264,7 +264,9 @@ class FeatureCache:
             for batch in sorted_batches([lengths[i] for i in mine], batch_size):
                 texts = [mine[j] for j in batch]
                 ids, mask = pad_batch([input_ids[i] for i in texts], pad_id)
-                out = encode(torch.from_numpy(ids), torch.from_numpy(mask)).float().cpu().numpy()  # (B, T, D) | (B, 1, D)
+                out = (
+                    encode(torch.from_numpy(ids), torch.from_numpy(mask)).float().cpu().numpy()
+                )  # (B, T, D) | (B, 1, D)
                 for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
                     features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
                     os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)

@@ -25,7 +25,7 @@ def local_folder(name_or_path: str | os.PathLike) -> Path:
     name = str(name_or_path)
     if not is_repo_id(name):
         return Path(name).expanduser()
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # only when the Hub is used
 
     try:
         return Path(snapshot_download(name, repo_type="model"))
@@ -40,7 +40,7 @@ def push_folder(
     save: Callable[[Path], Path], repo_id: str, private: bool | None = None, token: str | None = None
 ) -> str:
     """``save`` the model into a temporary folder, then upload that folder as ``repo_id``; the repository's URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi  # only when the Hub is used
 
     if not _REPO_ID.fullmatch(repo_id):
         raise BertLSTMError(f"{repo_id!r} is not a Hub repository id such as user/name", "repo_id")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import sorted_batches
+from .batching import sorted_batches
 from .distributed import Shard, sharded_rows
 
 Predict = Callable[[Any, Any, int, torch.device], np.ndarray]  # (model, dataset, batch size, device) -> outputs
@@ -71,4 +71,6 @@ def sharded_outputs(
     """``predict`` (:func:`predict_logits`, or another of its form) over ``dataset``, shared among processes."""
     if shard.world == 1:
         return predict(model, dataset, batch_size, device)
-    return sharded_rows(dataset.lengths, shard, lambda rows: predict(model, RowsView(dataset, rows), batch_size, device))
+    return sharded_rows(
+        dataset.lengths, shard, lambda rows: predict(model, RowsView(dataset, rows), batch_size, device)
+    )

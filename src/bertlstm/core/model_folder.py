@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BertLSTMError, first_line
-from .folders import CONFIG_NAME, atomic_folder, check_output
+from .folders import CONFIG_NAME, atomic_folder
 
 # 2: config.json records the SHA-256 of every weight and tokenizer file; 3: labels in their own section
 FORMAT_VERSION = 3
@@ -127,17 +127,18 @@ def save_model_folder(
     encoder: Any,
     tokenizer: Any,
     records: dict[str, str],
-    overwrite: bool = False,
 ) -> Path:
-    """Write a model folder atomically: config.json (``sections`` plus format, versions and checksums),
-    model.safetensors (``head_state``), encoder/ (the encoder's and tokenizer's own ``save_pretrained``) and
-    the ``records`` files. Non-finite weights are refused: such a model could only predict NaN."""
-    path = check_output(target, overwrite=overwrite)
+    """Write a model folder atomically at ``target`` (a path the caller has checked with
+    :func:`~bertlstm.core.folders.check_output`): config.json (``sections`` plus format, versions and
+    checksums), model.safetensors (``head_state``), encoder/ (the encoder's and tokenizer's own
+    ``save_pretrained``) and the ``records`` files. Non-finite weights are refused: such a model could only
+    predict NaN."""
+    path = Path(target)
     state = {**head_state, **{f"encoder.{k}": v for k, v in encoder.state_dict().items()}}
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise BertLSTMError(f"the model has non-finite weights ({', '.join(bad[:3])}); it was not saved")
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # torch: only to write weights (config.json alone needs none)
 
     with atomic_folder(path) as tmp:
         save_file(
@@ -187,7 +188,7 @@ def load_model_folder(
         )
     if len(tokenizer) > encoder.config.vocab_size:
         raise BertLSTMError(f"{folder / ENCODER_DIR}: the tokenizer is larger than the encoder's vocabulary")
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # torch: only to read weights
 
     try:
         head_state = load_file(str(folder / WEIGHTS_NAME))
@@ -199,7 +200,7 @@ def load_model_folder(
 
 def _load_encoder(folder: Path) -> tuple[Any, Any]:
     """The encoder inside a model folder: local files only, safetensors only, no code from the folder run."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer  # only to load the encoder
 
     safe = {"local_files_only": True, "trust_remote_code": False}
     try:
@@ -240,7 +241,6 @@ def save_trained(
     model: Any,
     tokenizer: Any,
     records: dict[str, Any],
-    overwrite: bool = False,
 ) -> Path:
     """:func:`save_model_folder` for a trained model (``head_state_dict()`` and ``encoder``) with its training
     record: ``records`` holds the model card (``README.md``), the ``history`` rows and the ``metrics``."""
@@ -249,7 +249,7 @@ def save_trained(
         texts["history.csv"] = history_to_csv(records["history"])
     if records.get("metrics"):
         texts["metrics.json"] = json.dumps(records["metrics"], indent=2) + "\n"
-    return save_model_folder(directory, sections, model.head_state_dict(), model.encoder, tokenizer, texts, overwrite)
+    return save_model_folder(directory, sections, model.head_state_dict(), model.encoder, tokenizer, texts)
 
 
 def load_trained(model: Any, saved: SavedModel) -> tuple[list[dict[str, Any]], dict[str, Any]]:

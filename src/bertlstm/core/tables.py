@@ -26,3 +26,13 @@ def confusion_table(report: dict[str, Any]) -> pd.DataFrame:
     matrix = pd.DataFrame(np.array(report["confusion_matrix"]), index=names, columns=names)
     matrix.index.name, matrix.columns.name = "true", "predicted"
     return matrix
+
+
+def tables_text(headline: str, tables: list[tuple[str, pd.DataFrame]]) -> str:
+    """A report as text: its headline, then each table under its title (none for an untitled one), with
+    floats to four digits."""
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200, "display.max_rows", 500):
+        parts = [headline] + [
+            f"{title}:\n{table.to_string()}" if title else table.to_string() for title, table in tables
+        ]
+    return "\n\n".join(parts) + "\n"

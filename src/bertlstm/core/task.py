@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import DataConfig, EncoderSettings, TrainConfig
+
+if TYPE_CHECKING:
+    from .backends import Predictor
+    from .estimator import Estimator
 
 Data = tuple[Any, Any]  # what an estimator's fit takes: examples and their labels (None where they hold them)
 
@@ -37,5 +41,5 @@ class Task:
     config: type[EncoderSettings]  # the model settings
     data: type[DataConfig]  # the data files and how to read them
     read_run_data: Callable[[Any, Any, TrainConfig], RunData]  # (data, model settings, training) -> checked data
-    estimator: Callable[[], type]  # the estimator class (imports torch)
-    predictor: Callable[[], type]  # the predictor class (imports no torch)
+    estimator: Callable[[], type[Estimator]]  # the estimator class (imports torch)
+    predictor: Callable[[], type[Predictor]]  # the predictor class (imports no torch)

@@ -34,9 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from .batching import LengthGroupedBatches
 from .callbacks import Callback, as_callback
 from .config import TrainConfig
-from .data import LengthGroupedBatches
 from .device import resolve_device
 from .distributed import shard_of
 from .errors import BertLSTMError, first_line

@@ -1,5 +1,6 @@
 """The settings of the commands that use a trained model: ``predict``, ``evaluate``, ``export`` and ``serve``.
-As ``train``'s, the command line's options are generated from these fields."""
+As ``train``'s, the command line's options are generated from these fields. How a file is read (its columns,
+its tags) is the model's task's own data settings (:meth:`~bertlstm.tasks.registry.ModelRef.reading`)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ class ModelSettings(Settings):
 class PredictConfig(ModelSettings):
     """``bertlstm predict``: texts from a file, the command line or stdin; predictions to a file or stdout."""
 
-    input: str | None = setting(None, "file of texts (or, for a tagger, of tokens); else --text or stdin lines", metavar="FILE")
+    input: str | None = setting(
+        None, "file of texts (or, for a tagger, of tokens); else --text or stdin lines", metavar="FILE"
+    )
     output: str | None = setting(
         None, "predictions file (.csv .tsv .jsonl .json .parquet; a tagger's .conll); none: stdout", metavar="FILE"
     )
     text: tuple[str, ...] = setting((), "a text to label (repeatable)", metavar="TEXT", repeat=True)
-    text_column: str | None = setting(None, "column holding the text; none: text, sentence, review, ... (found)")
-    label_separator: str = setting(",", "joins the labels of one text (multi-label)")
     chunk_rows: int = setting(10_000, "rows of a file read, predicted and written at a time")
 
     def __post_init__(self) -> None:
@@ -53,11 +54,6 @@ class EvaluateConfig(ModelSettings):
     """``bertlstm evaluate``: a model scored on a labelled file."""
 
     data: str | None = setting(None, "labelled data file", metavar="FILE")
-    text_column: str | None = setting(None, "classifier: column holding the text; none: found")
-    label_column: str | None = setting(None, "classifier: column holding the label; none: found")
-    label_separator: str = setting(",", "classifier: separates the labels of one text (multi-label)")
-    tag_column: int = setting(-1, "tagger: the CoNLL column holding the tag (-1: the last)")
-    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = setting("auto", "tagger: how the file's tags are written")
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ class ServeConfig(ModelSettings):
     max_batch: int = setting(64, "texts per request at most")
     max_chars: int = setting(5000, "characters per text at most")
     max_body_bytes: int = setting(1_000_000, "request body size at most")
-    batch_size: int = setting(64, "texts per micro-batch: concurrent requests share one forward pass")  # type: ignore[assignment]
+    batch_size: int = setting(64, "texts per micro-batch: concurrent requests share one forward pass")
     max_wait_ms: float = setting(5.0, "how long a request waits for others to share its forward pass")
     queue_size: int = setting(256, "requests waiting at most; more are answered 503")
 

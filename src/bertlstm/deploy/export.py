@@ -61,6 +61,7 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         _torch_export(graph, inputs, fp32)
+        _declare_shapes(fp32, graph)
         for sample in (inputs, other):
             _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
         written = fp32
@@ -129,6 +130,27 @@ def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) 
             external_data=False,  # one self-contained file
             verbose=False,
         )
+
+
+def _declare_shapes(path: Path, graph: ExportGraph) -> None:
+    """Repair what the exporter declares when it fixes a dynamic output axis at the check sample's size: it
+    writes the LSTM's time axis, and what follows it, with that size (a tagger's emissions as (sentences, 18,
+    tags)), and onnxruntime then warns at every run whose sentences have other lengths. The output gets its axes
+    by name, and the intermediate annotations go (onnxruntime infers them itself). A graph whose output is
+    right (a classifier's) is left as the exporter wrote it."""
+    import onnx  # the export extra, checked above
+
+    model = onnx.load(str(path))
+    dynamic = {name for axes in graph.dynamic.values() for name in axes.values()}
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    wrong = [(dim, name) for dim, name in zip(dims, graph.output_axes, strict=True) if name in dynamic]
+    wrong = [(dim, name) for dim, name in wrong if not dim.dim_param]
+    if not wrong:
+        return
+    for dim, name in wrong:
+        dim.dim_param = name  # replaces the fixed dim_value
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
 
 
 def _quantize(source: Path, target: Path) -> None:

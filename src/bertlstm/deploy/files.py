@@ -28,27 +28,33 @@ from .config import EvaluateConfig, PredictConfig
 logger = logging.getLogger(__name__)
 
 
-def predict_file(settings: PredictConfig, stream: IO[str] | None = None) -> int:
+def predict_file(settings: PredictConfig, reading: dict[str, Any] | None = None, stream: IO[str] | None = None) -> int:
     """Predict ``settings.text`` or the file ``settings.input`` (read ``chunk_rows`` at a time, every column
     kept), and write the predictions to the file ``settings.output`` (replaced only when complete) or to
-    ``stream`` (stdout); returns how many rows were predicted. Everything that can be checked is checked
-    before the model is loaded. Under ``torchrun`` the processes share the chunks, and the main one writes
-    them all, in order."""
+    ``stream`` (stdout); returns how many rows were predicted. ``reading``: the model's task's data settings
+    (``{"text_column": "body"}``). Everything that can be checked is checked before the model is loaded.
+    Under ``torchrun`` the processes share the chunks, and the main one writes them all, in order."""
     if settings.input is not None and not Path(settings.input).is_file():
-        raise BertLSTMError(f"file not found: {settings.input}" if not Path(settings.input).exists() else f"{settings.input} is a folder, not a file")
+        raise BertLSTMError(
+            f"file not found: {settings.input}"
+            if not Path(settings.input).exists()
+            else f"{settings.input} is a folder, not a file"
+        )
     if settings.input is None and not settings.text:
         raise BertLSTMError("no texts to label")
     ref = find_model(settings.model or "", settings.backend)
+    data = ref.reading(reading)
     kind = ref.task.predictor().output_kind(settings.output, settings.input)
     path = check_output_file(settings.output, [settings.input]) if settings.output is not None else None
     shard = current_shard()
     device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
     predictor = ref.predictor(settings.quantize, device, settings.batch_size)
-    tables = predictor.read_inputs(settings.input, settings.text, settings)
+    tables = predictor.read_inputs(settings.input, settings.text, settings.chunk_rows)
     numbers: list[int] = []  # with several processes: which chunks this one predicts
     if shard.world > 1:
         tables = _my_chunks(tables, shard, numbers)
-    frames = _progress(predictor.predict_frame(table, settings) for table in tables)
+    where = settings.input or "the texts"
+    frames = _progress(predictor.predict_frame(table, data, where) for table in tables)
     if shard.world > 1:
         frames = _in_order(frames, numbers, shard, path.parent if path is not None else None)
         if not shard.is_main:
@@ -59,14 +65,16 @@ def predict_file(settings: PredictConfig, stream: IO[str] | None = None) -> int:
     return rows
 
 
-def evaluate_file(settings: EvaluateConfig) -> tuple[dict[str, Any], str]:
-    """Score a model (folder, Hub id or export) on the labelled file ``settings.data``: the full evaluation
-    report, and the report as tables. The data file is checked before the model is loaded."""
+def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """Score a model (folder, Hub id or export) on the labelled file ``settings.data``, read with the model's
+    task's data settings ``reading``: the full evaluation report, and the report as tables. The data file and
+    the settings are checked before the model is loaded."""
     if not settings.data or not Path(settings.data).is_file():
         raise BertLSTMError(f"file not found: {settings.data}")
     ref = find_model(settings.model or "", settings.backend)
+    data = ref.reading(reading)
     predictor = ref.predictor(settings.quantize, settings.device, settings.batch_size)
-    report = predictor.evaluate_file(settings.data, settings)
+    report = predictor.evaluate_file(settings.data, data)
     return report, predictor.format_report(report)
 
 

@@ -46,6 +46,15 @@ class ModelRef:
     meta: dict[str, Any]
     backend: str  # "torch" (a model folder) or "onnx" (an export)
 
+    def reading(self, given: dict[str, Any] | None = None) -> Any:
+        """The task's data settings (how its files are read) from ``given``; a setting that only another task
+        has is an error, not silently ignored."""
+        given = dict(given or {})
+        foreign = sorted(set(given) - set(self.task.data.reading_fields()))
+        if foreign:
+            raise BertLSTMError(f"`{foreign[0]}` is not a setting of a {self.task.name} model's data", foreign[0])
+        return self.task.data.from_dict(given)
+
     def estimator(self, device: str = "auto") -> Any:
         """The model folder's estimator, every file verified."""
         if self.backend != "torch":

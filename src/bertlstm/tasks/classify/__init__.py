@@ -8,20 +8,24 @@ the task's entry in the registry; it imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.config import TrainConfig
 from ...core.task import RunData, Task
 from .config import ClassifyData, ModelConfig
 
+if TYPE_CHECKING:
+    from ...core.backends import Predictor
+    from ...core.estimator import Estimator
 
-def _estimator() -> type:
+
+def _estimator() -> type[Estimator]:
     from .estimator import BertLSTMClassifier  # torch and transformers: only when a model is built or loaded
 
     return BertLSTMClassifier
 
 
-def _predictor() -> type:
+def _predictor() -> type[Predictor]:
     from .predictor import ClassifierPredictor  # scikit-learn and scipy: only when a model is used
 
     return ClassifierPredictor

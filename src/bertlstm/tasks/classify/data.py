@@ -3,6 +3,7 @@ them; and datasets of word-piece ids or cached features, batched as NumPy arrays
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ...core.backends import plain_tokenizer
+from ...core.batching import pad_batch
 from ...core.config import TrainConfig
 from ...core.data import (
     TEXT_COLUMNS,
@@ -21,14 +23,13 @@ from ...core.data import (
     column_of,
     find_column,
     is_list_cell,
-    pad_batch,
     read_table,
     refuse_rows,
 )
 from ...core.errors import BertLSTMError
 from ...core.task import RunData
 from .config import ClassifyData, ModelConfig
-from .labels import Labels, tidy
+from .labels import Labels
 
 if TYPE_CHECKING:
     from ...core.feature_cache import FeatureStore
@@ -58,7 +59,7 @@ def load_labelled(
             f"{path}: the {l_col!r} column holds lists of labels; for several labels per text set `multi_label`",
             "multi_label",
         )
-    return texts, tidy(clean_cells(column_of(frame, l_col), "label", str(path)), str(path))
+    return texts, clean_cells(column_of(frame, l_col), "label", str(path))  # class names: Labels.clean
 
 
 def label_lists(values: pd.Series, separator: str, path: str) -> list[list[str]]:
@@ -128,19 +129,18 @@ def read_run_data(data: ClassifyData, model: ModelConfig, training: TrainConfig)
     separator = data.label_separator if model.multi_label else None
 
     def read(path: str | None) -> tuple[list[str], list[Any]] | None:
-        if path is None:
-            return None
-        texts, labels = load_labelled(path, data.text_column, data.label_column, separator)
-        return texts, Labels.clean(labels, model.multi_label, path)
+        return None if path is None else load_labelled(path, data.text_column, data.label_column, separator)
 
     train, dev, test = read(data.train), read(data.dev), read(data.test)
     if train is None:
         raise BertLSTMError("a training run needs `train` data")
-    labels = Labels.from_training(train[1], model.multi_label)
-    labels.class_weights(training.class_weight, [])  # as many weights as classes
-    for path, part in ((data.dev, dev), (data.test, test)):
-        if path and part is not None:
-            labels.check_known(part[1], path)
+    with warnings.catch_warnings():  # the estimator says them, once, when it learns the labels
+        warnings.simplefilter("ignore")
+        labels = Labels.from_training(Labels.clean(train[1], model.multi_label, data.train or ""), model.multi_label)
+        labels.class_weights(training.class_weight, [])  # as many weights as classes
+        for path, part in ((data.dev, dev), (data.test, test)):
+            if path and part is not None:
+                labels.check_known(Labels.clean(part[1], model.multi_label, path), path)
     return RunData(train, dev, test)
 
 

@@ -24,8 +24,8 @@ from ...core.estimator import Estimator, NotTrainedError
 from ...core.export_graph import ExportGraph
 from ...core.model_card import CardInfo
 from .config import ModelConfig
-from .export import export_graph
 from .data import FeatureDataset, TokenDataset, encode_texts, split_dev, texts_and_labels
+from .export import export_graph
 from .labels import Labels, kind_of
 from .metrics import evaluation_report, multilabel_metrics, quick_metrics, tune_thresholds
 from .model import BertLSTMModel
@@ -67,7 +67,11 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         return list(self.labels_.names) if getattr(self, "labels_", None) else []
 
     # --- training (the hooks of Estimator.fit) ----------------------------------------------------
-    def fit(self, X: Any, y: Any = None, dev_texts: Any = None, dev_labels: Any = None, **options: Any) -> Any:
+    predictor_: ClassifierPredictor
+
+    def fit(  # type: ignore[override]  # the dev arguments are named for the task's data
+        self, X: Any, y: Any = None, dev_texts: Any = None, dev_labels: Any = None, **options: Any
+    ) -> BertLSTMClassifier:
         """Train on texts ``X`` and labels ``y``, or on a table (DataFrame, ``datasets.Dataset``) holding both
         (its columns named by ``text_column=`` / ``label_column=`` when they are not found); without a dev set
         a stratified ``dev_fraction`` is held out.

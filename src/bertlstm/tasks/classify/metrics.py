@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.special import expit
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ...core.tables import confusion_table, per_class_table, summary_table
+from ...core.tables import confusion_table, per_class_table, summary_table, tables_text
 from .labels import Labels
 
 
@@ -94,21 +93,16 @@ def evaluation_report(labels: Labels, targets: Sequence[Any], logits: np.ndarray
 def format_report(report: dict[str, Any]) -> str:
     """A classifier's evaluation report as readable tables."""
     if report.get("multi_label"):
-        return _format_multilabel(report)
-    per_class, summary = per_class_table(report["per_class"]), summary_table(report, ("macro", "weighted"))
-    matrix = confusion_table(report)
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
-        return (
-            f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}\n\n"
-            f"{summary.to_string()}\n\nper class:\n{per_class.to_string()}\n\n"
-            f"confusion matrix (rows: true, columns: predicted):\n{matrix.to_string()}\n"
+        headline = f"examples: {report['n']}   exact match: {report['exact_match']:.4f}"
+        return tables_text(
+            headline,
+            [("", summary_table(report, ("micro", "macro"))), ("per label", per_class_table(report["per_label"]))],
         )
-
-
-def _format_multilabel(report: dict[str, Any]) -> str:
-    summary, per_label = summary_table(report, ("micro", "macro")), per_class_table(report["per_label"])
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200, "display.max_rows", 500):
-        return (
-            f"examples: {report['n']}   exact match: {report['exact_match']:.4f}\n\n"
-            f"{summary.to_string()}\n\nper label:\n{per_label.to_string()}\n"
-        )
+    return tables_text(
+        f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}",
+        [
+            ("", summary_table(report, ("macro", "weighted"))),
+            ("per class", per_class_table(report["per_class"])),
+            ("confusion matrix (rows: true, columns: predicted)", confusion_table(report)),
+        ],
+    )

@@ -18,6 +18,7 @@ from ...core.backends import Predictor
 from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
 from ...core.errors import BertLSTMError
+from .config import ClassifyData
 from .data import TokenDataset, encode_texts, load_labelled
 from .labels import Labels
 from .metrics import evaluation_report, format_report
@@ -90,28 +91,27 @@ class ClassifierPredictor(Predictor):
         report = evaluation_report(self.labels, targets, self.logits(known, shard))
         return {**report, "n_unseen_label": len(clean) - len(known)}
 
-    def evaluate_file(self, path: str, settings: Any) -> dict[str, Any]:
-        separator = settings.label_separator if self.labels.multi_label else None
-        texts, labels = load_labelled(path, settings.text_column, settings.label_column, separator)
+    def evaluate_file(self, path: str, data: ClassifyData) -> dict[str, Any]:
+        separator = data.label_separator if self.labels.multi_label else None
+        texts, labels = load_labelled(path, data.text_column, data.label_column, separator)
         return self.evaluate(texts, labels, current_shard())  # under torchrun, every process scores a share
 
     format_report = staticmethod(format_report)
 
     # --- files -----------------------------------------------------------------------------------
-    def read_inputs(self, path: str | None, texts: Sequence[str] | None, settings: Any) -> Iterator[pd.DataFrame]:
+    def read_inputs(self, path: str | None, texts: Sequence[str] | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """A table file in chunks (every column kept), or the texts as a one-column table."""
         if path is not None:
-            return iter_tables(path, settings.chunk_rows)
+            return iter_tables(path, chunk_rows)
         frame = pd.DataFrame({"text": list(texts or [])})
         frame.attrs.update(kind="table", start=0)
         return iter([frame])
 
-    def predict_frame(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+    def predict_frame(self, frame: pd.DataFrame, data: ClassifyData, where: str) -> pd.DataFrame:
         """The table with a label and one probability per class added (named ``predicted_...`` when the table
-        has such columns already, such as its own true labels)."""
-        where = settings.input or "the texts"
-        texts = column_texts(frame, find_column(frame, settings.text_column, TEXT_COLUMNS, "text", where), where)
-        predicted = prediction_columns(self.predict_proba(texts), self.labels, settings.label_separator)
+        has such columns already, such as its own true labels); multi-label sets joined by ``label_separator``."""
+        texts = column_texts(frame, find_column(frame, data.text_column, TEXT_COLUMNS, "text", where), where)
+        predicted = prediction_columns(self.predict_proba(texts), self.labels, data.label_separator)
         if set(predicted.columns) & set(frame.columns):
             predicted = predicted.add_prefix("predicted_")
         return pd.concat([frame.reset_index(drop=True), predicted], axis=1)

@@ -8,18 +8,24 @@ encoder windows, datasets), ``crf.py``, ``model.py``, ``metrics.py`` (seqeval), 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...core.task import Task
 from .config import TagData, TaggerConfig
 from .data import read_run_data
 
+if TYPE_CHECKING:
+    from ...core.backends import Predictor
+    from ...core.estimator import Estimator
 
-def _estimator() -> type:
+
+def _estimator() -> type[Estimator]:
     from .estimator import BertLSTMTagger  # torch and transformers: only when a model is built or loaded
 
     return BertLSTMTagger
 
 
-def _predictor() -> type:
+def _predictor() -> type[Predictor]:
     from .predictor import TaggerPredictor  # seqeval and pandas: only when a model is used
 
     return TaggerPredictor

@@ -19,7 +19,7 @@ TagScheme = Literal["auto", "iob1", "iob2", "bioes"]
 class TaggerConfig(EncoderSettings):
     """Everything needed to rebuild a BERT→BiLSTM→CRF tagger (besides its tags)."""
 
-    mode: Literal["frozen", "finetune"] = setting("frozen", "recipe: frozen encoder, or finetune it")  # type: ignore[assignment]
+    mode: Literal["frozen", "finetune"] = setting("frozen", "recipe: frozen encoder, or finetune it")
     lstm_units: int = setting(128, "hidden units of each LSTM direction")
     lstm_layers: int = setting(2, "stacked LSTM layers; 0: a linear head on the encoder")
     bidirectional: bool = setting(True, "run the LSTM over real words in both directions")
@@ -33,7 +33,9 @@ class TaggerConfig(EncoderSettings):
 
     def check_training(self, training: TrainConfig) -> None:
         if training.metric == "macro_f1":
-            raise BertLSTMError("`metric` for tagging is micro_f1 (entities, the default) or accuracy (words)", "metric")
+            raise BertLSTMError(
+                "`metric` for tagging is micro_f1 (entities, the default) or accuracy (words)", "metric"
+            )
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class TagData(DataConfig):
 
     train: str | None = setting(None, "training data (CoNLL columns, or JSON Lines of tokens and tags)", metavar="FILE")
     tag_column: int = setting(-1, "the CoNLL column holding the tag (0 is the token; -1 the last)")
+    text_column: str | None = setting(None, "tables of texts to tag: the column holding the text; none: found")
     tag_scheme: TagScheme = setting("auto", "how the files' tags are written (auto: detected)")
 
     def __post_init__(self) -> None:

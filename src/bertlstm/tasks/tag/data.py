@@ -200,7 +200,9 @@ def as_sentences(data: Any, tags: Any = None, where: str = "data") -> list[Sente
     return out
 
 
-def known_sentences(sentences: Sequence[Sentence], known: Collection[str], where: str, warn: bool = True) -> list[Sentence]:
+def known_sentences(
+    sentences: Sequence[Sentence], known: Collection[str], where: str, warn: bool = True
+) -> list[Sentence]:
     """The sentences whose tags the model knows. A sentence with a tag never seen in training is left out,
     with a warning naming the tags (as a classifier leaves out rows with unseen labels); none left is an error."""
     unseen = sorted({t for s in sentences for t in s.tags or [] if t not in known})

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ...core.backends import plain_tokenizer
+from ...core.batching import sorted_batches
 from ...core.config import TrainConfig
-from ...core.data import sorted_batches
 from ...core.distributed import current_shard
 from ...core.errors import BertLSTMError
 from ...core.estimator import Estimator
@@ -66,7 +66,6 @@ class BertLSTMTagger(Estimator):
     config_class = TaggerConfig
     predictor_class = TaggerPredictor
     card = CardInfo("token-classification", "BertLSTMTagger", "predict_spans", "BERT→BiLSTM tagger")
-    dev_outputs = staticmethod(predict_tags)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -76,7 +75,11 @@ class BertLSTMTagger(Estimator):
         return tags
 
     # --- training (the hooks of Estimator.fit) ----------------------------------------------------
-    def fit(self, X: Any, y: Any = None, dev: Any = None, dev_tags: Any = None, **options: Any) -> Any:
+    predictor_: TaggerPredictor
+
+    def fit(  # type: ignore[override]  # the dev arguments are named for the task's data
+        self, X: Any, y: Any = None, dev: Any = None, dev_tags: Any = None, **options: Any
+    ) -> BertLSTMTagger:
         """Train on sentences ``X`` (token lists, tags ``y``; or :class:`Sentence` objects with their tags);
         without ``dev``, ``dev_fraction`` of the sentences is held out. Tags may be IOB1, IOB2 or BIOES
         (``tag_scheme=``, detected by default); the model works in IOB2. See
@@ -114,6 +117,9 @@ class BertLSTMTagger(Estimator):
     def _new_model(self, config: TaggerConfig, encoder: Any) -> BertTaggerModel:
         return BertTaggerModel(config, encoder, self.tags_)
 
+    def _dev_outputs(self) -> Any:
+        return predict_tags  # decoded tags, scored against the gold ones
+
     def _metric(self, training: TrainConfig) -> str:
         return "accuracy" if training.metric == "accuracy" else "micro_f1"
 
@@ -122,7 +128,9 @@ class BertLSTMTagger(Estimator):
         the cache on, the windows' features (or the frozen layers' states) come from the feature cache."""
         tokenizer, config = self.tokenizer_, self.model_.config
         ids = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id)
-        layouts = WordPieces(plain_tokenizer(tokenizer, None), config.max_length, *ids).layouts(sentences, config.context)
+        layouts = WordPieces(plain_tokenizer(tokenizer, None), config.max_length, *ids).layouts(
+            sentences, config.context
+        )
         index = {t: i for i, t in enumerate(self.tags_)}
         labelled = bool(sentences) and sentences[0].tags is not None
         tags = [[index[t] for t in s.tags or []] for s in sentences] if labelled else None
@@ -187,4 +195,6 @@ class BertLSTMTagger(Estimator):
         Sentences with tags the model never saw in training are left out, with a warning."""
         self._require_model()
         sentences = as_sentences(X, y, "evaluation data")
-        return self.predictor_.evaluate(sentences, None if tag_scheme in (None, "auto") else tag_scheme, current_shard())
+        return self.predictor_.evaluate(
+            sentences, None if tag_scheme in (None, "auto") else tag_scheme, current_shard()
+        )

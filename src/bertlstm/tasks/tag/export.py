@@ -45,6 +45,10 @@ def real_words(batch: dict[str, np.ndarray]) -> np.ndarray:
 
 def export_graph(model: BertTaggerModel) -> ExportGraph:
     windows, words = {0: "windows", 1: "pieces"}, {0: "sentences", 1: "words"}
-    dynamic = {**dict.fromkeys(INPUTS[:2], windows), **dict.fromkeys(INPUTS[2:5], words), "word_counts": {0: "sentences"}}
+    dynamic = {
+        **dict.fromkeys(INPUTS[:2], windows),
+        **dict.fromkeys(INPUTS[2:5], words),
+        "word_counts": {0: "sentences"},
+    }
     module = TaggerExportModule(model).eval()
     return ExportGraph(module, INPUTS, "emissions", ("sentences", "words", "tags"), dynamic, real_words)

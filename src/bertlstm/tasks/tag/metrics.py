@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from seqeval.metrics import classification_report
 from seqeval.metrics import f1_score as entity_f1
 
-from ...core.tables import confusion_table, per_class_table, summary_table
+from ...core.tables import confusion_table, per_class_table, summary_table, tables_text
 from .data import spans
 
 
@@ -60,11 +59,13 @@ def tag_report(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]
 
 def format_report(report: dict[str, Any]) -> str:
     """A tagger's evaluation report as readable tables."""
-    summary, per_type = summary_table(report, ("micro", "macro")), per_class_table(report["per_label"])
-    matrix = confusion_table(report)
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
-        return (
-            f"sentences: {report['n']}   entity micro-F1: {report['micro_f1']:.4f}   word accuracy: "
-            f"{report['accuracy']:.4f}\n\n{summary.to_string()}\n\nper entity type:\n{per_type.to_string()}\n\n"
-            f"entity types (rows: true, columns: predicted with the same words; O: none):\n{matrix.to_string()}\n"
-        )
+    scores = f"entity micro-F1: {report['micro_f1']:.4f}   word accuracy: {report['accuracy']:.4f}"
+    headline = f"sentences: {report['n']}   {scores}"
+    return tables_text(
+        headline,
+        [
+            ("", summary_table(report, ("micro", "macro"))),
+            ("per entity type", per_class_table(report["per_label"])),
+            ("entity types (rows: true, columns: predicted with the same words; O: none)", confusion_table(report)),
+        ],
+    )

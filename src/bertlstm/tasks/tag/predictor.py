@@ -22,6 +22,7 @@ from ...core.backends import Predictor
 from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
 from ...core.errors import BertLSTMError
+from .config import TagData
 from .data import Sentence, detect_scheme, known_sentences, read_tagged, spans, split_words, to_iob2
 from .metrics import format_report, tag_report
 from .windows import TagDataset, WordPieces
@@ -92,7 +93,9 @@ class TaggerPredictor(Predictor):
         ids = meta["special_token_ids"]
         self.pieces = WordPieces(tokenizer, int(self.model["max_length"]), ids["cls"], ids["sep"], ids["unk"])
         crf = meta.get("crf")
-        scores = None if crf is None else [np.asarray(crf[k], dtype=np.float32) for k in ("start", "transitions", "end")]
+        scores = (
+            None if crf is None else [np.asarray(crf[k], dtype=np.float32) for k in ("start", "transitions", "end")]
+        )
         self.crf = scores
 
     @staticmethod
@@ -143,14 +146,14 @@ class TaggerPredictor(Predictor):
         predicted = self.predict_tags([Sentence(s.tokens, None, s.document, s.line) for s in gold], shard)
         return tag_report([s.tags or [] for s in gold], predicted)
 
-    def evaluate_file(self, path: str, settings: Any) -> dict[str, Any]:
-        scheme = None if settings.tag_scheme == "auto" else settings.tag_scheme
-        return self.evaluate(read_tagged(path, settings.tag_column), scheme, current_shard())
+    def evaluate_file(self, path: str, data: TagData) -> dict[str, Any]:
+        scheme = None if data.tag_scheme == "auto" else data.tag_scheme
+        return self.evaluate(read_tagged(path, data.tag_column), scheme, current_shard())
 
     format_report = staticmethod(format_report)
 
     # --- files -----------------------------------------------------------------------------------
-    def read_inputs(self, path: str | None, texts: Sequence[str] | None, settings: Any) -> Iterator[pd.DataFrame]:
+    def read_inputs(self, path: str | None, texts: Sequence[str] | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """A CoNLL or JSON Lines file of tokens as one table (``tokens``, ``document``: documents give the
         context, so the file is read whole); a table of texts in chunks; or the texts as a one-column table."""
         if path is not None and has_tokens(Path(path)):
@@ -159,19 +162,20 @@ class TaggerPredictor(Predictor):
             frame.attrs.update(kind="tokens", start=0)
             return iter([frame])
         if path is not None:
-            return iter_tables(path, settings.chunk_rows)
+            return iter_tables(path, chunk_rows)
         frame = pd.DataFrame({"text": list(texts or [])})
         frame.attrs.update(kind="table", start=0)
         return iter([frame])
 
-    def predict_frame(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+    def predict_frame(self, frame: pd.DataFrame, data: TagData, where: str) -> pd.DataFrame:
         """Tokens get a ``tags`` column (a tag per token); texts an ``entities`` column."""
         frame = frame.reset_index(drop=True)
         if frame.attrs.get("kind") == "tokens":
-            sentences = [Sentence(list(t), None, int(d)) for t, d in zip(frame["tokens"], frame["document"], strict=True)]
+            sentences = [
+                Sentence(list(t), None, int(d)) for t, d in zip(frame["tokens"], frame["document"], strict=True)
+            ]
             return frame.assign(tags=self.predict_tags(sentences))
-        where = settings.input or "the texts"
-        texts = column_texts(frame, find_column(frame, settings.text_column, TEXT_COLUMNS, "text", where), where)
+        texts = column_texts(frame, find_column(frame, data.text_column, TEXT_COLUMNS, "text", where), where)
         return frame.assign(entities=self.predict_spans(texts))
 
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.data import pad_batch
+from ...core.batching import pad_batch
 from .data import Sentence
 
 

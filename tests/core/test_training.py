@@ -19,9 +19,9 @@ from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig, TrainConfig
 from bertlstm.cli import main
-from bertlstm.tasks.classify.data import TokenDataset, tokenize
-from bertlstm.core.training import Trainer
 from bertlstm.core.inference import as_tensors
+from bertlstm.core.training import Trainer
+from bertlstm.tasks.classify.data import TokenDataset, tokenize
 from conftest import cli_train, make_multilabel, make_sentiment
 
 

@@ -5,54 +5,25 @@ from __future__ import annotations
 
 import json
 import random
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from bertlstm import cli
-from bertlstm.deploy.config import ServeConfig
 from bertlstm.core.encoders import load_encoder
 from bertlstm.core.errors import BertLSTMError
 from bertlstm.core.inference import as_tensors
-from bertlstm.tasks.tag.metrics import tag_metrics
-from bertlstm.tasks.registry import open_model
+from bertlstm.deploy.config import ServeConfig
 from bertlstm.deploy.serving import create_app
+from bertlstm.tasks.registry import open_model
 from bertlstm.tasks.tag.data import Sentence, detect_scheme, read_tagged, spans, split_words, to_iob2
-from bertlstm.tasks.tag.windows import WordPieces
 from bertlstm.tasks.tag.estimator import BertLSTMTagger
+from bertlstm.tasks.tag.metrics import tag_metrics
 from bertlstm.tasks.tag.predictor import viterbi
-from conftest import WORDS, shared_data
-
-PLAIN = [w for w in WORDS if w not in ("actor", "scene", "story")]
-
-
-def make_tagged(n: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
-    """Sentences where "actor" is a person and "scene story" a place: learnable from the words alone."""
-    rng = random.Random(seed)
-    tokens, tags = [], []
-    for _ in range(n):
-        words, labels = [], []
-        for _ in range(rng.randint(3, 10)):
-            r = rng.random()
-            if r < 0.15:
-                words, labels = [*words, "actor"], [*labels, "B-PER"]
-            elif r < 0.3:
-                words, labels = [*words, "scene", "story"], [*labels, "B-LOC", "I-LOC"]
-            else:
-                words, labels = [*words, rng.choice(PLAIN)], [*labels, "O"]
-        tokens.append(words)
-        tags.append(labels)
-    return tokens, tags
-
-
-def write_conll(path: Path, tokens: list[list[str]], tags: list[list[str]]) -> Path:
-    lines = ["-DOCSTART- -X- -X- O", ""]
-    for words, labels in zip(tokens, tags, strict=True):
-        lines += [f"{w} NN O {t}" for w, t in zip(words, labels, strict=True)] + [""]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from bertlstm.tasks.tag.windows import WordPieces
+from conftest import WORDS, make_tagged, shared_data, write_conll
 
 
 # --- files and schemes -------------------------------------------------------------------------------------

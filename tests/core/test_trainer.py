@@ -12,10 +12,10 @@ from torch import Tensor, nn
 
 from bertlstm import TrainConfig
 from bertlstm.core.callbacks import Callback, Checkpoint, EarlyStopping, KeepBest
+from bertlstm.core.training import Trainer
 from bertlstm.tasks.classify.data import TokenDataset
 from bertlstm.tasks.classify.metrics import quick_metrics
 from bertlstm.tasks.classify.model import ClassifierOutput
-from bertlstm.core.training import Trainer
 
 
 class BagOfWords(nn.Module):

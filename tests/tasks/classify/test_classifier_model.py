@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMError, BertLSTMModel, ModelConfig, TrainConfig
-from bertlstm.core.data import pad_batch
+from bertlstm.core.batching import pad_batch
 
 
 def padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

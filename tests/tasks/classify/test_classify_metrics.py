@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bertlstm.tasks.classify.metrics import format_report, full_report, multilabel_metrics, multilabel_report, tune_thresholds
-from bertlstm.tasks.classify.metrics import quick_metrics
+from bertlstm.tasks.classify.metrics import (
+    format_report,
+    full_report,
+    multilabel_metrics,
+    multilabel_report,
+    quick_metrics,
+    tune_thresholds,
+)
 
 
 def test_quick_metrics() -> None:

@@ -73,7 +73,11 @@ def test_train_help_shows_the_tasks_own_choices(capsys) -> None:
     """A tagger's help offers no pooled mode and no multi-label; a classifier's no CRF."""
     for argv, present, absent in (
         (["train", "--help"], ["--multi-label", "pooled"], ["--crf", "--word-pooling"]),
-        (["train", "--task", "tag", "--help"], ["--crf", "--word-pooling", "--tag-column"], ["pooled", "--multi-label"]),
+        (
+            ["train", "--task", "tag", "--help"],
+            ["--crf", "--word-pooling", "--tag-column"],
+            ["pooled", "--multi-label"],
+        ),
     ):
         with pytest.raises(SystemExit):
             main(argv)

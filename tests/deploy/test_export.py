@@ -12,11 +12,11 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from bertlstm import BertLSTMClassifier, BertLSTMError
-from bertlstm.deploy.config import PredictConfig
-from bertlstm.deploy.files import predict_file
 from bertlstm.cli import main
 from bertlstm.core.masked_lstm import MaskedLSTM
+from bertlstm.deploy.config import PredictConfig
 from bertlstm.deploy.export import export_onnx
+from bertlstm.deploy.files import predict_file
 from bertlstm.tasks.registry import open_model
 from conftest import make_multilabel, make_sentiment
 
@@ -106,7 +106,11 @@ def test_int8_paths_run_and_stay_close(models, tmp_path: Path) -> None:
 def test_prediction_streams_a_file_in_chunks_in_order(models, tmp_path: Path) -> None:
     texts = make_sentiment(2500, seed=3)[0]
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "in.csv", index=False)
-    settings = {"model": str(models["frozen"]), "input": str(tmp_path / "in.csv"), "output": str(tmp_path / "out.jsonl")}
+    settings = {
+        "model": str(models["frozen"]),
+        "input": str(tmp_path / "in.csv"),
+        "output": str(tmp_path / "out.jsonl"),
+    }
     rows = predict_file(PredictConfig(**settings, chunk_rows=700))
     out = pd.read_json(tmp_path / "out.jsonl", lines=True)
     assert rows == 2500 and out["text"].tolist() == texts

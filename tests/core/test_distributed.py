@@ -118,7 +118,7 @@ def test_a_two_process_run_equals_its_single_process_evaluation(tiny_encoder: st
 
 def test_a_two_process_tagger_run_scores_the_whole_dev_set(tiny_encoder: str, tmp_path: Path) -> None:
     from bertlstm.tasks.tag.estimator import BertLSTMTagger
-    from test_tagging import make_tagged, write_conll
+    from conftest import make_tagged, write_conll
 
     train = write_conll(tmp_path / "train.conll", *make_tagged(200, 0))
     dev = write_conll(tmp_path / "dev.conll", *make_tagged(45, 1))  # odd: the shares differ in size

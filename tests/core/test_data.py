@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bertlstm.core.data import LengthGroupedBatches, pad_batch, read_table
-from bertlstm.tasks.classify.data import load_labelled, split_dev
+from bertlstm.core.batching import LengthGroupedBatches, pad_batch
+from bertlstm.core.data import read_table
 from bertlstm.core.errors import BertLSTMError
+from bertlstm.tasks.classify.data import load_labelled, split_dev
 
 ROWS = pd.DataFrame({"sentence": ["a fine film", "a dull film", "so good"], "label": [1, 0, 1]})
 

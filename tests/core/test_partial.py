@@ -11,15 +11,14 @@ import torch
 
 from bertlstm import BertLSTMClassifier, BertLSTMError
 from bertlstm.core.config import TrainConfig
-from bertlstm.tasks.classify.config import ModelConfig
-from bertlstm.tasks.classify.data import FeatureDataset, TokenDataset, tokenize
 from bertlstm.core.encoders import load_encoder
 from bertlstm.core.feature_cache import FeatureCache, model_features
-from bertlstm.tasks.classify.model import BertLSTMModel
 from bertlstm.core.inference import predict_logits
+from bertlstm.tasks.classify.config import ModelConfig
+from bertlstm.tasks.classify.data import FeatureDataset, TokenDataset, tokenize
+from bertlstm.tasks.classify.model import BertLSTMModel
 from bertlstm.tasks.tag.estimator import BertLSTMTagger
-from conftest import make_sentiment
-from test_tagging import make_tagged
+from conftest import make_sentiment, make_tagged
 
 OPTIONS = {"mode": "finetune", "epochs": 2, "lstm_units": 8, "lr": 1e-2, "encoder_lr": 1e-3, "progress": False}
 

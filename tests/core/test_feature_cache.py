@@ -11,12 +11,10 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
-from bertlstm.core.data import pad_batch
+from bertlstm.core.batching import pad_batch
+from bertlstm.core.feature_cache import CacheKey, FeatureCache, FeatureStore, encoder_fingerprint, texts_fingerprint
 from bertlstm.core.inference import as_tensors
-from bertlstm.tasks.classify.data import tokenize
-from bertlstm.core.feature_cache import FeatureCache
-from bertlstm.core.feature_cache import CacheKey, FeatureStore, encoder_fingerprint, texts_fingerprint
-from bertlstm.tasks.classify.data import FeatureDataset
+from bertlstm.tasks.classify.data import FeatureDataset, tokenize
 from conftest import make_sentiment
 
 
