@@ -75,7 +75,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     onnx = {q: RESULTS / f"{model.name}{'-int8' if q else ''}.onnx" for q in (None, "int8")}
     for quantize, path in onnx.items():
-        seconds, _ = timed(export_onnx, model, path, quantize)
+        seconds, _ = timed(export_onnx, model, path, quantize, True)  # overwrite an earlier run's export
         print(f"export {path.name}: {seconds:.1f}s, {path.stat().st_size / 2**20:.1f} MiB", flush=True)
 
     backends = {

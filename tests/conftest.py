@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
@@ -167,3 +169,42 @@ def cli_train(encoder: str, output: Path, *args: object) -> int:
 
     base = ["train", "--encoder", encoder, "--output", str(output), "--no-progress", "--device", "cpu"]
     return main(base + [str(a) for a in args])
+
+
+# --- a trained model folder, and one error line: what the safety tests share ---------------------------------
+@pytest.fixture(scope="module")
+def model_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained model folder; tests that damage it work on a copy (:func:`copy_of`)."""
+    folder = tmp_path_factory.mktemp("trained")
+    files = {}
+    for name, n, seed in (("train", 80, 1), ("test", 20, 3)):
+        texts, labels = make_sentiment(n, seed)
+        files[name] = folder / f"{name}.csv"
+        pd.DataFrame({"text": texts, "label": labels}).to_csv(files[name], index=False)
+    code = cli_train(tiny_encoder, folder / "model", "--train", files["train"], "--epochs", 1, "--lstm-units", 8)
+    assert code == 0
+    return folder / "model"
+
+
+def copy_of(model_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(model_dir, tmp_path / "copy"))
+
+
+def one_error(capsys: pytest.CaptureFixture[str], *fragments: str) -> str:
+    """The captured stderr is one ``error:`` line that contains every fragment; returns stdout."""
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("error:")]  # progress lines may come first
+    assert len(lines) == 1 and err.strip().endswith(lines[0]) and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return out
+
+
+def write_csv(path: Path, n: int = 40, seed: int = 1) -> Path:
+    texts, labels = make_sentiment(n, seed)
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
+    return path
+
+
+def train(tiny_encoder: str, output: Path | str, *args: object) -> int:
+    return cli_train(tiny_encoder, Path(output), "--epochs", 1, "--lstm-units", 8, *args)

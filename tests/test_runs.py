@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bertlstm import BertLSTMError, BertLSTMTagger, ModelConfig, RunConfig, TagData, TaggerConfig, TrainConfig
-from bertlstm.runs import prepare_run, train_run
+from bertlstm.runs import train_run
 from bertlstm.tasks.registry import load_estimator
 from conftest import make_tagged, write_conll
 
@@ -48,7 +48,7 @@ def test_dev_tags_never_seen_in_training_are_left_out_with_a_warning(tiny_encode
     only_unseen = write_conll(tmp_path / "bad.conll", [["actor"]], [["B-ORG"]])
     bad = RunConfig.from_dict({**config.to_dict(), "data": {"train": config.data.train, "dev": str(only_unseen)}})
     with pytest.raises(BertLSTMError, match="every sentence has tags never seen in training"):
-        prepare_run(bad)
+        train_run(bad)
 
 
 def test_settings_of_another_task_are_refused() -> None:
@@ -64,7 +64,7 @@ def test_a_run_is_checked_whole_before_anything_is_built(tiny_encoder: str, tmp_
     broken.write_text("actor B-PER\nscene\n")
     bad = RunConfig.from_dict({**config.to_dict(), "data": {"train": str(broken)}})
     with pytest.raises(BertLSTMError, match="line 2: expected a token and a tag"):
-        prepare_run(bad)
+        train_run(bad)
     assert not (tmp_path / "tagger").exists() and not (tmp_path / "tagger.checkpoint").exists()
 
 

@@ -22,45 +22,7 @@ from bertlstm import BertLSTMClassifier, BertLSTMError
 from bertlstm.cli import main
 from bertlstm.core.folders import output_lock
 from bertlstm.core.model_folder import digests
-from conftest import cli_train, make_sentiment
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained model folder; tests that damage it work on a copy (:func:`copy_of`)."""
-    folder = tmp_path_factory.mktemp("trained")
-    files = {}
-    for name, n, seed in (("train", 80, 1), ("test", 20, 3)):
-        texts, labels = make_sentiment(n, seed)
-        files[name] = folder / f"{name}.csv"
-        pd.DataFrame({"text": texts, "label": labels}).to_csv(files[name], index=False)
-    code = cli_train(tiny_encoder, folder / "model", "--train", files["train"], "--epochs", 1, "--lstm-units", 8)
-    assert code == 0
-    return folder / "model"
-
-
-def copy_of(model_dir: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(model_dir, tmp_path / "copy"))
-
-
-def one_error(capsys: pytest.CaptureFixture[str], *fragments: str) -> str:
-    """The captured stderr is one ``error:`` line that contains every fragment; returns stdout."""
-    out, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if line.startswith("error:")]  # progress lines may come first
-    assert len(lines) == 1 and err.strip().endswith(lines[0]) and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return out
-
-
-def write_csv(path: Path, n: int = 40, seed: int = 1) -> Path:
-    texts, labels = make_sentiment(n, seed)
-    pd.DataFrame({"text": texts, "label": labels}).to_csv(path, index=False)
-    return path
-
-
-def train(tiny_encoder: str, output: Path | str, *args: object) -> int:
-    return cli_train(tiny_encoder, Path(output), "--epochs", 1, "--lstm-units", 8, *args)
+from conftest import cli_train, copy_of, make_sentiment, one_error, train, write_csv
 
 
 # --- data loss ---------------------------------------------------------------------------------------------
@@ -98,7 +60,7 @@ def test_working_folder_its_parents_and_input_folders_are_never_replaced(
         (".", "is the working folder"),
         ("..", "is the working folder or holds it"),
         (str(tmp_path), "holds it"),
-        ("data", "holds the input file"),
+        ("data", "which this command reads"),
     ):
         assert train(tiny_encoder, output, "--train", data, "--overwrite") == 2, output
         one_error(capsys, message)
@@ -141,7 +103,7 @@ def test_predict_never_writes_over_its_input(model_dir, tmp_path, capsys) -> Non
     before = data.read_bytes()
     for output in (data, tmp_path / "." / "test.csv"):
         assert main(["predict", "--model", str(model_dir), "--input", str(data), "--output", str(output)]) == 2
-        one_error(capsys, "is the input file")
+        one_error(capsys, "which this command reads")
     assert data.read_bytes() == before
 
 

@@ -18,7 +18,7 @@ import shlex
 import sys
 import typing
 import warnings
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 from .core.distributed import end_process, leave_process_group, process_rank
 from .core.errors import BertLSTMError, missing_package
@@ -32,6 +32,13 @@ LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DE
 
 
 # --- parsing -----------------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """A bad option is one ``error:`` line and a pointer to ``--help``, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _metavar(hint: Any, field: dataclasses.Field) -> str:
     if "metavar" in field.metadata:
         return field.metadata["metavar"]
@@ -89,8 +96,8 @@ def add_reading(parser: argparse.ArgumentParser) -> None:
         group.add_argument("--" + name.replace("_", "-"), **options)
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common() -> Parser:
+    common = Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="count", default=0, help="less output (-qq: errors only)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more output, and tracebacks")
     common.add_argument(
@@ -101,9 +108,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     """The whole command line; ``train``'s settings are those of ``task`` (default: classification)."""
-    parser = argparse.ArgumentParser(
-        prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers."
-    )
+    parser = Parser(prog="bertlstm", description="Train and use BERT→LSTM text classifiers and taggers.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common()]
@@ -205,7 +210,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
             print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
             return
-        metrics = train_run(config, command="bertlstm " + shlex.join(args.argv))
+        metrics = train_run(
+            config, command="bertlstm " + shlex.join(args.argv), inputs=[args.config] if args.config else []
+        )
     if args.json:
         print(json.dumps(metrics))
 
@@ -215,9 +222,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     given = _given_settings(args)
     values = given["predict"]
-    if "input" not in values and "text" not in values:
-        values["text"] = [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    predict_file(PredictConfig.from_dict(values), given.get("data"), sys.stdout)
+    stdin = sys.stdin if "input" not in values and "text" not in values else None  # read as it comes
+    predict_file(PredictConfig.from_dict(values), given.get("data"), sys.stdout, stdin)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -232,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from .deploy.export import export_onnx  # torch and the ONNX exporter, only for this command
 
     settings = ExportConfig.from_dict(_given_settings(args)["export"])
-    export_onnx(settings.model or "", settings.output or "", settings.quantize)
+    export_onnx(settings.model or "", settings.output or "", settings.quantize, settings.overwrite)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -295,6 +301,7 @@ def setup_logging(level: int, names: tuple[str, ...] = ("bertlstm",)) -> None:
     warnings.formatwarning = lambda msg, *args, **kwargs: f"warning: {msg}\n"
     if level > logging.DEBUG:
         logging.getLogger("torch").setLevel(logging.ERROR)  # the ONNX exporter's notes on its own internals
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # "Retrying in 1s" before a clear error
         from huggingface_hub.utils import disable_progress_bars  # the Hub's and transformers' bars are noise
         from transformers.utils import logging as hf_logging
 

@@ -51,41 +51,48 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+MOST_CLASSES = 20  # a plot shows at most this many classes: its size and memory stay small whatever the count
+
+
+def most_confused(matrix: np.ndarray, names: Sequence[str], top: int = MOST_CLASSES) -> tuple[np.ndarray, list[str]]:
+    """The ``top`` classes most often mistaken (for another, or another for them), and their sub-matrix."""
+    if len(names) <= top:
+        return matrix, list(names)
+    errors = matrix.sum(0) + matrix.sum(1) - 2 * np.diag(matrix)
+    keep = np.sort(np.argsort(-errors, kind="stable")[:top])
+    return matrix[np.ix_(keep, keep)], [names[i] for i in keep]
+
+
 def plot_confusion(report: dict[str, Any], path: Path) -> None:
-    """The confusion matrix normalised by true class (rows sum to 1), with label names."""
-    matrix = np.asarray(report["confusion_matrix"], dtype=float)
-    matrix = matrix / matrix.sum(1, keepdims=True).clip(min=1)
-    names = report["labels"]
-    size = max(4.0, 0.6 * len(names) + 2)
-    fig = _figure((size, size))
+    """The confusion matrix normalised by true class (rows sum to 1), with label names; with many classes, the
+    most confused of them."""
+    counts, names = most_confused(np.asarray(report["confusion_matrix"], dtype=float), report["labels"])
+    matrix = counts / counts.sum(1, keepdims=True).clip(min=1)
+    fig = _figure((max(4.0, 0.6 * len(names) + 2),) * 2)
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalised)")
-    if len(names) <= 20:
-        for i in range(len(names)):
-            for j in range(len(names)):
-                ax.text(
-                    j,
-                    i,
-                    f"{matrix[i, j]:.2f}",
-                    ha="center",
-                    va="center",
-                    color="white" if matrix[i, j] > 0.5 else "black",
-                    fontsize=8,
-                )
+    shown = (
+        "" if len(names) == len(report["labels"]) else f", the {len(names)} most confused of {len(report['labels'])}"
+    )
+    ax.set(xlabel="predicted", ylabel="true", title=f"confusion matrix (row-normalised{shown})")
+    for (i, j), value in np.ndenumerate(matrix):
+        colour = "white" if value > 0.5 else "black"
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
-    """F1 per label (multi-label), sorted, with the support in the tick labels."""
+    """F1 per label (multi-label), sorted, with the support in the tick labels; with many labels, the lowest."""
     rows = sorted(report["per_label"].items(), key=lambda kv: kv[1]["f1"])
-    fig = _figure((7, max(3.0, 0.28 * len(rows) + 1)))
+    shown = rows[: 2 * MOST_CLASSES]
+    fig = _figure((7, max(3.0, 0.28 * len(shown) + 1)))
     ax = fig.subplots()
-    ax.barh([f"{name} ({r['support']})" for name, r in rows], [r["f1"] for _, r in rows])
-    ax.set(xlabel="F1", xlim=(0, 1), title=f"per-label F1 (macro {report['macro_f1']:.3f})")
+    ax.barh([f"{name} ({r['support']})" for name, r in shown], [r["f1"] for _, r in shown])
+    which = "" if len(shown) == len(rows) else f"; the {len(shown)} lowest of {len(rows)}"
+    ax.set(xlabel="F1", xlim=(0, 1), title=f"per-label F1 (macro {report['macro_f1']:.3f}{which})")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

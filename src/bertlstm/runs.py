@@ -14,17 +14,17 @@ import json
 import logging
 import shutil
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.device import resolve_device
+from .core.device import check_precision, resolve_device
 from .core.distributed import current_shard
-from .core.encoders import check_max_length
-from .core.errors import BertLSTMError
-from .core.folders import check_output, is_model_folder, output_lock, remove_leftovers
+from .core.encoders import check_max_length, resolve_encoder
+from .core.errors import BertLSTMError, first_line
+from .core.folders import check_output, is_model_folder, is_replaceable, output_lock, remove_leftovers
 from .core.task import Data, RunData
 from .reports import write_plots
 from .run_config import RunConfig
@@ -47,34 +47,49 @@ class PreparedRun:
     output: Path
 
 
-def prepare_run(config: RunConfig, replaceable: Callable[[Path], bool] = is_model_folder) -> PreparedRun:
-    """Read every file and check every setting, the labels and the output, before any work."""
+def run_output(
+    config: RunConfig, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] = is_replaceable
+) -> Path:
+    """The run's output folder, checked, with what needs no file read (the device's precision): before the
+    output is locked. The output may never be or hold anything the run reads: its data, ``inputs`` (a settings
+    file, a resumed checkpoint) and a local encoder folder."""
     if not config.data.train or not config.output:
         raise BertLSTMError("a training run needs `train` data and an `output` folder")
+    check_precision(resolve_device(config.training.device), config.training.mixed_precision)
+    encoder = Path(resolve_encoder(config.model.encoder)).expanduser()
+    reads = [*config.data.files(), *inputs, *([encoder] if encoder.exists() else [])]
+    return check_output(config.output, overwrite=config.overwrite, inputs=reads, replaceable=replaceable)
+
+
+def prepare_run(config: RunConfig, output: Path) -> PreparedRun:
+    """Read every data file and check the labels and the encoder's length limit, before any work."""
     task = config.task_spec
     data = task.read_run_data(config.data, config.model, config.training)
     check_max_length(config.model.encoder, config.model.max_length)  # reads only the encoder's config
-    output = check_output(
-        config.output, overwrite=config.overwrite, inputs=config.data.files(), replaceable=replaceable
-    )
     estimator = task.estimator()(**config.model.as_kwargs(), **config.training.as_kwargs())
     return PreparedRun(config, estimator, data, output)
 
 
-def train_run(config: RunConfig, resume: bool = False, command: str | None = None) -> dict[str, Any]:
+def train_run(
+    config: RunConfig, resume: bool = False, command: str | None = None, inputs: Sequence[str | Path] = ()
+) -> dict[str, Any]:
     """Train (or resume) one model, evaluate it on the test file, save it; returns its metrics. ``command``,
-    the command line that started the run, goes into the metrics and the model card.
+    the command line that started the run, goes into the metrics and the model card; ``inputs``: other files
+    the run reads (its settings file), which the output must not hold.
 
+    The output is checked and locked before any data is read, so a second run into it is refused at once.
     Under ``torchrun`` or ``accelerate launch`` every process runs this; only the main one locks the output,
     writes the checkpoints, the model folder and the plots, and the others wait for it where it matters.
     """
     if len(config.seeds) > 1:
-        return train_seeds(config, command)
+        return train_seeds(config, command, inputs)
     if config.seeds:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, seed=config.seeds[0]))
-    run, shard = prepare_run(config), current_shard(cpu=resolve_device(config.training.device).type == "cpu")
-    ckpt = checkpoint_dir(run.output)
-    with output_lock(run.output) if shard.is_main else nullcontext():
+    output = run_output(config, [*inputs, checkpoint_dir(config.output or "")] if resume else inputs)
+    shard = current_shard(cpu=resolve_device(config.training.device).type == "cpu")
+    ckpt = checkpoint_dir(output)
+    with output_lock(output) if shard.is_main else nullcontext():
+        run = prepare_run(config, output)
         if shard.is_main:
             _start(run, ckpt, resume)
         shard.barrier()  # the checkpoint folder (and on a resume, its state) is there for every process
@@ -107,12 +122,16 @@ def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
 
 
 def _finish(run: PreparedRun, ckpt: Path) -> None:
-    """The model folder, then its plots; the checkpoint goes once the model is safe."""
+    """The model folder; the checkpoint goes once the model is safe; then the plots, which are run output: one
+    that cannot be drawn is a warning, never a lost model."""
     folder = run.estimator.write_folder(run.output)  # checked before the run, and locked since
-    metrics = run.estimator.metrics_
-    write_plots(folder, run.estimator.history_, metrics.get("test") or metrics.get("dev"))
-    logger.info(f"model saved to {folder}")
     shutil.rmtree(ckpt, ignore_errors=True)
+    logger.info(f"model saved to {folder}")
+    metrics = run.estimator.metrics_
+    try:
+        write_plots(folder, run.estimator.history_, metrics.get("test") or metrics.get("dev"))
+    except (OSError, ValueError, MemoryError) as err:
+        logger.warning(f"the plots could not be drawn: {first_line(err)}")
 
 
 def _evaluate_test(estimator: Any, test: Data) -> None:
@@ -145,7 +164,7 @@ def resume_run(output: str | Path) -> dict[str, Any]:
         config = RunConfig.from_dict(json.loads(run_file.read_text()), f"{run_file}: ")
     except ValueError as err:
         raise BertLSTMError(f"{run_file} is not a bertlstm run description: {err}") from None
-    return train_run(config, resume=True)
+    return train_run(config, resume=True, inputs=[run_file])
 
 
 def _is_seeds_folder(path: Path) -> bool:
@@ -153,22 +172,22 @@ def _is_seeds_folder(path: Path) -> bool:
     return all(
         p.name == "seeds.json"
         or p.name.startswith(".seed-")
-        or (p.name.startswith("seed-") and (is_model_folder(p) or p.name.endswith(".checkpoint")))
+        or (p.name.startswith("seed-") and (is_replaceable(p) or p.name.endswith(".checkpoint")))
         for p in path.iterdir()
     )
 
 
-def train_seeds(config: RunConfig, command: str | None = None) -> dict[str, Any]:
+def train_seeds(config: RunConfig, command: str | None = None, inputs: Sequence[str | Path] = ()) -> dict[str, Any]:
     """One model per seed in ``OUTPUT/seed-N``; ``OUTPUT/seeds.json`` holds every run and mean ± std."""
     if config.overwrite:
         raise BertLSTMError("`overwrite` does not apply to several seeds: name a new or empty output folder")
-    output = prepare_run(dataclasses.replace(config, seeds=config.seeds[:1]), replaceable=_is_seeds_folder).output
+    output = run_output(dataclasses.replace(config, seeds=config.seeds[:1]), inputs, replaceable=_is_seeds_folder)
     runs, shard = {}, current_shard(cpu=resolve_device(config.training.device).type == "cpu")
     with output_lock(output) if shard.is_main else nullcontext():
         for seed in config.seeds:
             logger.info(f"--- seed {seed} ---")
             one = dataclasses.replace(config, seeds=(seed,), output=str(output / f"seed-{seed}"))
-            runs[seed] = train_run(one, command=command)
+            runs[seed] = train_run(one, command=command, inputs=inputs)
         first = runs[config.seeds[0]]
         keys = [k for k, v in first.items() if k.startswith(("dev_", "test_")) and isinstance(v, float)]
         summary = {}

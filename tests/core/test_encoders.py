@@ -25,6 +25,8 @@ def test_folders_hub_ids_and_mistakes(tiny_encoder: str, tmp_path: Path) -> None
     with pytest.raises(BertLSTMError, match="has no config.json"):
         resolve_encoder(str(tmp_path))
     (tmp_path / "config.json").write_text('{"format_version": 3, "model": {}}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "encoder").mkdir()  # what bertlstm writes: a model folder, whose encoder is inside it
     with pytest.raises(BertLSTMError, match="is a bertlstm model folder, not an encoder"):
         resolve_encoder(str(tmp_path))
 

@@ -108,7 +108,8 @@ def test_predict_health_metadata_and_docs(server: Server, model: Path) -> None:
     metadata = server.request("GET", "/metadata")[1]
     assert metadata["labels"]["names"] == ["neg", "pos"] and metadata["mode"] == "frozen"
     assert metadata["max_length"] == 128 and metadata["format_version"] == 3 and metadata["limits"]["max_batch"] == 8
-    assert server.request("GET", "/docs")[0] == 200 and "/predict" in server.request("GET", "/openapi.json")[1]["paths"]
+    assert "/predict" in server.request("GET", "/openapi.json")[1]["paths"]
+    assert server.request("GET", "/docs")[0] == 404  # its scripts load from a CDN: only with --docs
 
 
 @pytest.mark.parametrize(
@@ -212,3 +213,84 @@ def test_a_failed_forward_pass_is_a_logged_500_and_the_server_goes_on(caplog) ->
             "label": "pos",
             "probabilities": {"neg": 0.25, "pos": 0.75},
         }
+
+
+# --- round two (issue #21): the address, the key, the docs page, shutdown -------------------------------------
+def serve_error(*args: str, **env: str) -> str:
+    """``bertlstm serve`` that must fail: its one line of error (exit 2), after at most a few seconds."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bertlstm.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_a_bad_or_busy_port_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    assert "--port must be at most 65535" in serve_error("--model", str(tmp_path / "nope"), "--port", "99999")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        assert f"cannot listen on 127.0.0.1:{port}" in serve_error("--model", str(tmp_path / "nope"), "--port", port)
+
+
+def test_a_public_address_needs_a_key_or_insecure(tmp_path: Path) -> None:
+    message = serve_error("--model", str(tmp_path / "nope"), "--host", "0.0.0.0", "--port", str(free_port()))
+    assert "without an API key lets anyone who reaches it use the model" in message and "--api-key-file" in message
+    allowed = serve_error(
+        "--model", str(tmp_path / "nope"), "--host", "0.0.0.0", "--port", str(free_port()), "--insecure"
+    )
+    assert "error: model folder" in allowed  # past the key check, to the model
+    (tmp_path / "key").write_text("short\n")
+    assert "too short" in serve_error("--model", str(tmp_path / "nope"), "--api-key-file", str(tmp_path / "key"))
+
+
+def test_with_a_key_every_route_but_health_needs_it(model: Path, tmp_path: Path) -> None:
+    key = "a-long-enough-secret-key"
+    (tmp_path / "key").write_text(key + "\n")
+    server = Server(model, "--api-key-file", str(tmp_path / "key"))
+    try:
+        assert server.request("POST", "/predict", {"texts": ["good"]})[0] == 401
+        assert server.request("GET", "/metadata", Authorization="Bearer wrong-key-of-some-length")[0] == 401
+        assert server.request("POST", "/predict", {"texts": ["good"]}, Authorization=f"Bearer {key}")[0] == 200
+        assert server.request("GET", "/metadata", **{"X-API-Key": key})[0] == 200
+        assert server.request("GET", "/health")[0] == 200  # for load balancers
+    finally:
+        assert server.stop()
+
+
+def test_shutdown_answers_what_it_can_and_refuses_the_rest_at_once() -> None:
+    """A slow back end and more queued work than the grace period allows: every request is answered (200) or
+    refused (ShuttingDown, a 503), none fails, and it is over within the grace period."""
+    import asyncio
+
+    from bertlstm.deploy.batcher import MicroBatcher, ShuttingDown
+
+    class Slow:
+        def answer(self, texts: list[str]) -> list[Any]:
+            time.sleep(0.2)
+            return [{"label": "pos"} for _ in texts]
+
+    async def scenario() -> tuple[list[Any], float]:
+        batcher = MicroBatcher(Slow(), batch_size=2, max_wait=0.05, queue_size=64, grace=1.0)  # type: ignore[arg-type]
+        batcher.start()
+        requests = [asyncio.ensure_future(batcher.predict([f"text {i}"])) for i in range(40)]
+        await asyncio.sleep(0.1)
+        start = time.monotonic()
+        batcher.drain()
+        with pytest.raises(ShuttingDown):
+            await batcher.predict(["too late"])  # nothing new is taken
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        await batcher.stop()
+        return results, time.monotonic() - start
+
+    results, seconds = asyncio.run(scenario())
+    answered = [r for r in results if isinstance(r, list)]
+    refused = [r for r in results if isinstance(r, ShuttingDown)]
+    assert len(answered) + len(refused) == 40 and answered and refused and seconds < 1.0

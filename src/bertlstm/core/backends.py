@@ -160,8 +160,8 @@ class Predictor(ABC):
         """One JSON object per raw text: what the server answers, and ``predict --text`` writes."""
 
     @abstractmethod
-    def read_inputs(self, path: str | None, texts: Sequence[str] | None, chunk_rows: int) -> Iterator[Any]:
-        """The inputs of a prediction, in chunks (pandas DataFrames): a file's, or raw ``texts``'."""
+    def read_file(self, path: str, chunk_rows: int) -> Iterator[Any]:
+        """A file to predict, in chunks (pandas DataFrames); raw texts come as a table with a ``text`` column."""
 
     @abstractmethod
     def predict_frame(self, frame: Any, data: Any, where: str) -> Any:

@@ -8,6 +8,7 @@ its line.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,8 @@ def iter_tables(path: str | Path, chunk_rows: int | None = 50_000) -> Iterator[p
         raise
     except UnicodeDecodeError:
         raise BertLSTMError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as err:
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError, EOFError, zlib.error) as err:
+        # EOFError and zlib.error: a truncated or corrupt .gz
         raise BertLSTMError(f"{path}: could not read as {kind}: {first_line(err)}") from None
     if start == 0:
         raise BertLSTMError(f"{path}: no rows")

@@ -26,3 +26,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     if kind == "mps" and not torch.backends.mps.is_available():
         raise BertLSTMError("device mps was asked for, but MPS is not available", "device")
     return torch.device(name)
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """``mixed_precision`` fp16 needs a GPU: on a CPU it is refused, not run as something else. (bf16 runs on
+    CPUs, natively where they have AVX512-BF16 or AMX, else emulated and slower.)"""
+    if precision == "fp16" and device.type == "cpu":
+        raise BertLSTMError(
+            "`mixed_precision` fp16 needs a GPU (loss scaling is a GPU feature); on a CPU use no or bf16",
+            "mixed_precision",
+        )

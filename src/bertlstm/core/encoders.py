@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 
 from .errors import BertLSTMError, first_line
 from .folders import is_model_folder
+from .hub import hub_reachable
 from .model_folder import ENCODER_DIR
 
 DEFAULT_ENCODER = "minilm"
@@ -57,7 +58,7 @@ def _hub_error(name: str) -> BertLSTMError:
 def load_encoder(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load the encoder model and its fast tokenizer; one clear error if either cannot be had."""
     where = resolve_encoder(name)
-    safe = {"trust_remote_code": False, "local_files_only": Path(where).exists()}  # a folder never goes online
+    safe = {"trust_remote_code": False, "local_files_only": _local_only(where)}
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **safe)
         model = AutoModel.from_pretrained(where, **safe)
@@ -70,6 +71,11 @@ def load_encoder(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if not getattr(tokenizer, "is_fast", False):
         raise BertLSTMError(f"encoder {where} has no fast tokenizer (tokenizer.json); bertlstm needs one")
     return model, tokenizer
+
+
+def _local_only(where: str) -> bool:
+    """A folder never goes online; a hub id does only when the Hub answers (else the local cache, at once)."""
+    return Path(where).exists() or not hub_reachable()
 
 
 def position_limit(config: Any) -> int | None:
@@ -88,7 +94,7 @@ def check_max_length(name: str, max_length: int, config: Any | None = None) -> N
         where = resolve_encoder(name)
         local = Path(where).exists()
         try:
-            config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=local)
+            config = AutoConfig.from_pretrained(where, trust_remote_code=False, local_files_only=_local_only(where))
         except (OSError, ValueError) as err:
             if local:
                 raise BertLSTMError(f"could not read the encoder config in {where}: {first_line(err)}") from None

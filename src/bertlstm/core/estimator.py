@@ -314,6 +314,10 @@ class Estimator(BaseEstimator):
         config = cls.config_class.from_dict(saved.meta["model"], where + "model: ")
         training = TrainConfig.from_dict(saved.meta.get("training", {}), where + "training: ")
         config.check_training(training)
+        try:  # a max_length past the encoder's positions would crash on the first long text
+            check_max_length(config.encoder, config.max_length, saved.encoder.config)
+        except BertLSTMError as err:
+            raise BertLSTMError(f"{where}model: {err}") from None
         estimator = cls(**config.as_kwargs(), **training.as_kwargs())
         estimator._restore_labels(saved.meta["labels"], where + "labels")
         estimator.training_, estimator.tokenizer_ = training, saved.tokenizer

@@ -25,16 +25,38 @@ from pathlib import Path
 from .errors import BertLSTMError
 
 CONFIG_NAME = "config.json"
+# What bertlstm writes into a model folder (the model, its record, its plots). Anything else there is the
+# user's, and keeps the folder from being replaced without `overwrite`.
+MODEL_ENTRIES = frozenset(
+    {CONFIG_NAME, "model.safetensors", "encoder", "README.md", "history.csv", "metrics.json"}
+    | {"history.png", "confusion_matrix.png", "per_label_f1.png"}
+)
 
 
 # --- where output may go -----------------------------------------------------------------------------
 def is_model_folder(path: str | os.PathLike) -> bool:
-    """A folder with a ``config.json`` that carries a bertlstm format version."""
+    """A folder bertlstm wrote: a ``config.json`` with an integer format version and a ``model`` section, and
+    the head weights and the encoder folder beside it (another tool's ``config.json`` is not enough)."""
+    path = Path(path)
     try:
-        meta = json.loads((Path(path) / CONFIG_NAME).read_text())
+        meta = json.loads((path / CONFIG_NAME).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(meta, dict) and type(meta.get("format_version")) is int
+    if not (isinstance(meta, dict) and type(meta.get("format_version")) is int):
+        return False
+    return (
+        isinstance(meta.get("model"), dict) and (path / "model.safetensors").is_file() and (path / "encoder").is_dir()
+    )
+
+
+def foreign_entries(path: str | os.PathLike) -> list[str]:
+    """What a model folder holds that bertlstm did not write there."""
+    return sorted(p.name for p in Path(path).iterdir() if p.name not in MODEL_ENTRIES)
+
+
+def is_replaceable(path: Path) -> bool:
+    """A model folder holding only what bertlstm writes: what an output may replace without `overwrite`."""
+    return is_model_folder(path) and not foreign_entries(path)
 
 
 def check_output(
@@ -42,12 +64,14 @@ def check_output(
     *,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
-    replaceable: Callable[[Path], bool] = is_model_folder,
+    replaceable: Callable[[Path], bool] = is_replaceable,
 ) -> Path:
     """The absolute path ``target`` names, if a new folder may be written there; else a clear error.
 
-    Refused always: the working folder or one of its parents, and a folder that holds one of ``inputs``.
-    Refused unless ``overwrite``: an existing file, and a non-empty folder that ``replaceable`` does not accept.
+    Refused always: the working folder or one of its parents, and a folder that is or holds one of ``inputs``
+    (data, settings files, checkpoints, the encoder: everything the command reads). Refused unless
+    ``overwrite``: an existing file, and a non-empty folder that ``replaceable`` does not accept (by default,
+    anything but a model folder holding only what bertlstm writes).
     """
     path = Path(target).expanduser().resolve()
     if path.parent == path:
@@ -58,12 +82,13 @@ def check_output(
     for item in inputs:
         source = Path(item).expanduser().resolve()
         if source == path or path in source.parents:
-            raise BertLSTMError(f"output {target} holds the input file {item}; name another folder", "output")
+            raise BertLSTMError(
+                f"output {target} holds {item}, which this command reads; name another folder", "output"
+            )
     if path.is_dir():
         if any(path.iterdir()) and not replaceable(path) and not overwrite:
             raise BertLSTMError(
-                f"output {target} is a folder with other files in it, not a bertlstm model folder; "
-                "name a new folder, or allow replacing it (`overwrite`)",
+                f"output {target} {_what_is_in(path)}; name a new folder, or allow replacing it (`overwrite`)",
                 "overwrite",
             )
     elif path.exists() and not overwrite:
@@ -72,6 +97,12 @@ def check_output(
         )
     check_writable(path.parent)
     return path
+
+
+def _what_is_in(folder: Path) -> str:
+    if is_model_folder(folder):
+        return f"is a bertlstm model folder that also holds files of yours ({', '.join(foreign_entries(folder)[:5])})"
+    return "is a folder with other files in it, not a bertlstm model folder"
 
 
 def check_writable(folder: Path) -> None:
@@ -90,10 +121,23 @@ def output_lock(target: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``target`` (a hidden ``.NAME.lock`` beside it) for the block.
 
     A second holder is refused at once with a clear error. The lock dies with its process (``flock``), so a
-    killed run never blocks the next one; the lock file is removed on release.
+    killed run never blocks the next one; the lock file is removed on release, and so are the folders made
+    for it that are still empty (a run refused before its first step leaves nothing behind).
     """
     lock = target.with_name(f".{target.name}.lock")
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(lock, target):
+            yield
+    finally:
+        for folder in made:  # deepest first
+            with suppress(OSError):
+                folder.rmdir()  # only if empty
+
+
+@contextmanager
+def _locked(lock: Path, target: Path) -> Iterator[None]:
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:

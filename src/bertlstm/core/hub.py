@@ -6,13 +6,31 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .errors import BertLSTMError, first_line
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers at all (one TCP connection): an unreachable Hub is then one clear error at
+    once, not half a minute of retries. Offline mode says no; behind a proxy this cannot tell, and says yes."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return True
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def is_repo_id(name: str) -> bool:
@@ -27,8 +45,8 @@ def local_folder(name_or_path: str | os.PathLike) -> Path:
         return Path(name).expanduser()
     from huggingface_hub import snapshot_download  # only when the Hub is used
 
-    try:
-        return Path(snapshot_download(name, repo_type="model"))
+    try:  # an unreachable Hub: straight to the local cache, without half a minute of retries
+        return Path(snapshot_download(name, repo_type="model", local_files_only=not hub_reachable()))
     except Exception as err:  # offline, no such repository, no access: huggingface_hub raises many kinds
         raise BertLSTMError(
             f"could not fetch model {name!r} from the Hugging Face Hub ({first_line(err)}); download it where "

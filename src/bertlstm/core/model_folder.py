@@ -42,10 +42,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of the head weights and of every file in ``encoder/`` (weights, config, tokenizer)."""
+def checked_files(folder: Path) -> list[str]:
+    """What config.json records the SHA-256 of: the head weights and every file in ``encoder/`` (weights,
+    config, tokenizer)."""
     names = [WEIGHTS_NAME] + sorted(p.relative_to(folder).as_posix() for p in (folder / ENCODER_DIR).rglob("*"))
-    return {name: file_sha256(folder / name) for name in names if (folder / name).is_file()}
+    return [name for name in names if (folder / name).is_file()]
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of each of :func:`checked_files`."""
+    return {name: file_sha256(folder / name) for name in checked_files(folder)}
 
 
 # --- reading --------------------------------------------------------------------------------------------
@@ -96,15 +102,27 @@ def check_files(folder: Path, meta: dict[str, Any]) -> None:
     if recorded is None:
         warnings.warn(f"{folder} was saved before checksums were recorded; its files are not verified", stacklevel=3)
     else:
-        for name, digest in recorded.items():
-            path = folder / name
-            if not path.is_file():
-                raise BertLSTMError(f"{path} is missing from the model folder")
-            if file_sha256(path) != digest:
-                raise BertLSTMError(f"{path} is damaged: its SHA-256 differs from the one recorded when it was saved")
+        _verify(folder, recorded)
     for name in (WEIGHTS_NAME, f"{ENCODER_DIR}/config.json", f"{ENCODER_DIR}/tokenizer.json"):
         if not (folder / name).is_file():
             raise BertLSTMError(f"{folder / name} is missing from the model folder")
+
+
+def _verify(folder: Path, recorded: dict[str, Any]) -> None:
+    """Every weight and tokenizer file listed in ``recorded`` (an empty or partial table is damage, not a reason
+    to check less), present, and with the SHA-256 it had when it was saved."""
+    unlisted = sorted(set(checked_files(folder)) - set(recorded))
+    if unlisted:
+        raise BertLSTMError(
+            f"{folder / CONFIG_NAME} does not list the checksum of {', '.join(unlisted[:3])}: the folder was changed "
+            "after it was saved, so its weights cannot be trusted; save the model again"
+        )
+    for name, digest in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise BertLSTMError(f"{path} is missing from the model folder")
+        if file_sha256(path) != digest:
+            raise BertLSTMError(f"{path} is damaged: its SHA-256 differs from the one recorded when it was saved")
 
 
 # --- a whole model folder ---------------------------------------------------------------------------------
@@ -205,9 +223,16 @@ def _load_encoder(folder: Path) -> tuple[Any, Any]:
     safe = {"local_files_only": True, "trust_remote_code": False}
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
-        encoder = AutoModel.from_pretrained(folder, use_safetensors=True, **safe)
+        encoder, info = AutoModel.from_pretrained(folder, use_safetensors=True, output_loading_info=True, **safe)
     except Exception as err:  # torn or foreign files: safetensors, tokenizers and transformers raise many kinds
         raise BertLSTMError(f"could not load the encoder in {folder}: {first_line(err)}") from None
+    # Weights the config has no place for, or places without weights: an edited config, never a silent drop.
+    wrong = {kind: info.get(f"{kind}_keys") for kind in ("missing", "unexpected", "mismatched")}
+    wrong = {kind: keys for kind, keys in wrong.items() if keys}
+    if wrong:
+        kind, keys = next(iter(wrong.items()))
+        names = ", ".join(str(k if isinstance(k, str) else k[0]) for k in list(keys)[:3])
+        raise BertLSTMError(f"{folder}: its config and its weights do not fit together ({kind} weights: {names})")
     return encoder, tokenizer
 
 

@@ -37,7 +37,7 @@ from transformers import get_linear_schedule_with_warmup
 from .batching import LengthGroupedBatches
 from .callbacks import Callback, as_callback
 from .config import TrainConfig
-from .device import resolve_device
+from .device import check_precision, resolve_device
 from .distributed import shard_of
 from .errors import BertLSTMError, first_line
 from .folders import atomic_folder
@@ -70,6 +70,7 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     """An Accelerator for the requested device; a device that is not there is a clear error. Under
     ``torchrun`` or ``accelerate launch`` it joins their process group (gloo on CPUs, nccl on GPUs)."""
     device = resolve_device(config.device)
+    check_precision(device, config.mixed_precision)
     # The scheduler is built for the optimizer steps of one process (see prepare): step it once per step.
     return Accelerator(
         cpu=device.type == "cpu", mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False

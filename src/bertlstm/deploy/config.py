@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..core.errors import BertLSTMError
 from ..core.settings import Settings, check_choice, check_device, check_int, check_number, setting
 
 Backend = Literal["auto", "torch", "onnx"]
@@ -64,6 +65,7 @@ class ExportConfig(Settings):
     output: str | None = setting(None, "the .onnx file; NAME.tokenizer.json and NAME.json go beside it", metavar="FILE")
     format: Literal["onnx"] = setting("onnx", "export format")
     quantize: Literal["int8"] | None = setting(None, "onnxruntime dynamic int8 quantization")
+    overwrite: bool = setting(False, "replace existing files of these names (never the model's own)")
 
     def __post_init__(self) -> None:
         self.check_choices()
@@ -84,10 +86,19 @@ class ServeConfig(ModelSettings):
     batch_size: int = setting(64, "texts per micro-batch: concurrent requests share one forward pass")
     max_wait_ms: float = setting(5.0, "how long a request waits for others to share its forward pass")
     queue_size: int = setting(256, "requests waiting at most; more are answered 503")
+    shutdown_grace: float = setting(10.0, "seconds after SIGTERM to answer queued requests; the rest get 503")
+    api_key_file: str | None = setting(
+        None, "file whose first line is the key requests must carry (else $BERTLSTM_API_KEY)", metavar="FILE"
+    )
+    insecure: bool = setting(False, "allow serving a non-loopback address without an API key")
+    docs: bool = setting(False, "serve the interactive /docs page (its scripts load from a CDN)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("workers", "max_batch", "max_chars", "max_body_bytes", "queue_size"):
             check_int(getattr(self, name), name, 1)
         check_int(self.port, "port", 0)
+        if self.port > 65535:
+            raise BertLSTMError(f"`port` must be at most 65535, not {self.port}", "port")
         check_number(self.max_wait_ms, "max_wait_ms", high=10_000)
+        check_number(self.shutdown_grace, "shutdown_grace", strict=True, high=3600)

@@ -30,7 +30,7 @@ from ..core.export_graph import ExportGraph
 from ..core.folders import atomic_file
 from ..core.inference import as_tensors
 from ..core.model_folder import file_sha256
-from ..tasks.registry import load_estimator
+from ..tasks.registry import find_model
 
 logger = logging.getLogger(__name__)
 OPSET = 18
@@ -42,9 +42,12 @@ SAMPLE = [  # texts of different lengths: the check runs them padded in one batc
 ]
 
 
-def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None = None) -> Path:
-    """Export the model folder ``model_dir`` to ``output`` (``.onnx``), with its tokenizer and metadata
-    beside it; ``quantize="int8"`` writes onnxruntime's dynamically quantized graph instead."""
+def export_onnx(
+    model_dir: str | Path, output: str | Path, quantize: str | None = None, overwrite: bool = False
+) -> Path:
+    """Export the model folder ``model_dir`` to ``output`` (``NAME.onnx``), with ``NAME.tokenizer.json`` and
+    ``NAME.json`` beside it; ``quantize="int8"`` writes onnxruntime's dynamically quantized graph instead.
+    Existing files are replaced only with ``overwrite``, and never the model's own."""
     try:
         import onnxruntime  # noqa: F401  (the export extra, checked before any work)
         import onnxscript  # noqa: F401  (the exporter needs it)
@@ -52,8 +55,9 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
         raise missing_package(err, "export") from None
     if quantize not in (None, "int8"):
         raise BertLSTMError(f"`quantize` must be int8 or nothing, not {quantize!r}", "quantize")
-    path = _check_output(output, model_dir)
-    estimator = load_estimator(model_dir, device="cpu")
+    ref = find_model(model_dir, "torch")
+    path = _check_output(output, ref.files(), overwrite)
+    estimator = ref.estimator(device="cpu")
     graph, predictor = estimator.export_graph(), estimator.predictor()
     inputs, other = predictor.batch_of(SAMPLE), predictor.batch_of(SAMPLE[:3])  # another batch size and length
     want = estimator.model_(**as_tensors(inputs)).logits
@@ -75,14 +79,33 @@ def export_onnx(model_dir: str | Path, output: str | Path, quantize: str | None 
     return path
 
 
-def _check_output(output: str | Path, model_dir: str | Path) -> Path:
+def written_files(output: str | Path) -> list[Path]:
+    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
+    path = Path(output).expanduser().resolve()
+    stem = path.with_suffix("")
+    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
+
+
+def _check_output(output: str | Path, reads: list[Path], overwrite: bool) -> Path:
+    """``output`` as an absolute path, if an export may write its files there (see :func:`written_files`)."""
     path = Path(output).expanduser().resolve()
     if path.suffix != ".onnx":
         raise BertLSTMError(f"export output {output}: name a .onnx file", "output")
-    if path.is_dir() or Path(model_dir).resolve() in path.parents:
-        raise BertLSTMError(f"export output {output}: name a file outside the model folder", "output")
     if not path.parent.is_dir():
         raise BertLSTMError(f"export output {output}: folder {path.parent} does not exist", "output")
+    targets = written_files(path)
+    for source in (r.resolve() for r in reads):
+        if any(t == source or source in t.parents for t in targets):
+            raise BertLSTMError(f"export output {output} would write into {source}, which it reads", "output")
+    if any(t.is_dir() for t in targets):
+        raise BertLSTMError(f"export output {output}: {', '.join(str(t) for t in targets if t.is_dir())} is a folder")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise BertLSTMError(
+            f"export would replace {', '.join(existing)}; name another file, or allow replacing (`overwrite`)",
+            "overwrite",
+        )
+    logger.info(f"export writes {', '.join(str(t) for t in targets)}")
     return path
 
 

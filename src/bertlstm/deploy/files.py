@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,41 +29,58 @@ from .config import EvaluateConfig, PredictConfig
 logger = logging.getLogger(__name__)
 
 
-def predict_file(settings: PredictConfig, reading: dict[str, Any] | None = None, stream: IO[str] | None = None) -> int:
-    """Predict ``settings.text`` or the file ``settings.input`` (read ``chunk_rows`` at a time, every column
-    kept), and write the predictions to the file ``settings.output`` (replaced only when complete) or to
-    ``stream`` (stdout); returns how many rows were predicted. ``reading``: the model's task's data settings
-    (``{"text_column": "body"}``). Everything that can be checked is checked before the model is loaded.
-    Under ``torchrun`` the processes share the chunks, and the main one writes them all, in order."""
-    if settings.input is not None and not Path(settings.input).is_file():
-        raise BertLSTMError(
-            f"file not found: {settings.input}"
-            if not Path(settings.input).exists()
-            else f"{settings.input} is a folder, not a file"
-        )
-    if settings.input is None and not settings.text:
+def predict_file(
+    settings: PredictConfig,
+    reading: dict[str, Any] | None = None,
+    stream: IO[str] | None = None,
+    lines: IO[str] | None = None,
+) -> int:
+    """Predict ``settings.text``, the file ``settings.input`` (read ``chunk_rows`` at a time, every column
+    kept) or, with neither, the ``lines`` of a stream (stdin: read as they come, a batch at a time), and write
+    the predictions to the file ``settings.output`` (replaced only when complete) or to ``stream`` (stdout, as
+    each chunk is done); returns how many rows were predicted. ``reading``: the model's task's data settings
+    (``{"text_column": "body"}``). Everything that can be checked, the model included, is checked before any
+    input is read. Under ``torchrun`` the processes share the chunks, and the main one writes them all."""
+    if settings.input is None and not settings.text and lines is None:
         raise BertLSTMError("no texts to label")
+    if settings.input is not None and not Path(settings.input).is_file():
+        found = Path(settings.input).exists()
+        raise BertLSTMError(
+            f"{settings.input} is a folder, not a file" if found else f"file not found: {settings.input}"
+        )
     ref = find_model(settings.model or "", settings.backend)
     data = ref.reading(reading)
     kind = ref.task.predictor().output_kind(settings.output, settings.input)
-    path = check_output_file(settings.output, [settings.input]) if settings.output is not None else None
+    reads: list[str | Path] = [*([settings.input] if settings.input else []), *ref.files()]
+    path = check_output_file(settings.output, reads) if settings.output is not None else None
     shard = current_shard()
     device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
     predictor = ref.predictor(settings.quantize, device, settings.batch_size)
-    tables = predictor.read_inputs(settings.input, settings.text, settings.chunk_rows)
-    numbers: list[int] = []  # with several processes: which chunks this one predicts
-    if shard.world > 1:
-        tables = _my_chunks(tables, shard, numbers)
+    if settings.input is not None:
+        tables = predictor.read_file(settings.input, settings.chunk_rows)
+    else:
+        chunks = [list(settings.text)] if settings.text else line_chunks(lines, predictor.batch_size)
+        tables = text_frames(chunks, settings.chunk_rows)
     where = settings.input or "the texts"
-    frames = _progress(predictor.predict_frame(table, data, where) for table in tables)
-    if shard.world > 1:
-        frames = _in_order(frames, numbers, shard, path.parent if path is not None else None)
-        if not shard.is_main:
-            return sum(len(frame) for frame in frames)  # this process's work is in the shared parts
+    frames = _shared(tables, lambda table: predictor.predict_frame(table, data, where), shard, path)
+    if not shard.is_main:
+        return sum(len(frame) for frame in frames)  # the main process writes them
     rows = write(frames, path, kind, stream)
     if path is not None:
         logger.info(f"wrote {rows} predictions to {path}")
     return rows
+
+
+def _shared(
+    tables: Iterable[pd.DataFrame], predict: Callable[[pd.DataFrame], pd.DataFrame], shard: Shard, path: Path | None
+) -> Iterator[pd.DataFrame]:
+    """``predict`` over the tables, with a progress bar. With several processes each predicts its share of the
+    chunks; the main process yields all the predicted chunks in order, the others their own."""
+    if shard.world == 1:
+        return _progress(predict(table) for table in tables)
+    numbers: list[int] = []  # which chunks this process predicts
+    frames = _progress(predict(table) for table in _my_chunks(tables, shard, numbers))
+    return _in_order(frames, numbers, shard, path.parent if path is not None else None)
 
 
 def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
@@ -78,21 +96,62 @@ def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = Non
     return report, predictor.format_report(report)
 
 
-def check_output_file(output: str | Path, inputs: Sequence[str | Path | None] = ()) -> Path:
-    """A file name predictions may be written to: in an existing folder, not a folder itself and never one of
-    the ``inputs`` (that would destroy the true labels)."""
+def check_output_file(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """A file name predictions may be written to: in an existing folder, not a folder itself, and never one
+    of the ``inputs`` (the data: that would destroy the true labels; the model's files) nor inside an input
+    folder (a model folder)."""
     path = Path(output).expanduser()
     if path.is_dir():
         raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
-    for item in inputs:
-        source = Path(item).expanduser() if item is not None else None
-        if source is not None and (source.resolve() == path.resolve() or (path.exists() and source.samefile(path))):
-            raise BertLSTMError(f"predictions output {output} is the input file; name another file", "output")
+    for item in map(Path, inputs):
+        source = item.expanduser().resolve()
+        if source == path.resolve() or (path.exists() and source.exists() and source.samefile(path)):
+            raise BertLSTMError(
+                f"predictions output {output} is {item}, which this command reads; name another file", "output"
+            )
+        if source.is_dir() and source in path.resolve().parents:
+            raise BertLSTMError(
+                f"predictions output {output} is inside {item}, which this command reads; name a file elsewhere",
+                "output",
+            )
     if not path.parent.is_dir():
         raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
     return path
+
+
+def line_chunks(lines: Iterable[str] | None, rows: int) -> Iterator[list[str]]:
+    """The non-blank lines of a stream in chunks of up to ``rows``: a chunk ends early when no more input is
+    waiting, so that lines typed one by one are answered one by one, and a pipe's in full batches."""
+    chunk: list[str] = []
+    for line in lines or ():
+        if line.strip():
+            chunk.append(line.rstrip("\n"))
+        if chunk and (len(chunk) >= rows or not _waiting(lines)):
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _waiting(lines: Any) -> bool:
+    """Whether more of ``lines`` can be read at once (a stream with data in it; any list)."""
+    try:
+        return bool(select.select([lines], [], [], 0)[0])
+    except (TypeError, ValueError, OSError):  # not a file with a descriptor: a list of texts
+        return True
+
+
+def text_frames(chunks: Iterable[list[str]], rows: int) -> Iterator[pd.DataFrame]:
+    """Chunks of raw texts as one-column tables (``text``) of up to ``rows`` rows."""
+    start = 0
+    for chunk in chunks:
+        for first in range(0, len(chunk), rows):
+            frame = pd.DataFrame({"text": chunk[first : first + rows]})
+            frame.attrs.update(kind="table", start=start)
+            start += len(frame)
+            yield frame
 
 
 # --- the one writer ----------------------------------------------------------------------------------------

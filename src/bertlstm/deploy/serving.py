@@ -2,20 +2,26 @@
 
 ``POST /predict`` with ``{"texts": [...]}`` answers each text as the model's task does (a classifier: its
 label, or multi-label its label set, and per-class probabilities; a tagger: its entities with character
-offsets); ``GET /health``;
-``GET /metadata``; OpenAPI docs at ``/docs``. Requests that arrive within ``max_wait_ms`` of each other are
-answered by one forward pass of up to ``batch_size`` texts (:class:`MicroBatcher`), so throughput grows with
-load. Every request is checked before it joins a batch, so bad input is a 4xx for its sender alone; a failed
-forward pass is a 500 for the requests in it, logged. On SIGTERM uvicorn stops accepting connections and the
-requests in flight are answered before it exits.
+offsets); ``GET /health``; ``GET /metadata``; ``GET /openapi.json`` (and, with ``docs``, the interactive page
+at ``/docs``, whose scripts load from a CDN). Requests that arrive within ``max_wait_ms`` of each other are
+answered by one forward pass (:class:`~bertlstm.deploy.batcher.MicroBatcher`), so throughput grows with load.
+Every request is checked before it joins a batch, so bad input is a 4xx for its sender alone; a failed forward
+pass is a 500 for the requests in it, logged. With an API key, a request without it is a 401; without one,
+only a loopback address is served unless ``insecure``. On SIGTERM nothing new is accepted, the queued
+requests are answered within ``shutdown_grace`` seconds, and what is left then is a 503.
 """
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import socket
+import threading
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -24,114 +30,58 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ..core.backends import Predictor
-from ..core.errors import BertLSTMError
+from ..core.errors import BertLSTMError, first_line
 from ..tasks.registry import open_model
+from .batcher import MicroBatcher, Overloaded, ShuttingDown
 from .config import ServeConfig
 
 logger = logging.getLogger(__name__)
 SETTINGS_ENV = "BERTLSTM_SERVE"  # how the settings reach worker processes
+KEY_ENV = "BERTLSTM_API_KEY"  # the API key, when not in a file
 INTERNAL_ERROR = "internal error; see the server log"
 
 
-class Overloaded(Exception):
-    """The queue of waiting requests is full."""
-
-
-class MicroBatcher:
-    """Collects concurrent requests into forward passes of up to ``batch_size`` texts.
-
-    The first request of a batch waits at most ``max_wait`` seconds for others; the forward pass runs in one
-    worker thread, so the event loop keeps accepting requests meanwhile.
-    """
-
-    def __init__(self, predictor: Predictor, batch_size: int, max_wait: float, queue_size: int) -> None:
-        self.predictor, self.batch_size, self.max_wait = predictor, batch_size, max_wait
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[list[Any]]]] = asyncio.Queue(queue_size)
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="bertlstm-predict")
-        self.stats = {"requests": 0, "forward_passes": 0, "texts": 0}
-        self.task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        """Answer what is queued, then stop."""
-        await self.queue.join()
-        if self.task is not None:
-            self.task.cancel()
-        self.executor.shutdown(wait=True)
-
-    async def predict(self, texts: list[str]) -> list[Any]:
-        """The answer for each of ``texts``, computed together with other requests' texts."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        try:
-            self.queue.put_nowait((texts, future))
-        except asyncio.QueueFull:
-            raise Overloaded from None
-        self.stats["requests"] += 1
-        return await future
-
-    async def _next_batch(self) -> list[tuple[list[str], asyncio.Future[list[Any]]]]:
-        loop = asyncio.get_running_loop()
-        batch = [await self.queue.get()]
-        size, deadline = len(batch[0][0]), loop.time() + self.max_wait
-        while size < self.batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), remaining)
-                except TimeoutError:
-                    break
-            batch.append(item)
-            size += len(item[0])
-        return batch
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._next_batch()
-            texts = [text for request, _ in batch for text in request]
-            try:
-                answers = await loop.run_in_executor(self.executor, self.predictor.answer, texts)
-                self.stats["forward_passes"] += 1
-                self.stats["texts"] += len(texts)
-                start = 0
-                for request, future in batch:
-                    if not future.done():  # its client may have gone
-                        future.set_result(answers[start : start + len(request)])
-                    start += len(request)
-            except Exception as err:  # a failed pass fails its requests, never the server
-                logger.exception(f"forward pass over {len(texts)} texts failed")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(err)
-            finally:
-                for _ in batch:
-                    self.queue.task_done()
-
-
-def create_app(settings: ServeConfig, predictor: Predictor | None = None) -> Any:
-    """The FastAPI application; the model is loaded here unless ``predictor`` is given."""
+def create_app(settings: ServeConfig, predictor: Predictor | None = None, api_key: str | None = None) -> Any:
+    """The FastAPI application; the model is loaded here unless ``predictor`` is given. With ``api_key``, every
+    route but ``/health`` answers 401 to a request without it."""
     # the engine's own batch size: `batch_size` here is the micro-batch that concurrent requests share
     predictor = predictor or open_model(settings.model or "", settings.backend, settings.quantize, settings.device)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        batcher = MicroBatcher(predictor, settings.batch_size, settings.max_wait_ms / 1000, settings.queue_size)
+        wait = settings.max_wait_ms / 1000
+        batcher = MicroBatcher(predictor, settings.batch_size, wait, settings.queue_size, settings.shutdown_grace)
         batcher.start()
         app.state.batcher = batcher
+        _drain_on_signals(batcher)
         yield
         await batcher.stop()
 
-    app = FastAPI(title="bertlstm", summary="BERT→LSTM text classification and tagging", lifespan=lifespan)
+    docs = "/docs" if settings.docs else None  # the page's scripts load from a CDN: only when asked for
+    summary = "BERT→LSTM text classification and tagging"
+    app = FastAPI(title="bertlstm", summary=summary, lifespan=lifespan, docs_url=docs, redoc_url=None)
     _routes(app, settings, predictor)
     _errors(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if api_key is not None:
+        app.add_middleware(ApiKey, key=api_key)
     return app
+
+
+def _drain_on_signals(batcher: MicroBatcher) -> None:
+    """SIGTERM and SIGINT start the batcher's drain, then do what they did (uvicorn's graceful shutdown)."""
+    if threading.current_thread() is not threading.main_thread():  # a test client runs the app in a thread
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(number: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(batcher.drain)
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(sig, handler)
 
 
 class PredictRequest(BaseModel):
@@ -152,6 +102,8 @@ def _routes(app: FastAPI, settings: ServeConfig, predictor: Predictor) -> None:
             answers = await request.app.state.batcher.predict(body.texts)
         except Overloaded:
             raise HTTPException(503, "too many requests are waiting; try again shortly") from None
+        except ShuttingDown:
+            raise HTTPException(503, "the server is shutting down; try another one, or again shortly") from None
         except Exception:  # the forward pass failed; the batcher has logged why
             raise HTTPException(500, INTERNAL_ERROR) from None
         return {"predictions": answers}
@@ -228,21 +180,88 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class ApiKey:
+    """ASGI middleware: every route but ``/health`` needs the key, as ``Authorization: Bearer KEY`` or
+    ``X-API-Key: KEY`` (compared in constant time); without it, 401."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/health" or self._given(scope):
+            return await self.app(scope, receive, send)
+        body = json.dumps({"detail": "this server needs an API key: Authorization: Bearer KEY"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _given(self, scope: dict[str, Any]) -> bool:
+        headers = dict(scope.get("headers", []))
+        given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
+        return hmac.compare_digest(given, self.key)
+
+
+def api_key(settings: ServeConfig) -> str | None:
+    """The key requests must carry: the first line of ``api_key_file``, else ``$BERTLSTM_API_KEY``, else none.
+    Without one, only a loopback address may be served, unless ``insecure``."""
+    key = os.environ.get(KEY_ENV) or None
+    if settings.api_key_file:
+        try:
+            key = Path(settings.api_key_file).read_text().strip().splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as err:
+            raise BertLSTMError(f"cannot read an API key from {settings.api_key_file}: {first_line(err)}") from None
+    if key is not None and len(key) < 16:
+        raise BertLSTMError("the API key is too short to be a secret: use 16 characters or more", "api_key_file")
+    if key is None and not _loopback(settings.host) and not settings.insecure:
+        raise BertLSTMError(
+            f"serving on {settings.host} without an API key lets anyone who reaches it use the model: give "
+            f"`api_key_file` (or ${KEY_ENV}), serve on 127.0.0.1, or allow it (`insecure`)",
+            "api_key_file",
+        )
+    return key
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_port(host: str, port: int) -> None:
+    """The address can be listened on: checked before the model is loaded, so a busy port fails at once."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn listens
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise BertLSTMError(f"cannot listen on {host}:{port}: {err.strerror or err}", "port") from None
+
+
 def app_from_environment() -> Any:
     """For ``uvicorn --factory`` in each worker process: the settings come as JSON in ``$BERTLSTM_SERVE``."""
-    return create_app(ServeConfig.from_dict(json.loads(os.environ[SETTINGS_ENV])))
+    settings = ServeConfig.from_dict(json.loads(os.environ[SETTINGS_ENV]))
+    return create_app(settings, api_key=os.environ.get(KEY_ENV) or None)
 
 
 def serve(settings: ServeConfig) -> None:
-    """Run the server until SIGINT or SIGTERM; requests in flight are answered before it stops."""
+    """Run the server until SIGINT or SIGTERM: the queued requests are answered within ``shutdown_grace``
+    seconds, and what is left then is answered 503. The key, the address and the port are checked before the
+    model is loaded."""
     import uvicorn  # the serve extra; the app's own imports above checked that it is there
 
     if not settings.model:
         raise BertLSTMError("serving needs a `model`: a model folder or an exported .onnx file")
+    key = api_key(settings)
+    check_port(settings.host, settings.port)
     options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None}
-    options["timeout_graceful_shutdown"] = 30  # seconds to answer the requests in flight after SIGTERM
+    options["timeout_graceful_shutdown"] = settings.shutdown_grace + 5  # a backstop: the batcher ends sooner
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, api_key=key), **options)
         return
-    os.environ[SETTINGS_ENV] = json.dumps(settings.to_dict())
+    os.environ[SETTINGS_ENV] = json.dumps(settings.to_dict())  # what the worker processes start from
+    if key is not None:
+        os.environ[KEY_ENV] = key
     uvicorn.run("bertlstm.deploy.serving:app_from_environment", factory=True, workers=settings.workers, **options)

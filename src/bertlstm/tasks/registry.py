@@ -46,6 +46,12 @@ class ModelRef:
     meta: dict[str, Any]
     backend: str  # "torch" (a model folder) or "onnx" (an export)
 
+    def files(self) -> list[Path]:
+        """What using the model reads: its folder, or an export's graph, metadata and tokenizer."""
+        if self.backend == "torch":
+            return [self.path]
+        return [self.path, self.path.with_suffix(".json"), self.path.with_name(str(self.meta.get("tokenizer")))]
+
     def reading(self, given: dict[str, Any] | None = None) -> Any:
         """The task's data settings (how its files are read) from ``given``; a setting that only another task
         has is an error, not silently ignored."""

@@ -103,7 +103,9 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
             dev_texts, dev_raw = texts_and_labels(dev_X, dev_y, text_column, label_column, "dev data")
             dev = Labels.clean(dev_raw, config.multi_label, "dev labels")
         self.text_column_ = text_column
-        return self._targets(texts, labels, "training data"), self._targets(list(dev_texts), dev, "dev data")
+        train, dev_set = self._targets(texts, labels, "training data"), self._targets(list(dev_texts), dev, "dev data")
+        self.labels_.warn_untrained(train[1], dev_set[1])
+        return train, dev_set
 
     def _targets(self, texts: list[str], labels: list[Any], where: str) -> tuple[list[str], list[Any]]:
         """The texts the model can learn from or be scored on, and their targets."""

@@ -97,6 +97,23 @@ class Labels:
         self.check_known(labels, where)
         return [index[labels[i]] for i in keep], keep
 
+    def warn_untrained(self, train: Sequence[Any], dev: Sequence[Any]) -> None:
+        """Warn, naming them, about classes that dev holds but the training part never does (a class too small
+        for the dev split left none there): the model cannot learn them, and on dev they can only be errors."""
+
+        def seen(targets: Sequence[Any]) -> set[int]:
+            rows = np.asarray(targets, dtype=int)
+            return set(np.flatnonzero(rows.sum(0))) if self.multi_label else set(rows.tolist())
+
+        untrained = sorted(seen(dev) - seen(train)) if len(train) and len(dev) else []
+        if untrained:
+            names = _few([self.names[i] for i in untrained])
+            warnings.warn(
+                f"dev data: {len(untrained)} class(es) occur in dev but never in the training data ({names}); "
+                "the model cannot learn them, and on dev they count as errors",
+                stacklevel=3,
+            )
+
     def class_weights(self, spec: str | tuple[float, ...] | None, targets: Sequence[Any]) -> np.ndarray | None:
         """Loss weight per class: "balanced" (n / (C * count); multi-label: negatives / positives per label),
         or the given numbers, one per class."""
@@ -147,6 +164,12 @@ class Labels:
             raise BertLSTMError(f"{where}: kind must be str, int or float, not {labels.kind!r}")
         if len(names) < 2 or (labels.thresholds is not None and len(labels.thresholds) != len(names)):
             raise BertLSTMError(f"{where}: {len(names)} names and thresholds {thresholds} do not fit together")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:  # each output of the model is one class: a repeated name would hide another
+            raise BertLSTMError(f"{where}: the label names repeat ({_few(repeated)}); each must be different")
+        not_numbers = [n for n in names if labels.kind != "str" and _number(n) is None]
+        if not_numbers:
+            raise BertLSTMError(f"{where}: kind {labels.kind} needs numeric names, not {_few(not_numbers)}")
         return labels
 
 
@@ -161,14 +184,16 @@ def kind_of(labels: Sequence[Any]) -> str:
 
 
 def tidy(labels: list[str], where: str) -> list[str]:
-    """Numbers read as numbers (``"1.0"`` is ``"1"``); names such as ``"NaN"`` kept, with a warning."""
+    """Numbers read as numbers (``"1.0"`` is ``"1"``), whatever else the labels hold; names such as ``"NaN"``
+    kept, with a warning."""
     odd = sorted({label for label in labels if label.lower() in MISSING_LIKE})
     if odd:
         warnings.warn(f"{where}: label(s) {_few(odd)} look like missing values; kept as classes", stacklevel=3)
-    numbers = [n for n in map(_number, labels) if n is not None]
-    if len(numbers) < len(labels):
-        return labels
-    canonical = [str(int(n)) if n.is_integer() else repr(n) for n in numbers]
+    numbers = [_number(label) for label in labels]
+    canonical = [
+        label if n is None else str(int(n)) if n.is_integer() else repr(n)
+        for label, n in zip(labels, numbers, strict=True)
+    ]
     changed = sorted({f"{a!r} as {b!r}" for a, b in zip(labels, canonical, strict=True) if a != b})
     if changed:
         warnings.warn(f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", stacklevel=3)

@@ -99,13 +99,9 @@ class ClassifierPredictor(Predictor):
     format_report = staticmethod(format_report)
 
     # --- files -----------------------------------------------------------------------------------
-    def read_inputs(self, path: str | None, texts: Sequence[str] | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
-        """A table file in chunks (every column kept), or the texts as a one-column table."""
-        if path is not None:
-            return iter_tables(path, chunk_rows)
-        frame = pd.DataFrame({"text": list(texts or [])})
-        frame.attrs.update(kind="table", start=0)
-        return iter([frame])
+    def read_file(self, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """A table file in chunks, every column kept."""
+        return iter_tables(path, chunk_rows)
 
     def predict_frame(self, frame: pd.DataFrame, data: ClassifyData, where: str) -> pd.DataFrame:
         """The table with a label and one probability per class added (named ``predicted_...`` when the table

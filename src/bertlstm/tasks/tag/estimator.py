@@ -8,6 +8,7 @@ sentences laid out in encoder windows (:mod:`.windows`), the model (:mod:`.model
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,9 +111,14 @@ class BertLSTMTagger(Estimator):
             order = list(range(len(train)))
             random.Random(training.seed).shuffle(order)
             cut = max(1, int(len(train) * training.dev_fraction))
-            return [train[i] for i in order[cut:]], [train[i] for i in order[:cut]]
-        dev = to_iob2(as_sentences(dev_X, dev_y, "dev data"), self.scheme_, "dev data")
-        return train, known_sentences(dev, set(self.tags_), "dev data")
+            train, dev = [train[i] for i in order[cut:]], [train[i] for i in order[:cut]]
+        else:
+            dev = to_iob2(as_sentences(dev_X, dev_y, "dev data"), self.scheme_, "dev data")
+            dev = known_sentences(dev, set(self.tags_), "dev data")
+        untrained = sorted({t for s in dev for t in s.tags or []} - {t for s in train for t in s.tags or []})
+        if untrained:  # a tag too rare for the dev split left none in training
+            warnings.warn(f"dev data: tags {untrained[:5]} occur in dev but never in the training data", stacklevel=3)
+        return train, dev
 
     def _new_model(self, config: TaggerConfig, encoder: Any) -> BertTaggerModel:
         return BertTaggerModel(config, encoder, self.tags_)
@@ -159,6 +165,8 @@ class BertLSTMTagger(Estimator):
         names = section.get("names")
         if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
             raise BertLSTMError(f"{where}: 'names' must list the tags")
+        if len(set(names)) < len(names):  # each output of the model is one tag: a repeated name would hide another
+            raise BertLSTMError(f"{where}: the tag names repeat; each must be different")
         self.tags_, self.scheme_ = names, section.get("trained_on", "iob2")
 
     # --- using it elsewhere: a back end's description, an export ----------------------------------

@@ -153,19 +153,15 @@ class TaggerPredictor(Predictor):
     format_report = staticmethod(format_report)
 
     # --- files -----------------------------------------------------------------------------------
-    def read_inputs(self, path: str | None, texts: Sequence[str] | None, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    def read_file(self, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
         """A CoNLL or JSON Lines file of tokens as one table (``tokens``, ``document``: documents give the
-        context, so the file is read whole); a table of texts in chunks; or the texts as a one-column table."""
-        if path is not None and has_tokens(Path(path)):
+        context, so the file is read whole), or a table of texts in chunks."""
+        if has_tokens(Path(path)):
             sentences = read_tagged(path, labelled=False)
             frame = pd.DataFrame({"tokens": [s.tokens for s in sentences], "document": [s.document for s in sentences]})
             frame.attrs.update(kind="tokens", start=0)
             return iter([frame])
-        if path is not None:
-            return iter_tables(path, chunk_rows)
-        frame = pd.DataFrame({"text": list(texts or [])})
-        frame.attrs.update(kind="table", start=0)
-        return iter([frame])
+        return iter_tables(path, chunk_rows)
 
     def predict_frame(self, frame: pd.DataFrame, data: TagData, where: str) -> pd.DataFrame:
         """Tokens get a ``tags`` column (a tag per token); texts an ``entities`` column."""
