@@ -98,7 +98,7 @@ def feature_pass(args: argparse.Namespace) -> None:
 PHASES = {  # phase -> functions (file suffix, name) whose cumulative times add up to it
     "read data": [("data.py", "load_labelled")],
     "load encoder": [("encoders.py", "load_encoder")],
-    "tokenize": [("data.py", "encode_texts")],
+    "tokenize": [("data.py", "__call__")],
     "hash encoder and texts": [("feature_cache.py", "encoder_fingerprint"), ("feature_cache.py", "texts_fingerprint")],
     "cache: encode and write": [("feature_cache.py", "build")],
     "cache: open and verify": [("feature_cache.py", "open")],

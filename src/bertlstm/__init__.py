@@ -1,4 +1,4 @@
-"""bertlstm: BERT-family encoders feeding an LSTM, for text classification and token tagging.
+"""bertlstm: BERT-family encoders feeding an LSTM, for text classification (long documents too) and token tagging.
 
 Importing the package is cheap and changes nothing global: the classes below are imported on first use.
 """
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 _WHERE = {
     "BertLSTMClassifier": "tasks.classify.estimator",
+    "BertLSTMDocumentClassifier": "tasks.document.estimator",
     "BertLSTMError": "core.errors",
     "BertLSTMModel": "tasks.classify.model",
     "BertLSTMTagger": "tasks.tag.estimator",
@@ -17,6 +18,7 @@ _WHERE = {
     "ClassifierOutput": "tasks.classify.model",
     "ClassifyData": "tasks.classify.config",
     "DataConfig": "core.config",
+    "DocumentConfig": "tasks.document.config",
     "Labels": "tasks.classify.labels",
     "ModelConfig": "tasks.classify.config",
     "RunConfig": "run_config",
@@ -26,6 +28,7 @@ _WHERE = {
 }
 __all__ = [
     "BertLSTMClassifier",
+    "BertLSTMDocumentClassifier",
     "BertLSTMError",
     "BertLSTMModel",
     "BertLSTMTagger",
@@ -33,6 +36,7 @@ __all__ = [
     "ClassifierOutput",
     "ClassifyData",
     "DataConfig",
+    "DocumentConfig",
     "Labels",
     "ModelConfig",
     "RunConfig",
@@ -49,6 +53,8 @@ if TYPE_CHECKING:
     from .tasks.classify.estimator import BertLSTMClassifier
     from .tasks.classify.labels import Labels
     from .tasks.classify.model import BertLSTMModel, ClassifierOutput
+    from .tasks.document.config import DocumentConfig
+    from .tasks.document.estimator import BertLSTMDocumentClassifier
     from .tasks.tag.config import TagData, TaggerConfig
     from .tasks.tag.estimator import BertLSTMTagger
     from .tasks.tag.model import BertTaggerModel

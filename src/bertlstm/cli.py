@@ -154,17 +154,19 @@ def _train_task(argv: list[str]) -> Task | None:
     if not argv or argv[0] != "train":
         return None
     first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--task")
-    first.add_argument("--config")
+    for option in ("--task", "--config", "--long-text"):
+        first.add_argument(option)
     known, _ = first.parse_known_args(argv[1:])
-    name = known.task
-    if name is None and known.config:
-        try:
-            name = load_config_file(known.config).get("task")
-        except BertLSTMError:
-            return None
     try:
-        return get_task(name)
+        given = load_config_file(known.config) if known.config else {}
+    except BertLSTMError:
+        given = {}
+    section = given.get("model")
+    model: dict[str, Any] = dict(section) if isinstance(section, dict) else {}
+    if known.long_text:
+        model["long_text"] = known.long_text
+    try:
+        return get_task(known.task or given.get("task"), model=model)
     except BertLSTMError:
         return None
 

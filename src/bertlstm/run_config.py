@@ -50,13 +50,15 @@ class RunConfig(Settings):
 
     @property
     def task_spec(self) -> Task:
-        return get_task(self.task)
+        """The run's task: ``task``, or the one that refines it for these model settings."""
+        return get_task(self.task, model=self.model.to_dict())
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "") -> RunConfig:
         """Sections as dicts (``{"model": {...}, "training": {...}}``) and the run's own settings."""
         values = dict(values)
-        task = get_task(values.get("task") or None, where)
+        model = values.get("model")
+        task = get_task(values.get("task") or None, where, model if isinstance(model, dict) else None)
         preset = values.get("preset")
         if preset is not None and preset not in PRESETS and str(preset).lower() not in ("none", "null"):
             raise BertLSTMError(f"{where}`preset` must be one of {', '.join(PRESETS)}, not {preset!r}", "preset")

@@ -93,6 +93,10 @@ def read_export_metadata(path: Path) -> dict[str, Any]:
         raise BertLSTMError(f"{companion}: the tokenizer it names, {meta.get('tokenizer')}, is not beside it")
     if file_sha256(path) != meta.get("sha256"):
         raise BertLSTMError(f"{path} is damaged: its SHA-256 differs from the one recorded at export")
+    for graph in (meta.get("graphs") or {}).values():  # an export in several graphs: the others too
+        other = path.with_name(str(graph.get("file")))
+        if not other.is_file() or file_sha256(other) != graph.get("sha256"):
+            raise BertLSTMError(f"{other} is missing or damaged: export the model again")
     if "model" not in meta:  # exported before the metadata held the model's settings whole
         meta["model"] = {k: meta[k] for k in ("mode", "encoder", "max_length", "word_pooling", "context") if k in meta}
     return meta
@@ -109,6 +113,8 @@ class Predictor(ABC):
 
     task: ClassVar[str]
     output: ClassVar[str]  # the graph's output: logits, emissions
+    max_chars: ClassVar[int] = 5000  # the longest text the server takes by default
+    max_body_bytes: ClassVar[int] = 1_000_000  # the largest request the server takes by default
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -125,8 +131,8 @@ class Predictor(ABC):
         tokenizer = plain_tokenizer(path.with_name(meta["tokenizer"]), cls.truncation(meta))
         return cls(OnnxEngine(path, cls.output, meta.get("quantized")), meta, tokenizer, batch_size)
 
-    @staticmethod
-    def truncation(meta: dict[str, Any]) -> int | None:
+    @classmethod
+    def truncation(cls, meta: dict[str, Any]) -> int | None:
         """Where the tokenizer cuts a text: at the model's ``max_length``, unless a task reads every piece."""
         return int(meta["model"]["max_length"])
 

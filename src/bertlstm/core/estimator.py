@@ -39,10 +39,11 @@ from .config import EncoderSettings, TrainConfig
 from .device import resolve_device
 from .encoders import check_max_length, load_encoder
 from .errors import BertLSTMError
+from .export_graph import ExportGraph
 from .feature_cache import FeatureStore, model_features
 from .folders import check_output
 from .hub import local_folder, push_folder
-from .inference import Predict, predict_logits
+from .inference import Predict, as_tensors, predict_logits
 from .model_card import CardInfo, model_card
 from .model_folder import FORMAT_VERSION, RECORDS, SavedModel, load_model_folder, load_trained, save_trained
 from .modeling import EncoderModel
@@ -257,6 +258,18 @@ class Estimator(BaseEstimator):
                 "unk": tokenizer.unk_token_id,
             },
         }
+
+    def export_graph(self) -> ExportGraph:
+        """The model as one ONNX-exportable graph (the task's)."""
+        raise NotImplementedError
+
+    def export_graphs(self) -> list[ExportGraph]:
+        """The graphs an export writes, the first as ``NAME.onnx``, each with how to check it: batches from raw
+        texts through this model's predictor, and the model's own output for them."""
+        graph, predictor, model = self.export_graph(), self.predictor(), self._require_model()
+        graph.sample = predictor.batch_of
+        graph.reference = lambda batch: model(**as_tensors(batch)).logits.detach().numpy()
+        return [graph]
 
     def predictor(self, quantize: str | None = None, batch_size: int | None = None) -> Predictor:
         """This trained model behind the PyTorch engine (``quantize="int8"``: a copy with int8 weights), with

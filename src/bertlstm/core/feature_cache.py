@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 Encode = Callable[[Tensor, Tensor], Tensor]  # (input_ids, attention_mask) -> features
 
 CACHE_FORMAT = 1
-LATER = ("split", "quantized")  # CacheKey fields added after the first entries were written
+LATER = ("split", "quantized", "cut")  # CacheKey fields added after the first entries were written
 TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
 _ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
 _LAYER = re.compile(r"encoder\.layer\.(\d+)\.")  # a weight of a BERT-style encoder's layer
@@ -111,12 +111,13 @@ class CacheKey:
     encoder_hash: str  # encoder_fingerprint()
     layers: str  # which hidden states ("last")
     max_length: int  # truncation length in word pieces
-    pooling: str  # "tokens" (frozen) or "mean" (pooled)
+    pooling: str  # what a text's rows are: "tokens" (one per word piece), else one row ("mean": pooled)
     dtype: str  # storage dtype
     texts_hash: str  # texts_fingerprint(), order included
     n_texts: int
     split: int | None = None  # partial fine-tuning: the states of the layers below this one (not the features)
     quantized: str | None = None  # "int8": computed by an encoder with int8 linear layers
+    cut: str | None = None  # how a text longer than max_length was cut, when not at its end ("head-tail")
 
     def as_dict(self) -> dict[str, Any]:
         """The key's fields; the later ones only when set, so that entries written before them still match."""
@@ -389,12 +390,13 @@ def model_features(
         encoder_hash=known_fingerprint(model.encoder, tokenizer, model.split),
         layers=config.layers,
         max_length=config.max_length,
-        pooling="mean" if config.mode == "pooled" else "tokens",
+        pooling=model.cache_pooling,
         dtype=training.cache_dtype,
         texts_hash=texts_fingerprint(texts),
         n_texts=len(texts),
         split=model.split,
         quantized=None if training.feature_pass == "fp32" else training.feature_pass,
+        cut=model.cache_cut,
     )
     source = quantize_int8(model, device) if key.quantized == "int8" else model  # a copy; the model is untouched
 

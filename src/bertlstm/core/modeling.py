@@ -128,6 +128,16 @@ class EncoderModel(nn.Module):
         return self.config.mode != "finetune"
 
     @property
+    def cache_pooling(self) -> str:
+        """What the feature cache stores per text: a row per token, or one (mean-pooled) row."""
+        return "mean" if getattr(self.config, "mode", None) == "pooled" else "tokens"
+
+    @property
+    def cache_cut(self) -> str | None:
+        """How the texts were cut to the encoder's length, where not at their end: a key of the feature cache."""
+        return None
+
+    @property
     def cacheable(self) -> bool:
         """Whether the feature cache can stand in for (part of) the encoder: frozen, or partly fine-tuned."""
         return self.encoder_frozen or self.split is not None

@@ -43,3 +43,5 @@ class Task:
     read_run_data: Callable[[Any, Any, TrainConfig], RunData]  # (data, model settings, training) -> checked data
     estimator: Callable[[], type[Estimator]]  # the estimator class (imports torch)
     predictor: Callable[[], type[Predictor]]  # the predictor class (imports no torch)
+    refines: str | None = None  # another task whose settings select this one (documents: classification)
+    claims: Callable[[dict[str, Any]], bool] | None = None  # refines: whether the model settings given select it

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .backends import Engine
 from .errors import BertLSTMError
@@ -17,8 +17,8 @@ from .modeling import quantize_int8
 
 
 class TorchEngine(Engine):
-    """``model(**batch).logits`` (a tagger's emissions are its logits) under ``inference_mode``; with
-    ``quantize="int8"``, a copy of the model with int8 weights (CPU only)."""
+    """``model(**batch)`` under ``inference_mode``: its ``logits`` (a tagger's emissions are its logits), or the
+    tensor a module returns; with ``quantize="int8"``, a copy of the model with int8 weights (CPU only)."""
 
     kind = "torch"
 
@@ -36,6 +36,6 @@ class TorchEngine(Engine):
         with torch.inference_mode(), quiet:
             if self.quantized:
                 warnings.simplefilter("ignore")
-            logits = self.model(**as_tensors(inputs, self.device)).logits
+            out = self.model(**as_tensors(inputs, self.device))
         self.model.train(was_training)
-        return logits.float().cpu().numpy()
+        return (out if isinstance(out, Tensor) else out.logits).float().cpu().numpy()

@@ -81,8 +81,12 @@ class ServeConfig(ModelSettings):
     port: int = setting(8000, "port to listen on")
     workers: int = setting(1, "server processes, each with its own copy of the model")
     max_batch: int = setting(64, "texts per request at most")
-    max_chars: int = setting(5000, "characters per text at most")
-    max_body_bytes: int = setting(1_000_000, "request body size at most")
+    max_chars: int | None = setting(
+        None, "characters per text at most; none: the model's (5000; a document classifier's 10,000,000)", metavar="N"
+    )
+    max_body_bytes: int | None = setting(
+        None, "request body size at most; none: the model's (1,000,000; a document classifier's 64 MiB)", metavar="N"
+    )
     batch_size: int = setting(64, "texts per micro-batch: concurrent requests share one forward pass")
     max_wait_ms: float = setting(5.0, "how long a request waits for others to share its forward pass")
     queue_size: int = setting(256, "requests waiting at most; more are answered 503")
@@ -95,8 +99,11 @@ class ServeConfig(ModelSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("workers", "max_batch", "max_chars", "max_body_bytes", "queue_size"):
+        for name in ("workers", "max_batch", "queue_size"):
             check_int(getattr(self, name), name, 1)
+        for name in ("max_chars", "max_body_bytes"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, 1)
         check_int(self.port, "port", 0)
         if self.port > 65535:
             raise BertLSTMError(f"`port` must be at most 65535, not {self.port}", "port")

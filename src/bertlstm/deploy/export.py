@@ -28,7 +28,6 @@ from ..core.backends import EXPORT_FORMAT, plain_tokenizer
 from ..core.errors import BertLSTMError, missing_package
 from ..core.export_graph import ExportGraph
 from ..core.folders import atomic_file
-from ..core.inference import as_tensors
 from ..core.model_folder import file_sha256
 from ..tasks.registry import find_model
 
@@ -45,9 +44,10 @@ SAMPLE = [  # texts of different lengths: the check runs them padded in one batc
 def export_onnx(
     model_dir: str | Path, output: str | Path, quantize: str | None = None, overwrite: bool = False
 ) -> Path:
-    """Export the model folder ``model_dir`` to ``output`` (``NAME.onnx``), with ``NAME.tokenizer.json`` and
-    ``NAME.json`` beside it; ``quantize="int8"`` writes onnxruntime's dynamically quantized graph instead.
-    Existing files are replaced only with ``overwrite``, and never the model's own."""
+    """Export the model folder ``model_dir`` to ``output`` (``NAME.onnx``, and a model in two halves also
+    ``NAME.windows.onnx``), with ``NAME.tokenizer.json`` and ``NAME.json`` beside it; ``quantize="int8"`` writes
+    onnxruntime's dynamically quantized graphs instead. Existing files are replaced only with ``overwrite``,
+    and never the model's own."""
     try:
         import onnxruntime  # noqa: F401  (the export extra, checked before any work)
         import onnxscript  # noqa: F401  (the exporter needs it)
@@ -58,25 +58,39 @@ def export_onnx(
     ref = find_model(model_dir, "torch")
     path = _check_output(output, ref.files(), overwrite)
     estimator = ref.estimator(device="cpu")
-    graph, predictor = estimator.export_graph(), estimator.predictor()
-    inputs, other = predictor.batch_of(SAMPLE), predictor.batch_of(SAMPLE[:3])  # another batch size and length
-    want = estimator.model_(**as_tensors(inputs)).logits
-    _check_close(_torch_run(graph, inputs), want.detach().numpy(), graph, inputs, 1e-5, "the masked LSTM")
+    graphs = estimator.export_graphs()
+    extra = [_graph_file(path, g) for g in graphs[1:]]
+    if any(f.exists() for f in extra) and not overwrite:
+        raise BertLSTMError(f"export would replace {', '.join(map(str, extra))}; allow it (`overwrite`)", "overwrite")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        _torch_export(graph, inputs, fp32)
-        _declare_shapes(fp32, graph)
-        for sample in (inputs, other):
-            _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
-        written = fp32
-        if quantize == "int8":
-            written = Path(tmp) / "int8.onnx"
-            _quantize(fp32, written)
-            drift = float(np.abs(_onnx_run(written, graph, inputs) - _torch_run(graph, inputs)).max())
-            logger.info(f"int8 graph: largest output change on the check sample {drift:.4f}")
-        _write_beside(estimator, graph, written, path, quantize)
+        written = [_export_checked(graph, Path(tmp), quantize) for graph in graphs]
+        _write_beside(estimator, graphs, written, path, quantize)
     logger.info(f"exported {model_dir} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return path
+
+
+def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None) -> Path:
+    """One graph exported into ``tmp``, checked on two batches (another batch size and length) against the
+    PyTorch model (1e-5) and in onnxruntime (1e-4); optionally quantized. The file written."""
+    assert graph.sample is not None and graph.reference is not None
+    inputs, other = graph.sample(SAMPLE), graph.sample(SAMPLE[:3])
+    _check_close(_torch_run(graph, inputs), graph.reference(inputs), graph, inputs, 1e-5, "the exported module")
+    fp32 = tmp / f"{graph.name}.fp32.onnx"
+    _torch_export(graph, inputs, fp32)
+    _declare_shapes(fp32, graph)
+    for sample in (inputs, other):
+        _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
+    if quantize != "int8":
+        return fp32
+    written = tmp / f"{graph.name}.int8.onnx"
+    _quantize(fp32, written)
+    drift = float(np.abs(_onnx_run(written, graph, inputs) - _torch_run(graph, inputs)).max())
+    logger.info(f"int8 {graph.name} graph: largest output change on the check sample {drift:.4f}")
+    return written
+
+
+def _graph_file(path: Path, graph: ExportGraph) -> Path:
+    return path.with_name(f"{path.stem}{graph.file}.onnx")
 
 
 def written_files(output: str | Path) -> list[Path]:
@@ -190,36 +204,43 @@ def _quantize(source: Path, target: Path) -> None:
     quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
 
 
-def metadata(estimator: Any, graph: ExportGraph, written: Path, stem: str, quantize: str | None) -> dict[str, Any]:
-    """``NAME.json``: what a predictor needs beside the graph (the estimator's description), the graph's inputs
-    and output, and the graph's checksum."""
-    described = estimator.describe()
-    model = described["model"]
-    axes = {name: ", ".join(graph.dynamic[name][axis] for axis in sorted(graph.dynamic[name])) for name in graph.inputs}
+def metadata(
+    estimator: Any, graphs: list[ExportGraph], written: list[Path], path: Path, quantize: str | None
+) -> dict[str, Any]:
+    """``NAME.json``: what a predictor needs beside the graphs (the estimator's description), the main graph's
+    inputs, output and checksum, and any other graph's file and checksum."""
+    described, main = estimator.describe(), graphs[0]
+    sample = main.sample(SAMPLE[:1]) if main.sample is not None else {}
+    axes = {name: ", ".join(main.dynamic[name][axis] for axis in sorted(main.dynamic[name])) for name in main.inputs}
+    pairs = list(zip(graphs, written, strict=True))[1:]
+    others = {g.name: {"file": _graph_file(path, g).name, "sha256": file_sha256(f)} for g, f in pairs}
     return {
         "format": "bertlstm-onnx",
         **described,
         "format_version": EXPORT_FORMAT,
         "bertlstm_version": version("bertlstm"),
-        "inputs": {name: f"int64 ({axes[name]})" for name in graph.inputs},
-        "outputs": {graph.output: f"float32 ({', '.join(graph.output_axes)})"},
-        **{key: model[key] for key in ("max_length", "mode", "encoder")},  # read by consumers of earlier exports
+        "inputs": {name: f"{sample[name].dtype if name in sample else 'int64'} ({axes[name]})" for name in main.inputs},
+        "outputs": {main.output: f"float32 ({', '.join(main.output_axes)})"},
+        **{key: described["model"][key] for key in ("max_length", "mode", "encoder")},  # read by earlier consumers
         "quantized": quantize,
         "opset": OPSET,
-        "tokenizer": f"{stem}.tokenizer.json",
-        "sha256": file_sha256(written),
+        "tokenizer": f"{path.stem}.tokenizer.json",
+        "sha256": file_sha256(written[0]),
+        **({"graphs": others} if others else {}),
     }
 
 
-def _write_beside(estimator: Any, graph: ExportGraph, written: Path, path: Path, quantize: str | None) -> None:
-    """The tokenizer and the metadata, each renamed into place, then the graph: a complete .onnx means its
-    companions are there."""
-    stem = path.with_suffix("")
-    meta = metadata(estimator, graph, written, stem.name, quantize)
+def _write_beside(
+    estimator: Any, graphs: list[ExportGraph], written: list[Path], path: Path, quantize: str | None
+) -> None:
+    """The tokenizer, the metadata and any other graph, each renamed into place, then the main graph: a
+    complete ``NAME.onnx`` means its companions are there."""
+    meta = metadata(estimator, graphs, written, path, quantize)
     truncate_at = estimator.predictor_class.truncation(meta)
-    with atomic_file(f"{stem}.tokenizer.json") as tmp:
+    with atomic_file(path.with_name(f"{path.stem}.tokenizer.json")) as tmp:
         plain_tokenizer(estimator.tokenizer_, truncate_at).save(str(tmp))
-    with atomic_file(f"{stem}.json") as tmp:
+    with atomic_file(path.with_name(f"{path.stem}.json")) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    with atomic_file(path) as tmp:
-        shutil.copyfile(written, tmp)
+    for graph, file in [*list(zip(graphs, written, strict=True))[1:], (graphs[0], written[0])]:
+        with atomic_file(_graph_file(path, graph)) as tmp:
+            shutil.copyfile(file, tmp)

@@ -12,6 +12,7 @@ requests are answered within ``shutdown_grace`` seconds, and what is left then i
 """
 
 import asyncio
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -46,6 +47,9 @@ def create_app(settings: ServeConfig, predictor: Predictor | None = None, api_ke
     route but ``/health`` answers 401 to a request without it."""
     # the engine's own batch size: `batch_size` here is the micro-batch that concurrent requests share
     predictor = predictor or open_model(settings.model or "", settings.backend, settings.quantize, settings.device)
+    own: dict[str, int] = {"max_chars": 5000, "max_body_bytes": 1_000_000}  # the model's own limits, unless given
+    own = {name: getattr(settings, name) or getattr(predictor, name, fallback) for name, fallback in own.items()}
+    limits = Limits(settings.max_batch, own["max_chars"], own["max_body_bytes"], settings.batch_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -60,9 +64,9 @@ def create_app(settings: ServeConfig, predictor: Predictor | None = None, api_ke
     docs = "/docs" if settings.docs else None  # the page's scripts load from a CDN: only when asked for
     summary = "BERT→LSTM text classification and tagging"
     app = FastAPI(title="bertlstm", summary=summary, lifespan=lifespan, docs_url=docs, redoc_url=None)
-    _routes(app, settings, predictor)
+    _routes(app, limits, predictor)
     _errors(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     if api_key is not None:
         app.add_middleware(ApiKey, key=api_key)
     return app
@@ -91,13 +95,23 @@ class PredictRequest(BaseModel):
     texts: list[StrictStr]
 
 
-def _routes(app: FastAPI, settings: ServeConfig, predictor: Predictor) -> None:
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a request may hold, and how many texts share a forward pass."""
+
+    max_batch: int
+    max_chars: int
+    max_body_bytes: int
+    batch_size: int
+
+
+def _routes(app: FastAPI, limits: Limits, predictor: Predictor) -> None:
     @app.post("/predict")
     async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
         """Each text's answer, as the model's task gives it: a classifier's label (multi-label: the label set
         above threshold) and per-class probabilities; a tagger's entities, ``{"text", "type", "start", "end"}``
         with character offsets."""
-        _check(body.texts, settings)
+        _check(body.texts, limits)
         try:
             answers = await request.app.state.batcher.predict(body.texts)
         except Overloaded:
@@ -116,18 +130,17 @@ def _routes(app: FastAPI, settings: ServeConfig, predictor: Predictor) -> None:
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
         """The model: labels, mode, encoder, max length, format version, back end; and the request limits."""
-        limits = {k: getattr(settings, k) for k in ("max_batch", "max_chars", "max_body_bytes", "batch_size")}
-        return {**predictor.metadata(), "limits": limits}
+        return {**predictor.metadata(), "limits": dataclasses.asdict(limits)}
 
 
-def _check(texts: list[str], settings: ServeConfig) -> None:
+def _check(texts: list[str], limits: Limits) -> None:
     if not texts:
         raise HTTPException(422, "texts is empty: send at least one text")
-    if len(texts) > settings.max_batch:
-        raise HTTPException(422, f"{len(texts)} texts in one request; at most {settings.max_batch}")
-    long = [i for i, text in enumerate(texts) if len(text) > settings.max_chars]
+    if len(texts) > limits.max_batch:
+        raise HTTPException(422, f"{len(texts)} texts in one request; at most {limits.max_batch}")
+    long = [i for i, text in enumerate(texts) if len(text) > limits.max_chars]
     if long:
-        raise HTTPException(422, f"text {long[0]} has more than {settings.max_chars} characters")
+        raise HTTPException(422, f"text {long[0]} has more than {limits.max_chars} characters")
     blank = [i for i, text in enumerate(texts) if not text.strip()]
     if blank:
         raise HTTPException(422, f"text {blank[0]} is empty")

@@ -20,16 +20,24 @@ from ..core.hub import local_folder
 from ..core.model_folder import RECORDS, load_model_folder, read_config
 from ..core.task import Task
 from .classify import TASK as CLASSIFICATION
+from .document import TASK as DOCUMENTS
 from .tag import TASK as TAGGING
 
-TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, TAGGING)}
+TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, TAGGING, DOCUMENTS)}
 DEFAULT_TASK = CLASSIFICATION.name  # what a model folder without a "task" holds (written before tagging)
 
 
-def get_task(name: str | None, where: str = "") -> Task:
-    """The task named ``name`` (or one of its aliases); None is the default, classification."""
-    if name is None:
-        return TASKS[DEFAULT_TASK]
+def get_task(name: str | None, where: str = "", model: dict[str, Any] | None = None) -> Task:
+    """The task named ``name`` (or one of its aliases; None: classification), or the task that refines it and
+    claims the ``model`` settings given (classification with ``long_text`` chunks: documents)."""
+    found = _named(name or DEFAULT_TASK, where)
+    for task in TASKS.values():
+        if task.refines == found.name and task.claims is not None and task.claims(model or {}):
+            return task
+    return found
+
+
+def _named(name: str, where: str) -> Task:
     for task in TASKS.values():
         if name == task.name or name in task.aliases:
             return task

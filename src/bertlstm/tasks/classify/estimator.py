@@ -24,7 +24,7 @@ from ...core.estimator import Estimator, NotTrainedError
 from ...core.export_graph import ExportGraph
 from ...core.model_card import CardInfo
 from .config import ModelConfig
-from .data import FeatureDataset, TokenDataset, encode_texts, split_dev, texts_and_labels
+from .data import FeatureDataset, TextCut, TokenDataset, split_dev, texts_and_labels
 from .export import export_graph
 from .labels import Labels, kind_of
 from .metrics import evaluation_report, multilabel_metrics, quick_metrics, tune_thresholds
@@ -129,12 +129,13 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         frozen layers' states) from the feature cache."""
         texts, targets = examples
         config = self.model_.config
-        tokenizer = plain_tokenizer(self.tokenizer_, config.max_length)
-        store = self._cached(texts, lambda: encode_texts(tokenizer, texts), f"{what} texts", trainer)
+        cut = TextCut(config.max_length, config.long_text)
+        tokenizer = plain_tokenizer(self.tokenizer_, cut.truncation)
+        store = self._cached(texts, lambda: cut(tokenizer, texts), f"{what} texts", trainer)
         if store is not None:
             return FeatureDataset(store, targets)
         pad_to = config.max_length if self.training_.pad_to_max_length else None
-        return TokenDataset(encode_texts(tokenizer, texts), targets, self.pad_id, pad_to)
+        return TokenDataset(cut(tokenizer, texts), targets, self.pad_id, pad_to)
 
     def _score(self, logits: np.ndarray, dataset: Any) -> dict[str, float]:
         """What each epoch reports on dev (multi-label at the untuned threshold 0.5)."""

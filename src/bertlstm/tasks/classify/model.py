@@ -49,6 +49,10 @@ class BertLSTMModel(EncoderModel):
         self.head = nn.Linear(config.lstm_units * directions, num_labels)
         self.freeze()
 
+    @property
+    def cache_cut(self) -> str | None:
+        return "head-tail" if self.config.long_text == "head-tail" else None
+
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The selected encoder layers side by side: per token (B, T, K*H), or in ``pooled`` mode one
         mean-pooled vector per text (B, 1, K*H). The mix of layers comes later, in :meth:`forward`."""

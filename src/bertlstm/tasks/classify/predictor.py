@@ -19,7 +19,7 @@ from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, ite
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
 from ...core.errors import BertLSTMError
 from .config import ClassifyData
-from .data import TokenDataset, encode_texts, load_labelled
+from .data import TextCut, TokenDataset, load_labelled
 from .labels import Labels
 from .metrics import evaluation_report, format_report
 
@@ -49,10 +49,19 @@ class ClassifierPredictor(Predictor):
     def __init__(self, engine: Any, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         super().__init__(engine, meta, tokenizer, batch_size)
         self.labels = Labels.from_dict(meta["labels"], "the model's labels")
+        self.cut = self.text_cut(meta)
+
+    @staticmethod
+    def text_cut(meta: dict[str, Any]) -> TextCut:
+        return TextCut(int(meta["model"]["max_length"]), meta["model"].get("long_text", "truncate"))
+
+    @classmethod
+    def truncation(cls, meta: dict[str, Any]) -> int | None:
+        return cls.text_cut(meta).truncation
 
     def logits(self, texts: Sequence[str], shard: Shard = ALONE) -> np.ndarray:
         """Logits (N, C) in text order; with several processes (``shard``), each computes a share."""
-        dataset = TokenDataset(encode_texts(self.tokenizer, texts), None, self.pad_id)
+        dataset = TokenDataset(self.cut(self.tokenizer, texts), None, self.pad_id)
 
         def compute(rows: list[int]) -> np.ndarray:
             out = np.zeros((len(rows), len(self.labels)), dtype=np.float32)
@@ -78,7 +87,7 @@ class ClassifierPredictor(Predictor):
         ]
 
     def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        dataset = TokenDataset(encode_texts(self.tokenizer, texts), None, self.pad_id)
+        dataset = TokenDataset(self.cut(self.tokenizer, texts), None, self.pad_id)
         return dataset.collate([dataset[i] for i in range(len(dataset))])
 
     # --- evaluation ------------------------------------------------------------------------------

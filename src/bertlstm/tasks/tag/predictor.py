@@ -98,8 +98,8 @@ class TaggerPredictor(Predictor):
         )
         self.crf = scores
 
-    @staticmethod
-    def truncation(meta: dict[str, Any]) -> int | None:
+    @classmethod
+    def truncation(cls, meta: dict[str, Any]) -> int | None:
         return None  # words are cut into pieces and laid out in windows: nothing is ever truncated
 
     def tag_ids(self, sentences: Sequence[Sentence], shard: Shard = ALONE) -> np.ndarray:

@@ -1,0 +1,206 @@
+"""Long documents (``long_text`` chunks): windows, the model's masking, the cache, partial fine-tuning, the
+two-halves prediction and its export, and the settings that select the task."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bertlstm import BertLSTMDocumentClassifier, BertLSTMError, DocumentConfig, ModelConfig, RunConfig, TrainConfig
+from bertlstm.core.encoders import load_encoder
+from bertlstm.core.feature_cache import model_features
+from bertlstm.core.inference import as_tensors, predict_logits
+from bertlstm.tasks.classify.data import TextCut
+from bertlstm.tasks.document.model import BertLSTMDocumentModel
+from bertlstm.tasks.document.windows import DocumentDataset, Windows, first_and_last
+from bertlstm.tasks.registry import open_model
+from conftest import NEGATIVE, POSITIVE, WORDS
+
+OPTIONS = {"max_length": 32, "chunk_length": 12, "lstm_units": 8, "progress": False, "device": "cpu"}
+
+
+def make_documents(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Long toy reviews (36–96 words): the label is set by six cue words that come only at the end."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        filler = [rng.choice(WORDS[16:]) for _ in range(rng.randint(30, 90))]
+        cues = [rng.choice(POSITIVE if label == "pos" else NEGATIVE) for _ in range(6)]
+        texts.append(" ".join(filler + cues))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_encoder: str) -> BertLSTMDocumentClassifier:
+    clf = BertLSTMDocumentClassifier(encoder=tiny_encoder, epochs=4, lr=1e-2, bidirectional=True, **OPTIONS)
+    return clf.fit(*make_documents(120, 1))
+
+
+def test_windows_cover_every_piece_and_share_the_stride() -> None:
+    cut = Windows(length=7, stride=2, cls_id=1, sep_id=2)  # 5 pieces a window
+    windows = cut(list(range(100, 113)))  # 13 pieces
+    assert windows == [
+        [1, 100, 101, 102, 103, 104, 2],
+        [1, 103, 104, 105, 106, 107, 2],
+        [1, 106, 107, 108, 109, 110, 2],
+        [1, 109, 110, 111, 112, 2],
+    ]
+    assert cut([]) == [[1, 2]] and Windows(7, 0, 1, 2)(list(range(5))) == [[1, 0, 1, 2, 3, 4, 2]]
+    assert first_and_last([[i] for i in range(10)], 3) == [[0], [1], [9]] and len(first_and_last([[0]], 3)) == 1
+
+
+def test_head_tail_keeps_the_first_quarter_and_the_end() -> None:
+    ids = [101, *range(1000), 102]  # [CLS] 1000 pieces [SEP]
+    kept = TextCut(512, "head-tail").head_tail(ids)
+    assert len(kept) == 512 and kept[:129] == ids[:129] and kept[129:] == ids[-383:]
+    assert TextCut(512, "head-tail").head_tail(ids[:300]) == ids[:300]
+
+
+def test_the_settings_select_the_documents_task() -> None:
+    run = RunConfig.from_dict({"model": {"long_text": "chunks", "chunk_length": 64}})
+    assert isinstance(run.model, DocumentConfig) and run.task_spec.name == "documents"
+    assert RunConfig.from_dict(run.to_dict()) == run
+    with pytest.raises(BertLSTMError, match="as the documents task"):
+        ModelConfig(long_text="chunks")  # the classifier's own model reads truncate and head-tail only
+    with pytest.raises(BertLSTMError, match="`chunk_length` 200 is longer than `max_length` 128"):
+        DocumentConfig(chunk_length=200)
+
+
+def test_a_document_reads_the_same_alone_or_beside_longer_ones(trained) -> None:
+    """Padding windows, and padding pieces inside windows, never reach the LSTM."""
+    texts = make_documents(6, 7)[0]
+    texts[0] = " ".join(texts[0].split()[:8])  # one short document: a single window
+    predictor = trained.predictor_
+    alone = np.concatenate([predictor.logits([t]) for t in texts])
+    together = predictor.logits(texts)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    model = trained.model_
+    documents = predictor.documents(texts)
+    batch = DocumentDataset(documents, None, 0).collate([(d, None) for d in documents])
+    with torch.no_grad():
+        whole = model(**as_tensors(batch)).logits.numpy()  # the training path: all windows in one batch
+    np.testing.assert_allclose(whole, alone, atol=1e-5)
+
+
+def test_the_classifier_learns_from_the_end_of_long_documents(trained) -> None:
+    texts, labels = make_documents(60, 2)
+    assert np.mean(trained.predict(texts) == np.array(labels)) > 0.8  # the cue words are past the first window
+    assert trained.metrics_["dev_accuracy"] > 0.8
+
+
+def test_save_load_and_the_same_predictions(trained, tmp_path: Path) -> None:
+    texts = make_documents(10, 3)[0]
+    folder = trained.save_pretrained(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["task"] == "documents" and meta["model"]["chunk_length"] == 12
+    loaded = open_model(folder, device="cpu")
+    np.testing.assert_allclose(loaded.predict_proba(texts), trained.predict_proba(texts), atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", ["last", "scalar-mix"])
+def test_cached_window_vectors_and_partial_states_give_the_whole_encoders_logits(
+    tiny_encoder_4: str, tmp_path: Path, layers: str
+) -> None:
+    encoder, tokenizer = load_encoder(tiny_encoder_4)
+    texts = make_documents(12, 4)[0]
+    for settings in ({"mode": "frozen"}, {"mode": "finetune", "train_top_layers": 2}):
+        config = DocumentConfig(encoder=tiny_encoder_4, layers=layers, max_length=32, chunk_length=12, **settings)
+        model = BertLSTMDocumentModel(config, encoder, 2).eval()
+        cutter = Windows(12, 0, tokenizer.cls_token_id, tokenizer.sep_token_id)
+        pieces = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        documents = [cutter(p) for p in pieces]
+        windows = [w for d in documents for w in d]
+        training = TrainConfig(cache_dir=str(tmp_path / settings["mode"]), cache_dtype="float32", encode_batch_size=5)
+        keys = [" ".join(map(str, w)) for w in windows]
+        store = model_features(model, tokenizer, keys, lambda w=windows: w, training, torch.device("cpu"), "windows")
+        cached = predict_logits(model, DocumentDataset(documents, None, 0, store), 3, torch.device("cpu"))
+        whole = predict_logits(model, DocumentDataset(documents, None, 0), 3, torch.device("cpu"))
+        np.testing.assert_allclose(cached, whole, atol=1e-5, rtol=0)
+
+
+def test_finetune_bounds_the_windows_it_trains_through(tiny_encoder: str) -> None:
+    clf = BertLSTMDocumentClassifier(encoder=tiny_encoder, mode="finetune", epochs=1, max_chunks=2, **OPTIONS)
+    clf.fit(*make_documents(30, 5))
+    dataset = clf._dataset(make_documents(4, 6), "x")  # while the encoder trains: at most 2 windows each
+    assert max(len(d) for d in dataset.documents) == 2
+    assert max(len(d) for d in clf.predictor_.documents(make_documents(4, 6)[0])) > 2  # prediction reads all
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_the_export_is_two_graphs_that_answer_as_pytorch(trained, tmp_path: Path, quantize: str | None) -> None:
+    pytest.importorskip("onnxruntime")
+    from bertlstm.deploy.export import export_onnx
+
+    folder = trained.save_pretrained(tmp_path / "m")
+    path = export_onnx(folder, tmp_path / "doc.onnx", quantize)
+    assert (tmp_path / "doc.windows.onnx").is_file()
+    texts = make_documents(16, 8)[0]
+    onnx = open_model(path).predict_proba(texts)
+    torch_proba = open_model(folder, device="cpu", quantize=quantize).predict_proba(texts)
+    if quantize is None:
+        np.testing.assert_allclose(onnx, torch_proba, atol=1e-4)
+    else:  # two different int8 quantizations (onnxruntime's and torch's): close, not equal
+        assert np.abs(onnx - torch_proba).max() < 0.1
+
+
+def test_the_command_line_trains_predicts_and_serves_long_documents(tiny_encoder: str, tmp_path: Path, capsys) -> None:
+    from bertlstm.cli import main
+    from conftest import cli_train
+
+    texts, labels = make_documents(80, 9)
+    data = tmp_path / "docs.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(texts, labels, strict=True)))
+    options = ["--long-text", "chunks", "--chunk-length", "12", "--max-length", "32", "--epochs", "1"]
+    assert cli_train(tiny_encoder, tmp_path / "m", "--train", data, *options) == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["task"] == "documents"
+    long_text = " ".join(["good"] * 3000)  # past the classifier's 5,000 characters, not a document's
+    assert main(["predict", "--model", str(tmp_path / "m"), "--text", long_text]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "text,label,prob_neg,prob_pos"
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 80
+    with pytest.raises(SystemExit):
+        main(["train", "--long-text", "chunks", "--help"])
+    assert "--chunk-stride" in capsys.readouterr().out
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from bertlstm.deploy.config import ServeConfig
+    from bertlstm.deploy.serving import create_app
+
+    with TestClient(create_app(ServeConfig(model=str(tmp_path / "m")))) as client:
+        answer = client.post("/predict", json={"texts": [long_text]})
+        assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] in ("neg", "pos")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_50000_word_document_predicts_in_under_2_gib(tmp_path: Path) -> None:
+    """The default encoder, one document of 50,000 words: its windows are encoded a batch at a time."""
+    import subprocess
+    import sys
+
+    from conftest import cli_train, repo_root
+
+    examples = repo_root() / "examples" / "data" / "train.csv"
+    assert cli_train("minilm", tmp_path / "m", "--train", examples, "--long-text", "chunks", "--epochs", "1") == 0
+    rng = random.Random(0)
+    document = " ".join(rng.choice(WORDS) for _ in range(50_000))
+    (tmp_path / "doc.txt").write_text(document + "\n")
+    predict = [sys.executable, "-m", "bertlstm.cli", "predict", "--model", str(tmp_path / "m")]
+    stdin = str(tmp_path / "doc.txt")
+    probe = (
+        "import resource, subprocess; "
+        f"subprocess.run({predict!r}, stdin=open({stdin!r}), stdout=subprocess.DEVNULL, check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak_kib = int(result.stdout.strip().splitlines()[-1])
+    assert peak_kib < 2 * 2**20, f"peak RSS {peak_kib / 2**20:.2f} GiB"
