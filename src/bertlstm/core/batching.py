@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,19 @@ def pad_batch(
         input_ids[row, : len(seq)] = seq
         attention_mask[row, : len(seq)] = 1
     return input_ids, attention_mask
+
+
+def windows_batch(windows: Sequence[Any], pad_id: int, cached: bool) -> dict[str, np.ndarray]:
+    """Encoder windows as a batch: word-piece ids padded, with their mask (Nw, T); or, ``cached``, each window's
+    rows from the feature cache (an array (rows, D): its pieces' states, or one vector) as features (Nw, T, D)
+    with their row counts (Nw,)."""
+    if not cached:
+        input_ids, attention_mask = pad_batch(windows, pad_id)
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+    features = np.zeros((len(windows), max(len(w) for w in windows), windows[0].shape[1]), dtype=np.float32)
+    for row, window in enumerate(windows):
+        features[row, : len(window)] = window
+    return {"features": features, "lengths": np.asarray([len(w) for w in windows], dtype=np.int64)}
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

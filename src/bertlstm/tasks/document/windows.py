@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.batching import pad_batch
+from ...core.batching import windows_batch
 
 
 @dataclass(frozen=True)
@@ -75,17 +75,8 @@ class DocumentDataset:
         doc_windows = np.zeros((len(items), int(counts.max())), dtype=np.int64)
         for row, start in enumerate(np.cumsum(counts) - counts):
             doc_windows[row, : counts[row]] = np.arange(start, start + counts[row])
-        batch = self._windows(windows)
+        batch = windows_batch(windows, self.pad_id, cached=self.store is not None)
         batch.update(doc_windows=doc_windows, doc_counts=counts)
         if items[0][1] is not None:
             batch["labels"] = np.asarray([label for _, label in items], dtype=np.int64)
         return batch
-
-    def _windows(self, windows: list[Any]) -> dict[str, np.ndarray]:
-        if self.store is None:
-            input_ids, attention_mask = pad_batch(windows, self.pad_id)  # (Nw, T)
-            return {"input_ids": input_ids, "attention_mask": attention_mask}
-        features = np.zeros((len(windows), max(len(w) for w in windows), windows[0].shape[1]), dtype=np.float32)
-        for row, w in enumerate(windows):
-            features[row, : len(w)] = w  # (Nw, T, D): one row per window for its vector, or its pieces' states
-        return {"features": features, "lengths": np.asarray([len(w) for w in windows], dtype=np.int64)}

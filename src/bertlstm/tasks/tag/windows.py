@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.batching import pad_batch
+from ...core.batching import windows_batch
 from .data import Sentence
 
 
@@ -175,7 +175,7 @@ class TagDataset:
         """Windows (Nw, T) of ids and mask, or of features (Nw, T, D) and their lengths; per word (B, W) its
         window row and piece span; each sentence's word count (B,); and the tags (B, W), -100 past the end."""
         windows = [w for (ws, _), _ in items for w in ws]
-        batch = self._windows(windows)
+        batch = windows_batch(windows, self.pad_id, cached=self.store is not None)
         layouts = [layout for (_, layout), _ in items]
         words = max(len(layout.word_start) for layout in layouts)
         maps = np.zeros((3, len(items), words), dtype=np.int64)  # window, first piece, past-last piece
@@ -194,12 +194,3 @@ class TagDataset:
                 labels[row, : len(tags)] = tags
             batch["labels"] = labels
         return batch
-
-    def _windows(self, windows: list[Any]) -> dict[str, np.ndarray]:
-        if self.store is None:
-            input_ids, attention_mask = pad_batch(windows, self.pad_id)  # (Nw, T)
-            return {"input_ids": input_ids, "attention_mask": attention_mask}
-        features = np.zeros((len(windows), max(len(w) for w in windows), windows[0].shape[1]), dtype=np.float32)
-        for row, w in enumerate(windows):
-            features[row, : len(w)] = w  # (Nw, T, D)
-        return {"features": features, "lengths": np.asarray([len(w) for w in windows], dtype=np.int64)}
