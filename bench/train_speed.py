@@ -128,7 +128,7 @@ def random_bert_base(folder: str) -> str:
     its speed is BERT-base's; its accuracy means nothing."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from bertlstm.core.encoders import resolve_encoder
+    from bertlstm.core.encoder_names import resolve_encoder
 
     AutoTokenizer.from_pretrained(resolve_encoder("minilm")).save_pretrained(folder)
     BertModel(BertConfig()).save_pretrained(folder)  # BertConfig() defaults are bert-base-uncased's

@@ -364,7 +364,7 @@ def test_unwritable_outputs_are_one_error_line(model_dir, tiny_encoder, tmp_path
     assert main(["predict", "--model", str(model_dir), "--text", "x", "--output", str(tmp_path / "no" / "p.csv")]) == 2
     one_error(capsys, "does not exist")
     assert main(["report", str(model_dir), "--markdown", str(tmp_path / "no" / "r.md")]) == 2
-    one_error(capsys, "cannot access", "r.md")
+    one_error(capsys, "--markdown", "r.md", "does not exist")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

@@ -13,17 +13,23 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import re
 import shlex
 import sys
 import typing
 import warnings
+from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
 
+from .core.config import TrainConfig, encoder_lr_for
 from .core.distributed import end_process, leave_process_group, process_rank
-from .core.errors import BertLSTMError, missing_package
+from .core.encoder_names import encoder_config
+from .core.errors import BertLSTMError, BertLSTMWarning, missing_package
+from .core.folders import is_model_folder
 from .core.settings import load_config_file
 from .core.task import Task
+from .deploy.checks import check_export, check_serve
 from .deploy.config import EvaluateConfig, ExportConfig, PredictConfig, ServeConfig
 from .run_config import SECTIONS, RunConfig
 from .tasks.registry import TASKS, get_task
@@ -47,6 +53,11 @@ def _metavar(hint: Any, field: dataclasses.Field) -> str:
     return {int: "N", float: "X"}.get(hint, field.name.split("_")[-1].upper())
 
 
+def _says_default(field: dataclasses.Field, required: bool) -> bool:
+    """Whether a setting's help needs no "(default: ...)": required, repeated, or its help says it already."""
+    return required or bool(field.metadata.get("repeat")) or "(default" in field.metadata["help"]
+
+
 def _option(section: str, field: dataclasses.Field, hint: Any, required: bool) -> dict[str, Any]:
     """The argparse keywords of one settings field: checked by the settings class, not here."""
     default = field.default if field.default is not dataclasses.MISSING else None
@@ -55,7 +66,7 @@ def _option(section: str, field: dataclasses.Field, hint: Any, required: bool) -
     options: dict[str, Any] = {
         "dest": f"{section}.{field.name}",
         "default": argparse.SUPPRESS,  # only what is given overrides a config file
-        "help": field.metadata["help"] + ("" if required or field.metadata.get("repeat") else f" (default: {shown})"),
+        "help": field.metadata["help"] + ("" if _says_default(field, required) else f" (default: {shown})"),
         "required": required,
     }
     if hint is bool:
@@ -128,11 +139,18 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     add_settings(v, {"serve": ServeConfig}, required=("model",))
     r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
     r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
-    r.add_argument("--markdown", metavar="FILE", help="also write the summary to FILE as Markdown")
+    r.add_argument("--markdown", metavar="FILE", help="write the summary to FILE as Markdown (its plots linked)")
+    r.add_argument(
+        "--html", metavar="FILE", help="write one self-contained page to FILE (images embedded) to open in a browser"
+    )
     r.add_argument("--json", action="store_true", help="print settings, labels and metrics as one JSON object")
     c = sub.add_parser("cache", parents=common, help="show or free the frozen-encoder feature cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
-    c.add_argument("--cache-dir", help="feature cache folder (default: $BERTLSTM_CACHE or ~/.cache/bertlstm/features)")
+    c.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=next(f for f in dataclasses.fields(TrainConfig) if f.name == "cache_dir").metadata["help"],
+    )
     c.add_argument("--json", action="store_true", help="info: print the entries as one JSON object")
     return parser
 
@@ -194,10 +212,10 @@ def _merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 
 # --- commands: each calls one library function --------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
-    from .runs import resume_run, train_run  # the training machinery, only for this command
-
     given = _given_settings(args)
     if args.resume:
+        from .runs import resume_run  # the training machinery, once the run is known
+
         flags = ["--" + dest.partition(".")[2].replace("_", "-") for dest in vars(args) if "." in dest]
         if flags or args.config:
             raise BertLSTMError(
@@ -210,13 +228,53 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.dump_config:
             import yaml  # only to print the settings
 
-            print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+            print(_resolved_note(yaml.safe_dump(config.to_dict(), sort_keys=False), config), end="")
             return
-        metrics = train_run(
-            config, command="bertlstm " + shlex.join(args.argv), inputs=[args.config] if args.config else []
-        )
+        inputs = [args.config] if args.config else []
+        config.check_files(inputs)  # files, columns, encoder, output: before PyTorch is imported
+        from .runs import train_run  # the training machinery, once everything given is checked
+
+        metrics = train_run(config, command="bertlstm " + shlex.join(args.argv), inputs=inputs)
+        print_next_steps(config, quiet=args.json or args.verbose - args.quiet < 0)
     if args.json:
         print(json.dumps(metrics))
+
+
+def _resolved_note(text: str, config: RunConfig) -> str:
+    """The dumped settings, with what ``encoder_lr: auto`` comes to for this encoder in a comment."""
+    if config.training.encoder_lr != "auto":
+        return text
+    try:
+        hidden = (encoder_config(config.model.encoder) or {}).get("hidden_size")
+    except BertLSTMError:
+        hidden = None
+    note = f"{encoder_lr_for('auto', hidden):g} for this encoder" if isinstance(hidden, int) else "set on loading"
+    if config.model.mode != "finetune":
+        note += "; only mode finetune trains the encoder"
+    return text.replace("\n  encoder_lr: auto\n", f"\n  encoder_lr: auto  # {note}\n", 1)
+
+
+def print_next_steps(config: RunConfig, quiet: bool) -> None:
+    """What to do with the model folder just written: the exact commands, and where its plots are."""
+    if quiet or config.output is None:
+        return
+    folder = Path(config.output) / f"seed-{config.seeds[0]}" if len(config.seeds) > 1 else Path(config.output)
+    model = shlex.quote(str(folder))
+    data = shlex.quote(config.data.test or config.data.dev or config.data.train or "DATA")
+    tagger = config.task_spec.name == "tagging"
+    sample = "a sentence to tag" if tagger else "a text to label"
+    lines = [
+        f"bertlstm predict --model {model} --text {shlex.quote(sample)}",
+        f"bertlstm predict --model {model} --input {'SENTENCES.conll' if tagger else 'TEXTS.csv'} "
+        f"--output {'tags.conll' if tagger else 'predictions.csv'}",
+        f"bertlstm evaluate --model {model} --data {data}",
+        f"bertlstm serve --model {model}    # then open http://127.0.0.1:8000/",
+        f"bertlstm report {model} --html {shlex.quote(str(folder / 'report.html'))}",
+    ]
+    plots = sorted(p.name for p in folder.glob("*.png"))
+    print("\nnext steps:\n" + "".join(f"  {line}\n" for line in lines), end="")
+    if plots:
+        print(f"plots: {', '.join(str(folder / p) for p in plots)}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -237,27 +295,41 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .deploy.export import export_onnx  # torch and the ONNX exporter, only for this command
-
     settings = ExportConfig.from_dict(_given_settings(args)["export"])
+    check_export(settings)
+    from .deploy.export import export_onnx  # torch and the ONNX exporter, once the model and output are checked
+
     export_onnx(settings.model or "", settings.output or "", settings.quantize, settings.overwrite)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    settings = ServeConfig.from_dict(_given_settings(args).get("serve", {}))
+    check_serve(settings)
     try:
-        from .deploy.serving import serve  # the serve extra: FastAPI, only for this command
+        from .deploy.serving import serve  # the serve extra: FastAPI, once the model, key and port are checked
     except ImportError as err:
         raise missing_package(err, "serve") from None
 
     setup_logging(logging.getLogger("bertlstm").level, ("bertlstm", "uvicorn"))
-    serve(ServeConfig.from_dict(_given_settings(args).get("serve", {})))
+    serve(settings)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .reports import report_dict, write_report  # pandas, only for this command
+    if not is_model_folder(args.run):
+        raise BertLSTMError(f"{args.run} is not a model folder written by bertlstm train")
+    for option, file in (("--markdown", args.markdown), ("--html", args.html)):
+        if file is not None and not Path(file).expanduser().resolve().parent.is_dir():
+            raise BertLSTMError(f"{option} {file}: folder {Path(file).parent} does not exist")
+    from .reports import report_dict, summarize, write_html, write_markdown  # pandas and matplotlib, once checked
 
-    text = write_report(args.run, args.markdown)
-    print(json.dumps(report_dict(args.run)) if args.json else text)
+    if args.markdown:
+        logging.getLogger("bertlstm").info(f"wrote {write_markdown(args.run, args.markdown)}")
+    if args.html:
+        logging.getLogger("bertlstm").info(f"wrote {write_html(args.run, args.html)}: open it in a browser")
+    if args.json:
+        print(json.dumps(report_dict(args.run)))
+    elif not (args.markdown or args.html):
+        print(summarize(args.run))
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
@@ -302,14 +374,29 @@ def setup_logging(level: int, names: tuple[str, ...] = ("bertlstm",)) -> None:
         logger.propagate = False
     warnings.formatwarning = lambda msg, *args, **kwargs: f"warning: {msg}\n"
     if level > logging.DEBUG:
-        logging.getLogger("torch").setLevel(logging.ERROR)  # the ONNX exporter's notes on its own internals
-        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # "Retrying in 1s" before a clear error
-        from huggingface_hub.utils import disable_progress_bars  # the Hub's and transformers' bars are noise
-        from transformers.utils import logging as hf_logging
+        quiet_dependencies()
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a command's output
-        disable_progress_bars()
+
+QUIET_ENVIRONMENT = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # the Hub's and transformers' bars ("Loading weights", "Writing ...")
+    "TRANSFORMERS_VERBOSITY": "error",  # transformers' notes on what it loads
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "DATASETS_VERBOSITY": "error",
+    "TORCH_CPP_LOG_LEVEL": "ERROR",  # gloo's and c10d's notes under a launcher
+    "TORCH_LOGS": "-all",  # PyTorch's own log lines (its exporter's notes)
+    "ACCELERATE_LOG_LEVEL": "error",
+}
+
+
+def quiet_dependencies() -> None:
+    """Below ``-v``, nothing of the libraries underneath reaches the user but their errors: no progress bar,
+    note, warning or retry line. Set before they are imported (so nothing is imported to quiet them)."""
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    for name in ("torch", "huggingface_hub", "httpx", "urllib3", "accelerate", "datasets", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # the ONNX exporter's notes; "Retrying in 1s"
+    warnings.simplefilter("ignore")  # torchvision's, onnxscript's and torch's deprecation notes ...
+    warnings.simplefilter("default", BertLSTMWarning)  # ... but what bertlstm warns of about the data
 
 
 def set_threads(n: int) -> None:
@@ -351,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {_for_cli(str(err))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing is wrong, and nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that exiting flushes nowhere
+        return 0
     except OSError as err:  # a folder that cannot be written, a disk that is full
         if verbosity > 0:
             raise

@@ -7,8 +7,12 @@ imported only to draw; without it the plots are skipped.
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .core.folders import atomic_file
 from .core.model_card import summary_markdown
 from .core.model_folder import history_from_csv, read_config
 
@@ -141,9 +146,156 @@ def report_dict(folder: str | Path) -> dict[str, Any]:
     return {**{k: meta[k] for k in keep if k in meta}, "metrics": metrics, "history": history}
 
 
-def write_report(folder: str | Path, markdown: str | Path | None = None) -> str:
-    """The summary of ``folder``; also written to ``markdown`` when given."""
-    text = summarize(folder)
-    if markdown is not None:
-        Path(markdown).write_text(text)
-    return text
+def write_markdown(folder: str | Path, markdown: str | Path) -> Path:
+    """The summary of ``folder`` written to the file ``markdown``, its plots linked from where that file is."""
+    folder, path = Path(folder), Path(markdown).expanduser()
+    meta, metrics, history = _record(folder)
+    plots = [
+        os.path.relpath(folder / name, path.resolve().parent) for name in PLOTS.values() if (folder / name).is_file()
+    ]
+    with atomic_file(path) as tmp:
+        tmp.write_text(summary_markdown(f"Run `{folder.name}`", meta, metrics, history, plots), encoding="utf-8")
+    return path
+
+
+# --- one self-contained page ------------------------------------------------------------------------------
+def plot_reliability(calibration: dict[str, Any], path: Any) -> None:
+    """The reliability diagram: per bin of predicted probability, how often the prediction is right, against
+    the diagonal of perfect calibration; bar widths are the bins, shading their share of the predictions."""
+    bins = [b for b in calibration["bins"] if b["count"]]
+    total = sum(b["count"] for b in bins)
+    fig = _figure((5, 5))
+    ax = fig.subplots()
+    for b in bins:
+        share = b["count"] / total
+        ax.bar(
+            b["low"], b["accuracy"], width=b["high"] - b["low"], align="edge", color=(0.2, 0.4, 0.8, 0.3 + 0.7 * share)
+        )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted probability", ylabel="share right")
+    ax.set(title=f"reliability (expected calibration error {calibration['ece']:.3f})")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+
+
+def write_html(folder: str | Path, html_file: str | Path) -> Path:
+    """One self-contained page (its images embedded) for a browser: the run's metrics and settings, the
+    per-class table, the confusion matrix, the training curves, the reliability diagram with its expected
+    calibration error, and the dev texts the model got most confidently wrong."""
+    folder, path = Path(folder), Path(html_file).expanduser()
+    meta, metrics, history = _record(folder)
+    report = metrics.get("test") or metrics.get("dev") or {}
+    which = "test" if metrics.get("test") else "dev"
+    page = report_page(folder.name, meta, metrics, history, report, which)
+    with atomic_file(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: left; vertical-align: top; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; }
+.note { color: #666; }
+"""
+
+
+def report_page(
+    name: str,
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    history: Sequence[dict[str, Any]],
+    report: dict[str, Any],
+    which: str,
+) -> str:
+    """The HTML of :func:`write_html`: every section, each with a note where the run has nothing for it."""
+    sections = [
+        ("Metrics", _metrics_html(metrics)),
+        ("Settings", _settings_html(meta)),
+        (f"Per class ({which})", _per_class_html(report)),
+        (f"Confusion matrix ({which})", _image_html(plot_confusion, report, "confusion_matrix")),
+        ("Training curves", _image_html(plot_history, history, None) if history else _note("no training history")),
+        (f"Reliability ({which})", _reliability_html(report)),
+        ("Most confidently wrong (dev)", _errors_html(metrics.get("dev") or {})),
+    ]
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>\n" for title, content in sections)
+    title = html.escape(f"bertlstm report: {name}")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_STYLE}</style></head>\n<body><h1>{title}</h1>\n{body}</body></html>\n"
+    )
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f'<td class="n">{value:.4f}</td>'
+        if isinstance(value, int):
+            return f'<td class="n">{value}</td>'
+        return f"<td>{html.escape(str(value))}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    return f"<table><tr>{head}</tr>" + "".join("<tr>" + "".join(map(cell, row)) + "</tr>" for row in rows) + "</table>"
+
+
+def _metrics_html(metrics: dict[str, Any]) -> str:
+    scores = [(k, v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    command = metrics.get("command")
+    return _table(("metric", "value"), scores) + (
+        f"<p>command: <code>{html.escape(command)}</code></p>" if command else ""
+    )
+
+
+def _settings_html(meta: dict[str, Any]) -> str:
+    rows = [("task", meta.get("task", "classification"))]
+    for section in ("model", "training"):
+        rows += [(f"{section}.{k}", "none" if v is None else v) for k, v in (meta.get(section) or {}).items()]
+    return _table(
+        ("setting", "value"), [(k, v if isinstance(v, int | float | str) else json.dumps(v)) for k, v in rows]
+    )
+
+
+def _per_class_html(report: dict[str, Any]) -> str:
+    classes = report.get("per_class") or report.get("per_label")
+    if not classes:
+        return _note("no evaluation recorded")
+    rows = [(name, r["precision"], r["recall"], r["f1"], r["support"]) for name, r in classes.items()]
+    return _table(("class", "precision", "recall", "F1", "support"), rows)
+
+
+def _image_html(draw: Any, data: Any, needs: str | None) -> str:
+    """``draw(data, file)`` as an embedded PNG; a note when the run has no such data or matplotlib is missing."""
+    if needs is not None and needs not in data:
+        return _note("not recorded for this model")
+    try:
+        import matplotlib  # noqa: F401  (the plots extra: without it, the page has no images)
+    except ImportError:
+        return _note("images need matplotlib: pip install 'bertlstm[plots]'")
+    buffer = io.BytesIO()
+    draw(data, buffer)
+    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _reliability_html(report: dict[str, Any]) -> str:
+    calibration = report.get("calibration")
+    if not calibration:
+        return _note("not recorded for this model (single-label classifiers record it)")
+    ece = f"<p>expected calibration error: <b>{calibration['ece']:.4f}</b></p>"
+    return ece + _image_html(plot_reliability, calibration, None)
+
+
+def _errors_html(dev: dict[str, Any]) -> str:
+    errors = dev.get("confident_errors")
+    if errors is None:
+        return _note("not recorded for this model (single-label classifiers record them)")
+    if not errors:
+        return _note("the model got every dev text right")
+    rows = [(e["text"], e["label"], e["predicted"], e["probability"]) for e in errors]
+    return _table(("text", "true label", "predicted", "probability"), rows)

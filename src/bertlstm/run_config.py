@@ -6,11 +6,17 @@ registry); the CLI generates ``train``'s options from the same fields.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from .core.config import PRESETS, DataConfig, EncoderSettings, TrainConfig
+from .core.encoder_names import check_max_length, resolve_encoder
 from .core.errors import BertLSTMError
+from .core.folders import check_output, is_replaceable
+from .core.hub import check_dataset_reachable
 from .core.settings import Settings, setting, typed_values
 from .core.task import Task
 from .tasks.classify.config import ClassifyData, ModelConfig
@@ -52,6 +58,26 @@ class RunConfig(Settings):
     def task_spec(self) -> Task:
         """The run's task: ``task``, or the one that refines it for these model settings."""
         return get_task(self.task, model=self.model.to_dict())
+
+    def check_files(
+        self, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] = is_replaceable
+    ) -> Path:
+        """The run's output folder, checked, once its data files (their columns, from their first lines), its
+        encoder (and ``max_length`` against it) and its extras are: before pandas or PyTorch is imported. The
+        output may never be or hold anything the run reads: its data, ``inputs`` (a settings file, a resumed
+        checkpoint) and a local encoder folder."""
+        if not self.data.train or not self.output:
+            raise BertLSTMError("a training run needs `train` data and an `output` folder")
+        for path in self.data.files():
+            if path.startswith("hf:"):
+                check_dataset_reachable(path)
+            self.task_spec.check_file(path, self.data, True)
+        check_max_length(self.model.encoder, self.model.max_length)
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise BertLSTMError("`tensorboard` needs the tensorboard package: pip install tensorboard", "tensorboard")
+        encoder = Path(resolve_encoder(self.model.encoder)).expanduser()
+        reads = [*self.data.files(), *inputs, *([encoder] if encoder.exists() else [])]
+        return check_output(self.output, overwrite=self.overwrite, inputs=reads, replaceable=replaceable)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "") -> RunConfig:

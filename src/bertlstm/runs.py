@@ -22,9 +22,8 @@ from typing import Any
 
 from .core.device import check_precision, resolve_device
 from .core.distributed import current_shard
-from .core.encoders import check_max_length, resolve_encoder
 from .core.errors import BertLSTMError, first_line
-from .core.folders import check_output, is_model_folder, is_replaceable, output_lock, remove_leftovers
+from .core.folders import is_model_folder, is_replaceable, output_lock, remove_leftovers
 from .core.task import Data, RunData
 from .reports import write_plots
 from .run_config import RunConfig
@@ -50,22 +49,17 @@ class PreparedRun:
 def run_output(
     config: RunConfig, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] = is_replaceable
 ) -> Path:
-    """The run's output folder, checked, with what needs no file read (the device's precision): before the
-    output is locked. The output may never be or hold anything the run reads: its data, ``inputs`` (a settings
-    file, a resumed checkpoint) and a local encoder folder."""
-    if not config.data.train or not config.output:
-        raise BertLSTMError("a training run needs `train` data and an `output` folder")
+    """The run's output folder, checked (:meth:`RunConfig.check_files`), and the device's precision: before
+    the output is locked."""
+    output = config.check_files(inputs, replaceable)
     check_precision(resolve_device(config.training.device), config.training.mixed_precision)
-    encoder = Path(resolve_encoder(config.model.encoder)).expanduser()
-    reads = [*config.data.files(), *inputs, *([encoder] if encoder.exists() else [])]
-    return check_output(config.output, overwrite=config.overwrite, inputs=reads, replaceable=replaceable)
+    return output
 
 
 def prepare_run(config: RunConfig, output: Path) -> PreparedRun:
     """Read every data file and check the labels and the encoder's length limit, before any work."""
     task = config.task_spec
     data = task.read_run_data(config.data, config.model, config.training)
-    check_max_length(config.model.encoder, config.model.max_length)  # reads only the encoder's config
     estimator = task.estimator()(**config.model.as_kwargs(), **config.training.as_kwargs())
     return PreparedRun(config, estimator, data, output)
 

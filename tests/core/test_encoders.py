@@ -8,7 +8,7 @@ import pytest
 from transformers import BertConfig, RobertaConfig
 
 from bertlstm import BertLSTMError
-from bertlstm.core.encoders import check_max_length, position_limit, resolve_encoder
+from bertlstm.core.encoder_names import check_max_length, position_limit, resolve_encoder
 
 
 def test_packaged_names_resolve_to_the_installed_model() -> None:

@@ -294,3 +294,60 @@ def test_shutdown_answers_what_it_can_and_refuses_the_rest_at_once() -> None:
     answered = [r for r in results if isinstance(r, list)]
     refused = [r for r in results if isinstance(r, ShuttingDown)]
     assert len(answered) + len(refused) == 40 and answered and refused and seconds < 1.0
+
+
+# --- the page, in a real browser ---------------------------------------------------------------------------
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium from the OS packages, driven by Selenium (nothing downloaded)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the page test needs selenium (the dev extra)")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver (CI installs them)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def try_in_browser(driver: Any, url: str, text: str, key: str | None = None) -> tuple[str, list[str]]:
+    """Open the page, (give the key,) type ``text``, submit; the label shown and the bars' rows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    if key is not None:
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "key-row").is_displayed())
+        driver.find_element(By.ID, "key").send_keys(key)
+    driver.find_element(By.ID, "text").send_keys(text)
+    driver.find_element(By.ID, "submit").click()
+    label = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "label").text)
+    return label, [row.text for row in driver.find_elements(By.CSS_SELECTOR, ".bar-row")]
+
+
+def test_the_page_shows_a_label_and_its_probabilities_in_a_browser(server: Server, model: Path, browser) -> None:
+    status, page = server.request("GET", "/")
+    assert status == 200 and "<textarea" in page and "https://" not in page and " src=" not in page  # no CDN
+    label, bars = try_in_browser(browser, f"http://127.0.0.1:{server.port}/", "a wonderful , moving film")
+    expected = open_model(model).answer(["a wonderful , moving film"])[0]
+    assert label == expected["label"]
+    assert len(bars) == len(expected["probabilities"]) and bars[0].startswith(expected["label"])
+
+
+def test_the_page_asks_for_the_key_a_server_needs(model: Path, tmp_path: Path, browser) -> None:
+    key = "a-long-enough-secret-key"
+    (tmp_path / "key").write_text(key + "\n")
+    server = Server(model, "--api-key-file", str(tmp_path / "key"))
+    try:
+        assert server.request("GET", "/")[0] == 200  # the page holds no data; what it calls needs the key
+        label, _ = try_in_browser(browser, f"http://127.0.0.1:{server.port}/", "a dull film", key=key)
+        assert label == open_model(model).answer(["a dull film"])[0]["label"]
+    finally:
+        assert server.stop()

@@ -21,6 +21,7 @@ import numpy as np
 from .batching import sorted_batches
 from .errors import BertLSTMError, missing_package
 from .model_folder import file_sha256
+from .progress import Progress
 
 # Texts per forward pass when predicting: on a CPU small batches are fastest (SST-2 dev, 2 cores: 2.7 s at 32
 # against 3.8 s at 256, BENCHMARKS.md); elsewhere large ones.
@@ -115,6 +116,7 @@ class Predictor(ABC):
     output: ClassVar[str]  # the graph's output: logits, emissions
     max_chars: ClassVar[int] = 5000  # the longest text the server takes by default
     max_body_bytes: ClassVar[int] = 1_000_000  # the largest request the server takes by default
+    progress: str | None = None  # what a bar over the batches says (an evaluation sets it); None: no bar
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -157,8 +159,10 @@ class Predictor(ABC):
         """The engine's output over ``rows`` of ``dataset``, in length-sorted batches: (positions in ``rows``,
         output for them)."""
         lengths = dataset.lengths
-        for batch in sorted_batches([lengths[i] for i in rows], self.batch_size):
-            yield batch, self.engine(dataset.collate([(dataset[rows[j]][0], None) for j in batch]))
+        with Progress(self.progress, total=len(rows), unit="text") as step:
+            for batch in sorted_batches([lengths[i] for i in rows], self.batch_size):
+                yield batch, self.engine(dataset.collate([(dataset[rows[j]][0], None) for j in batch]))
+                step.update(len(batch))
 
     # --- what every task answers ---------------------------------------------------------------------
     @abstractmethod
@@ -173,12 +177,6 @@ class Predictor(ABC):
     def predict_frame(self, frame: Any, data: Any, where: str) -> Any:
         """One chunk of inputs (from ``where``, for messages) with its predictions added; ``data``: the task's
         data settings (which column holds the text, ...)."""
-
-    @classmethod
-    @abstractmethod
-    def output_kind(cls, path: str | Path | None, input_path: str | None) -> str:
-        """How predictions of ``input_path`` (a file this task reads, checked) are written: by the output's
-        extension, or for the terminal (``path`` None). Checked before any model is loaded."""
 
     @abstractmethod
     def evaluate_file(self, path: str, data: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class EncoderSettings(Settings):
     max_length: int = setting(128, "word pieces per text, special tokens included; longer texts are truncated")
     train_top_layers: int | None = setting(
         None,
-        "finetune: train only the top K encoder layers, on cached states of the frozen ones; none: all",
+        "finetune: train only the top K encoder layers, on cached states of the frozen ones (default: all)",
         metavar="K",
     )
 
@@ -96,7 +96,9 @@ class TrainConfig(Settings):
         True, "compute a frozen encoder's features (or frozen layers' states) once and read them back every epoch"
     )
     cache_dir: str | None = setting(
-        None, "feature cache folder (none: $BERTLSTM_CACHE, else ~/.cache/bertlstm/features)"
+        None,
+        "feature cache folder (default: $BERTLSTM_CACHE, else $XDG_CACHE_HOME/bertlstm/features, else "
+        "~/.cache/bertlstm/features)",
     )
     cache_dtype: CacheDtype = setting("float16", "storage type of cached features")
     feature_pass: FeaturePass = setting(

@@ -17,28 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import BertLSTMError, first_line, missing_package
-
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
-_READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
-
-
-def file_kind(path: str | Path) -> str:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by extension (``.gz`` allowed), or ``hf`` for a Hugging Face
-    dataset named ``hf:NAME[:SPLIT]``; a clear error otherwise."""
-    if str(path).startswith("hf:"):
-        return "hf"
-    path = Path(path)
-    if path.is_dir():
-        raise BertLSTMError(f"{path} is a folder, not a data file")
-    if not path.is_file():
-        raise BertLSTMError(f"file not found: {path}")
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    kind = _READERS.get(suffixes[-1] if suffixes else "")
-    if kind is None:
-        raise BertLSTMError(f"{path}: unknown file type; use .csv, .tsv, .jsonl, .json or .parquet")
-    return kind
+from .hub import check_dataset_reachable
+from .peek import TEXT_COLUMNS, file_kind, pick_column
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -56,6 +36,7 @@ def load_hf_dataset(spec: str) -> Any:
     name, _, split = spec.removeprefix("hf:").rpartition(":")
     if not name or "/" in split:  # no split given (a ":" inside a path is part of the name)
         name, split = spec.removeprefix("hf:"), "train"
+    check_dataset_reachable(spec)
     try:
         import datasets  # the datasets extra: only for hf: data
     except ImportError as err:
@@ -118,19 +99,7 @@ def _pieces(path: Path, kind: str, chunk_rows: int | None) -> Iterator[pd.DataFr
 
 def find_column(frame: pd.DataFrame, wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:
     """The column named ``wanted``, or the first of ``candidates`` present (case-insensitive)."""
-    columns = [str(c) for c in frame.columns]
-    if wanted is not None:
-        if wanted not in columns:
-            raise BertLSTMError(f"{path}: no {what} column {wanted!r}; columns are: {', '.join(columns)}")
-        return wanted
-    lower = {c.lower(): c for c in columns}
-    for name in candidates:
-        if name in lower:
-            return lower[name]
-    raise BertLSTMError(
-        f"{path}: cannot tell which column holds the {what}; columns are: {', '.join(columns)}. "
-        f"Name it with `{what}_column`"
-    )
+    return pick_column(list(frame.columns), wanted, candidates, what, path)
 
 
 def cell_text(value: Any) -> str | None:

@@ -1,4 +1,5 @@
-"""The one exception type whose message is meant for the user (the CLI prints it and exits 2)."""
+"""The one exception type whose message is meant for the user (the CLI prints it and exits 2), and the one
+warning type (the CLI shows these, and no other library's warnings unless ``-v``)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,22 @@ class BertLSTMError(ValueError):
         self.setting = setting
 
 
+class BertLSTMWarning(UserWarning):
+    """Something the user should know about their data or model, though the work goes on."""
+
+
 def missing_package(error: ImportError, extra: str) -> BertLSTMError:
     """The error for an optional package that is not installed, with the command that installs it."""
     return BertLSTMError(f"this needs the {error.name or 'missing'} package: pip install 'bertlstm[{extra}]'")
+
+
+def needs_packages(names: tuple[str, ...], extra: str) -> None:
+    """Refuse at once, before any work, when an optional package is not installed (nothing is imported)."""
+    import importlib.util  # the standard library's finder: nothing is imported
+
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            raise missing_package(ImportError(name=name), extra)
 
 
 def first_line(err: BaseException) -> str:

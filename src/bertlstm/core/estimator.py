@@ -37,7 +37,8 @@ from .backends import Predictor, plain_tokenizer
 from .callbacks import Checkpoint, EarlyStopping, KeepBest, LogEpoch
 from .config import EncoderSettings, TrainConfig
 from .device import resolve_device
-from .encoders import check_max_length, load_encoder
+from .encoder_names import check_max_length
+from .encoders import load_encoder
 from .errors import BertLSTMError
 from .export_graph import ExportGraph
 from .feature_cache import FeatureStore, model_features
@@ -139,7 +140,7 @@ class Estimator(BaseEstimator):
         self.history_ = trainer.fit(train_set, dev_set)
         self.device_ = trainer.accelerator.device
         self.model_.eval()  # ready to use, as after from_pretrained
-        dev_report = self._after_fit(dev_set, trainer.eval_step(dev_set))
+        dev_report = self._after_fit(dev, dev_set, trainer.eval_step(dev_set))
         self.metrics_ = {
             "best_epoch": best.best["epoch"],
             **{k: v for k, v in best.best.items() if k.startswith("dev_")},
@@ -217,8 +218,9 @@ class Estimator(BaseEstimator):
     def _loss_weight(self, train: Any) -> torch.Tensor | None:
         return None
 
-    def _after_fit(self, dev_set: Any, outputs: np.ndarray) -> dict[str, Any]:
-        """After training, with the best epoch's dev outputs: anything tuned on dev; the full dev report."""
+    def _after_fit(self, dev: Any, dev_set: Any, outputs: np.ndarray) -> dict[str, Any]:
+        """After training, with the dev data (as ``_learn`` gave it), its dataset and the best epoch's outputs:
+        anything tuned on dev; the full dev report."""
         raise NotImplementedError
 
     def _fit_notes(self) -> dict[str, Any]:

@@ -39,10 +39,11 @@ from torch import Tensor
 
 from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
-from .errors import BertLSTMError
+from .errors import BertLSTMError, BertLSTMWarning
 from .folders import atomic_folder
 from .model_folder import file_sha256
 from .modeling import EncoderModel, quantize_int8
+from .progress import Progress
 
 logger = logging.getLogger(__name__)
 Encode = Callable[[Tensor, Tensor], Tensor]  # (input_ids, attention_mask) -> features
@@ -173,7 +174,9 @@ class FeatureCache:
         problem = self._check(folder, key)
         if problem is None:
             return FeatureStore(folder, json.loads((folder / "meta.json").read_text()))
-        warnings.warn(f"feature cache entry {folder.name} is damaged ({problem}); rebuilding it", stacklevel=2)
+        warnings.warn(
+            f"feature cache entry {folder.name} is damaged ({problem}); rebuilding it", BertLSTMWarning, stacklevel=2
+        )
         shutil.rmtree(folder, ignore_errors=True)
         return None
 
@@ -205,8 +208,10 @@ class FeatureCache:
         pad_id: int,
         batch_size: int,
         shard: Shard = ALONE,
+        what: str = "texts",
     ) -> FeatureStore:
-        """Run ``encode`` once over every text (sorted by length) and write the entry atomically.
+        """Run ``encode`` once over every text (sorted by length) and write the entry atomically; ``what``
+        the texts are, for the progress bar.
 
         ``encode(input_ids, attention_mask)`` maps CPU tensors (B, T) to features (B, T, D) or (B, 1, D),
         on any device; ``feature_size`` is D. With several processes (``shard``), each encodes its share of
@@ -217,7 +222,7 @@ class FeatureCache:
         rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         final, start = self.root / key.digest(), time.perf_counter()
-        work = (key, encode, feature_size, input_ids, pad_id, batch_size, offsets)
+        work = (key, encode, feature_size, input_ids, pad_id, batch_size, offsets, what)
         if shard.is_main:
             _tag(self.root)
             with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
@@ -230,9 +235,7 @@ class FeatureCache:
                     "dtype": np.dtype(key.dtype).name,
                     "rows": int(offsets[-1]),
                     "sha256": file_sha256(tmp / "features.bin"),
-                    "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                    "build_seconds": time.perf_counter() - start,
-                    "processes": shard.world,
+                    **_made(start, shard, what),
                 }
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         else:
@@ -251,6 +254,7 @@ class FeatureCache:
         pad_id: int,
         batch_size: int,
         offsets: np.ndarray,
+        what: str,
     ) -> None:
         """The main process makes the empty file (``tmp``); each process writes its texts' rows into it."""
         dtype = np.dtype(key.dtype)
@@ -261,7 +265,8 @@ class FeatureCache:
         folder = Path(shard.gather(str(tmp) if tmp is not None else "")[0])  # every process learns where
         lengths = [len(ids) for ids in input_ids]
         mine = shard.rows(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
-        with open(folder / "features.bin", "r+b") as f, torch.inference_mode():
+        step = Progress(f"feature pass over {what}", total=len(mine), unit="text", show=shard.is_main)
+        with open(folder / "features.bin", "r+b") as f, torch.inference_mode(), step:
             for batch in sorted_batches([lengths[i] for i in mine], batch_size):
                 texts = [mine[j] for j in batch]
                 ids, mask = pad_batch([input_ids[i] for i in texts], pad_id)
@@ -271,6 +276,7 @@ class FeatureCache:
                 for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
                     features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
                     os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)
+                step.update(len(texts))
         shard.barrier()  # every share is written before the main process checksums the file
 
     def entries(self) -> list[dict[str, Any]]:
@@ -286,14 +292,15 @@ class FeatureCache:
         """What ``bertlstm cache info`` prints: the folder, then one line per entry."""
         entries = self.entries()
         lines = [f"{self.root}: {len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB"]
-        for e in entries:
+        for e in sorted(entries, key=lambda e: e["created"]):
             key = e["key"]
             layers = key["layers"] if key.get("split") is None else f"{key['layers']}, frozen layers <{key['split']}"
             layers += f" ({key['quantized']})" if key.get("quantized") else ""
+            cut = f", {key['cut']}" if key.get("cut") else ""
             lines.append(
-                f"  {e['entry']}  {e['bytes'] / 2**20:8.1f} MiB  {key['n_texts']:>7} texts  {key['pooling']:<6} "
-                f"{layers}  {key['dtype']}  max_length {key['max_length']}  encoder {key['encoder']}  "
-                f"{e['created']}"
+                f"  {e['created']}  {key['n_texts']:,} {e.get('texts', 'texts')}: encoder {key['encoder']}, layers "
+                f"{layers}, max_length {key['max_length']}{cut}, {key['pooling']} {key['dtype']}; "
+                f"{e['bytes'] / 2**20:.1f} MiB  [{e['entry']}]"
             )
         return "\n".join(lines)
 
@@ -336,6 +343,16 @@ class FeatureCache:
         return freed
 
 
+def _made(start: float, shard: Shard, what: str) -> dict[str, Any]:
+    """When and how an entry was built, and of what texts (training texts, dev documents' windows)."""
+    return {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "build_seconds": time.perf_counter() - start,
+        "processes": shard.world,
+        "texts": what,
+    }
+
+
 def _tag(root: Path) -> None:
     """Mark the cache folder as a cache (the CACHEDIR.TAG standard: backup tools skip it)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -364,7 +381,7 @@ def cached_store(
             raise RuntimeError(f"feature cache entry {key.digest()} vanished while it was being read")
         logger.info(f"feature cache: read {key.n_texts} {what} from {store.folder}")
         return store
-    store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size, shard)
+    store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size, shard, what)
     seconds, processes = store.meta["build_seconds"], store.meta.get("processes", 1)
     by = f" by {processes} processes" if processes > 1 else ""
     logger.info(f"feature cache: encoded {key.n_texts} {what} in {seconds:.1f}s{by} -> {store.folder}")

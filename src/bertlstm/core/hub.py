@@ -17,10 +17,15 @@ from .errors import BertLSTMError, first_line
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
+def offline() -> bool:
+    """Hugging Face's offline mode: the local cache only."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
     """Whether the Hub's host answers at all (one TCP connection): an unreachable Hub is then one clear error at
     once, not half a minute of retries. Offline mode says no; behind a proxy this cannot tell, and says yes."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if offline():
         return False
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
         return True
@@ -31,6 +36,20 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     except OSError:
         return False
     return True
+
+
+def check_dataset_reachable(spec: str) -> None:
+    """A Hugging Face dataset ``hf:NAME[:SPLIT]`` can be had: a local folder, offline mode (the local cache), or
+    a Hub that answers; else one clear error at once, not half a minute of retries."""
+    name = spec.removeprefix("hf:")
+    folder = name.rpartition(":")[0] or name  # NAME[:SPLIT]
+    if Path(name).exists() or Path(folder).exists() or offline():
+        return
+    if not hub_reachable():
+        raise BertLSTMError(
+            f"could not fetch dataset {name!r}: the Hugging Face Hub cannot be reached. Download it where the Hub is "
+            "reachable and give its folder (hf:FOLDER), or set HF_HUB_OFFLINE=1 to use a copy in the local cache"
+        )
 
 
 def is_repo_id(name: str) -> bool:

@@ -22,8 +22,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from .errors import BertLSTMError, first_line
+from .errors import BertLSTMError, BertLSTMWarning, first_line
 from .folders import CONFIG_NAME, atomic_folder
+from .quiet import quiet_transformers
 
 # 2: config.json records the SHA-256 of every weight and tokenizer file; 3: labels in their own section
 FORMAT_VERSION = 3
@@ -100,7 +101,11 @@ def check_files(folder: Path, meta: dict[str, Any]) -> None:
         )
     recorded = meta.get("files")
     if recorded is None:
-        warnings.warn(f"{folder} was saved before checksums were recorded; its files are not verified", stacklevel=3)
+        warnings.warn(
+            f"{folder} was saved before checksums were recorded; its files are not verified",
+            BertLSTMWarning,
+            stacklevel=3,
+        )
     else:
         _verify(folder, recorded)
     for name in (WEIGHTS_NAME, f"{ENCODER_DIR}/config.json", f"{ENCODER_DIR}/tokenizer.json"):
@@ -164,8 +169,9 @@ def save_model_folder(
             str(tmp / WEIGHTS_NAME),
             metadata={"format": "pt"},
         )
-        encoder.save_pretrained(tmp / ENCODER_DIR)
-        _clean_copy(tokenizer).save_pretrained(tmp / ENCODER_DIR)
+        with quiet_transformers():
+            encoder.save_pretrained(tmp / ENCODER_DIR)
+            _clean_copy(tokenizer).save_pretrained(tmp / ENCODER_DIR)
         meta = {
             "format_version": FORMAT_VERSION,
             "library_versions": {p: version(p) for p in ("bertlstm", "torch", "transformers", "safetensors")},
@@ -222,8 +228,9 @@ def _load_encoder(folder: Path) -> tuple[Any, Any]:
 
     safe = {"local_files_only": True, "trust_remote_code": False}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
-        encoder, info = AutoModel.from_pretrained(folder, use_safetensors=True, output_loading_info=True, **safe)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
+            encoder, info = AutoModel.from_pretrained(folder, use_safetensors=True, output_loading_info=True, **safe)
     except Exception as err:  # torn or foreign files: safetensors, tokenizers and transformers raise many kinds
         raise BertLSTMError(f"could not load the encoder in {folder}: {first_line(err)}") from None
     # Weights the config has no place for, or places without weights: an edited config, never a silent drop.

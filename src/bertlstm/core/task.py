@@ -40,6 +40,8 @@ class Task:
     summary: str  # one line, for help texts
     config: type[EncoderSettings]  # the model settings
     data: type[DataConfig]  # the data files and how to read them
+    check_file: Callable[[str, Any, bool], None]  # (file, data settings, labelled): its columns, from its head
+    output_kind: Callable[[str | None, str | None], str]  # (output file or None, input file): the output format
     read_run_data: Callable[[Any, Any, TrainConfig], RunData]  # (data, model settings, training) -> checked data
     estimator: Callable[[], type[Estimator]]  # the estimator class (imports torch)
     predictor: Callable[[], type[Predictor]]  # the predictor class (imports no torch)

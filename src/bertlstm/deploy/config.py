@@ -21,7 +21,7 @@ class ModelSettings(Settings):
     backend: Backend = setting("auto", "torch, onnx, or auto (onnx for a .onnx file)")
     quantize: Literal["int8"] | None = setting(None, "torch back end: int8 weights for linear and LSTM layers")
     device: str = setting("auto", "torch back end: auto, cpu, cuda, cuda:N or mps")
-    batch_size: int | None = setting(None, "texts per forward pass; none: 32 on a CPU, else 256", metavar="N")
+    batch_size: int | None = setting(None, "texts per forward pass (default: 32 on a CPU, else 256)", metavar="N")
 
     def __post_init__(self) -> None:
         self.check_choices()
@@ -40,7 +40,7 @@ class PredictConfig(ModelSettings):
         None, "file of texts (or, for a tagger, of tokens); else --text or stdin lines", metavar="FILE"
     )
     output: str | None = setting(
-        None, "predictions file (.csv .tsv .jsonl .json .parquet; a tagger's .conll); none: stdout", metavar="FILE"
+        None, "predictions file (.csv .tsv .jsonl .json .parquet; a tagger's .conll) (default: stdout)", metavar="FILE"
     )
     text: tuple[str, ...] = setting((), "a text to label (repeatable)", metavar="TEXT", repeat=True)
     chunk_rows: int = setting(10_000, "rows of a file read, predicted and written at a time")
@@ -82,10 +82,12 @@ class ServeConfig(ModelSettings):
     workers: int = setting(1, "server processes, each with its own copy of the model")
     max_batch: int = setting(64, "texts per request at most")
     max_chars: int | None = setting(
-        None, "characters per text at most; none: the model's (5000; a document classifier's 10,000,000)", metavar="N"
+        None,
+        "characters per text at most (default: the model's: 5000, or 10 million for documents)",
+        metavar="N",
     )
     max_body_bytes: int | None = setting(
-        None, "request body size at most; none: the model's (1,000,000; a document classifier's 64 MiB)", metavar="N"
+        None, "request body size at most (default: the model's, 1,000,000; a document classifier's 64 MiB)", metavar="N"
     )
     batch_size: int = setting(64, "texts per micro-batch: concurrent requests share one forward pass")
     max_wait_ms: float = setting(5.0, "how long a request waits for others to share its forward pass")

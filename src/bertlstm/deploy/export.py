@@ -17,6 +17,8 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,13 @@ import numpy as np
 import torch
 
 from ..core.backends import EXPORT_FORMAT, plain_tokenizer
-from ..core.errors import BertLSTMError, missing_package
+from ..core.errors import BertLSTMError
 from ..core.export_graph import ExportGraph
 from ..core.folders import atomic_file
 from ..core.model_folder import file_sha256
-from ..tasks.registry import find_model
+from ..core.progress import Progress
+from .checks import check_export
+from .config import ExportConfig
 
 logger = logging.getLogger(__name__)
 OPSET = 18
@@ -48,42 +52,42 @@ def export_onnx(
     ``NAME.windows.onnx``), with ``NAME.tokenizer.json`` and ``NAME.json`` beside it; ``quantize="int8"`` writes
     onnxruntime's dynamically quantized graphs instead. Existing files are replaced only with ``overwrite``,
     and never the model's own."""
-    try:
-        import onnxruntime  # noqa: F401  (the export extra, checked before any work)
-        import onnxscript  # noqa: F401  (the exporter needs it)
-    except ImportError as err:
-        raise missing_package(err, "export") from None
-    if quantize not in (None, "int8"):
-        raise BertLSTMError(f"`quantize` must be int8 or nothing, not {quantize!r}", "quantize")
-    ref = find_model(model_dir, "torch")
-    path = _check_output(output, ref.files(), overwrite)
+    given = {"model": str(model_dir), "output": str(output), "quantize": quantize, "overwrite": overwrite}
+    settings = ExportConfig.from_dict(given)
+    ref, path = check_export(settings)
     estimator = ref.estimator(device="cpu")
     graphs = estimator.export_graphs()
     extra = [_graph_file(path, g) for g in graphs[1:]]
     if any(f.exists() for f in extra) and not overwrite:
         raise BertLSTMError(f"export would replace {', '.join(map(str, extra))}; allow it (`overwrite`)", "overwrite")
+    stages = len(graphs) * (3 if quantize else 2)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
-        written = [_export_checked(graph, Path(tmp), quantize) for graph in graphs]
+        with Progress("export", total=stages, unit="stage") as step:
+            written = [_export_checked(graph, Path(tmp), quantize, step) for graph in graphs]
         _write_beside(estimator, graphs, written, path, quantize)
     logger.info(f"exported {model_dir} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return path
 
 
-def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None) -> Path:
+def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: Progress) -> Path:
     """One graph exported into ``tmp``, checked on two batches (another batch size and length) against the
-    PyTorch model (1e-5) and in onnxruntime (1e-4); optionally quantized. The file written."""
+    PyTorch model (1e-5) and in onnxruntime (1e-4); optionally quantized. The file written; ``step`` counts
+    the stages done (export, check, quantize)."""
     assert graph.sample is not None and graph.reference is not None
     inputs, other = graph.sample(SAMPLE), graph.sample(SAMPLE[:3])
     _check_close(_torch_run(graph, inputs), graph.reference(inputs), graph, inputs, 1e-5, "the exported module")
     fp32 = tmp / f"{graph.name}.fp32.onnx"
     _torch_export(graph, inputs, fp32)
     _declare_shapes(fp32, graph)
+    step.update()
     for sample in (inputs, other):
         _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
+    step.update()
     if quantize != "int8":
         return fp32
     written = tmp / f"{graph.name}.int8.onnx"
     _quantize(fp32, written)
+    step.update()
     drift = float(np.abs(_onnx_run(written, graph, inputs) - _torch_run(graph, inputs)).max())
     logger.info(f"int8 {graph.name} graph: largest output change on the check sample {drift:.4f}")
     return written
@@ -91,36 +95,6 @@ def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None) -> Path
 
 def _graph_file(path: Path, graph: ExportGraph) -> Path:
     return path.with_name(f"{path.stem}{graph.file}.onnx")
-
-
-def written_files(output: str | Path) -> list[Path]:
-    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
-    path = Path(output).expanduser().resolve()
-    stem = path.with_suffix("")
-    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
-
-
-def _check_output(output: str | Path, reads: list[Path], overwrite: bool) -> Path:
-    """``output`` as an absolute path, if an export may write its files there (see :func:`written_files`)."""
-    path = Path(output).expanduser().resolve()
-    if path.suffix != ".onnx":
-        raise BertLSTMError(f"export output {output}: name a .onnx file", "output")
-    if not path.parent.is_dir():
-        raise BertLSTMError(f"export output {output}: folder {path.parent} does not exist", "output")
-    targets = written_files(path)
-    for source in (r.resolve() for r in reads):
-        if any(t == source or source in t.parents for t in targets):
-            raise BertLSTMError(f"export output {output} would write into {source}, which it reads", "output")
-    if any(t.is_dir() for t in targets):
-        raise BertLSTMError(f"export output {output}: {', '.join(str(t) for t in targets if t.is_dir())} is a folder")
-    existing = [str(t) for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise BertLSTMError(
-            f"export would replace {', '.join(existing)}; name another file, or allow replacing (`overwrite`)",
-            "overwrite",
-        )
-    logger.info(f"export writes {', '.join(str(t) for t in targets)}")
-    return path
 
 
 def _torch_run(graph: ExportGraph, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -153,7 +127,7 @@ def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) 
     # torch.onnx swaps in a while-loop LSTM for dynamic lengths, but after a first export in this process the
     # operator's dispatch cache still holds the unrolled one, which fixes the sequence length: clear it.
     torch.ops.aten.lstm.input._dispatch_cache.clear()
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_logger("torch.onnx"):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals are not the user's business
         torch.onnx.export(
             graph.module,
@@ -167,6 +141,17 @@ def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) 
             external_data=False,  # one self-contained file
             verbose=False,
         )
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """The logger ``name`` at errors only, for the duration ("torchvision is not installed. Skipping ...")."""
+    logger, level = logging.getLogger(name), logging.getLogger(name).level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _declare_shapes(path: Path, graph: ExportGraph) -> None:

@@ -14,17 +14,19 @@ import select
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import pandas as pd
+from typing import IO, TYPE_CHECKING, Any
 
 from ..core.distributed import Shard, current_shard
 from ..core.errors import BertLSTMError, missing_package
 from ..core.folders import atomic_file
 from ..tasks.registry import find_model
+from .checks import check_output_file
 from .config import EvaluateConfig, PredictConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ def predict_file(
         )
     ref = find_model(settings.model or "", settings.backend)
     data = ref.reading(reading)
-    kind = ref.task.predictor().output_kind(settings.output, settings.input)
+    kind = ref.task.output_kind(settings.output, settings.input)
+    if settings.input is not None:
+        ref.task.check_file(settings.input, data, False)  # its columns, from its first line
     reads: list[str | Path] = [*([settings.input] if settings.input else []), *ref.files()]
     path = check_output_file(settings.output, reads) if settings.output is not None else None
     shard = current_shard()
@@ -91,34 +95,11 @@ def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = Non
         raise BertLSTMError(f"file not found: {settings.data}")
     ref = find_model(settings.model or "", settings.backend)
     data = ref.reading(reading)
+    ref.task.check_file(settings.data, data, True)  # its columns, from its first line
     predictor = ref.predictor(settings.quantize, settings.device, settings.batch_size)
+    predictor.progress = f"evaluate {Path(settings.data).name}"
     report = predictor.evaluate_file(settings.data, data)
     return report, predictor.format_report(report)
-
-
-def check_output_file(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
-    """A file name predictions may be written to: in an existing folder, not a folder itself, and never one
-    of the ``inputs`` (the data: that would destroy the true labels; the model's files) nor inside an input
-    folder (a model folder)."""
-    path = Path(output).expanduser()
-    if path.is_dir():
-        raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
-    for item in map(Path, inputs):
-        source = item.expanduser().resolve()
-        if source == path.resolve() or (path.exists() and source.exists() and source.samefile(path)):
-            raise BertLSTMError(
-                f"predictions output {output} is {item}, which this command reads; name another file", "output"
-            )
-        if source.is_dir() and source in path.resolve().parents:
-            raise BertLSTMError(
-                f"predictions output {output} is inside {item}, which this command reads; name a file elsewhere",
-                "output",
-            )
-    if not path.parent.is_dir():
-        raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
-    return path
 
 
 def line_chunks(lines: Iterable[str] | None, rows: int) -> Iterator[list[str]]:
@@ -145,6 +126,8 @@ def _waiting(lines: Any) -> bool:
 
 def text_frames(chunks: Iterable[list[str]], rows: int) -> Iterator[pd.DataFrame]:
     """Chunks of raw texts as one-column tables (``text``) of up to ``rows`` rows."""
+    import pandas as pd  # only once the checks are done: a typo is an error within a second
+
     start = 0
     for chunk in chunks:
         for first in range(0, len(chunk), rows):
@@ -252,6 +235,8 @@ def _in_order(
             mine.append(frame)
         shard.barrier()
         if shard.is_main:
+            import pandas as pd  # what the predictor imported already
+
             for part in sorted(folder.glob("*.jsonl")):
                 yield pd.read_json(part, lines=True, dtype=False, precise_float=True)
         else:

@@ -14,31 +14,28 @@ requests are answered within ``shutdown_grace`` seconds, and what is left then i
 import asyncio
 import dataclasses
 import hmac
-import ipaddress
 import json
 import logging
 import os
 import signal
-import socket
 import threading
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ..core.backends import Predictor
-from ..core.errors import BertLSTMError, first_line
 from ..tasks.registry import open_model
 from .batcher import MicroBatcher, Overloaded, ShuttingDown
+from .checks import KEY_ENV, check_serve
 from .config import ServeConfig
+from .page import PAGE
 
 logger = logging.getLogger(__name__)
 SETTINGS_ENV = "BERTLSTM_SERVE"  # how the settings reach worker processes
-KEY_ENV = "BERTLSTM_API_KEY"  # the API key, when not in a file
 INTERNAL_ERROR = "internal error; see the server log"
 
 
@@ -122,6 +119,11 @@ def _routes(app: FastAPI, limits: Limits, predictor: Predictor) -> None:
             raise HTTPException(500, INTERNAL_ERROR) from None
         return {"predictions": answers}
 
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        """A page to try the model in a browser."""
+        return PAGE
+
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
         """Up and ready, and how requests were batched so far."""
@@ -193,15 +195,19 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+OPEN_PATHS = ("/health", "/")  # what answers without the API key
+
+
 class ApiKey:
-    """ASGI middleware: every route but ``/health`` needs the key, as ``Authorization: Bearer KEY`` or
-    ``X-API-Key: KEY`` (compared in constant time); without it, 401."""
+    """ASGI middleware: every route but ``/health`` and the page (``/``, which holds no data and asks for the
+    key) needs the key, as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (compared in constant time);
+    without it, 401."""
 
     def __init__(self, app: Any, key: str) -> None:
         self.app, self.key = app, key.encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") == "/health" or self._given(scope):
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS or self._given(scope):
             return await self.app(scope, receive, send)
         body = json.dumps({"detail": "this server needs an API key: Authorization: Bearer KEY"}).encode()
         headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
@@ -212,45 +218,6 @@ class ApiKey:
         headers = dict(scope.get("headers", []))
         given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
         return hmac.compare_digest(given, self.key)
-
-
-def api_key(settings: ServeConfig) -> str | None:
-    """The key requests must carry: the first line of ``api_key_file``, else ``$BERTLSTM_API_KEY``, else none.
-    Without one, only a loopback address may be served, unless ``insecure``."""
-    key = os.environ.get(KEY_ENV) or None
-    if settings.api_key_file:
-        try:
-            key = Path(settings.api_key_file).read_text().strip().splitlines()[0].strip()
-        except (OSError, UnicodeDecodeError, IndexError) as err:
-            raise BertLSTMError(f"cannot read an API key from {settings.api_key_file}: {first_line(err)}") from None
-    if key is not None and len(key) < 16:
-        raise BertLSTMError("the API key is too short to be a secret: use 16 characters or more", "api_key_file")
-    if key is None and not _loopback(settings.host) and not settings.insecure:
-        raise BertLSTMError(
-            f"serving on {settings.host} without an API key lets anyone who reaches it use the model: give "
-            f"`api_key_file` (or ${KEY_ENV}), serve on 127.0.0.1, or allow it (`insecure`)",
-            "api_key_file",
-        )
-    return key
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
-def check_port(host: str, port: int) -> None:
-    """The address can be listened on: checked before the model is loaded, so a busy port fails at once."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn listens
-        try:
-            probe.bind((host, port))
-        except OSError as err:
-            raise BertLSTMError(f"cannot listen on {host}:{port}: {err.strerror or err}", "port") from None
 
 
 def app_from_environment() -> Any:
@@ -265,10 +232,7 @@ def serve(settings: ServeConfig) -> None:
     model is loaded."""
     import uvicorn  # the serve extra; the app's own imports above checked that it is there
 
-    if not settings.model:
-        raise BertLSTMError("serving needs a `model`: a model folder or an exported .onnx file")
-    key = api_key(settings)
-    check_port(settings.host, settings.port)
+    key = check_serve(settings)
     options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None}
     options["timeout_graceful_shutdown"] = settings.shutdown_grace + 5  # a backstop: the batcher ends sooner
     if settings.workers == 1:

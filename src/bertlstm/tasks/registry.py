@@ -9,7 +9,9 @@ here.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from .classify import TASK as CLASSIFICATION
 from .document import TASK as DOCUMENTS
 from .tag import TASK as TAGGING
 
+logger = logging.getLogger(__name__)
 TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION, TAGGING, DOCUMENTS)}
 DEFAULT_TASK = CLASSIFICATION.name  # what a model folder without a "task" holds (written before tagging)
 
@@ -73,8 +76,12 @@ class ModelRef:
         """The model folder's estimator, every file verified."""
         if self.backend != "torch":
             raise BertLSTMError(f"{self.path} is an exported graph; this needs the model folder it came from")
+        start = time.perf_counter()
+        logger.info(f"loading the {self.task.name} model {self.path} ...")
         saved = load_model_folder(self.path, RECORDS, self.meta)
-        return self.task.estimator().from_saved(saved, device)
+        estimator = self.task.estimator().from_saved(saved, device)
+        logger.debug(f"loaded {self.path} in {time.perf_counter() - start:.1f}s")
+        return estimator
 
     def predictor(self, quantize: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
         """The model ready to predict: a folder through PyTorch (``quantize`` int8: int8 weights), an export
@@ -82,6 +89,7 @@ class ModelRef:
         if self.backend == "onnx":
             if quantize:
                 raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
+            logger.info(f"loading the exported {self.task.name} model {self.path} ...")
             return self.task.predictor().from_export(self.path, self.meta, batch_size)
         return self.estimator(device).predictor(quantize, batch_size)
 

@@ -44,6 +44,10 @@ class ClassifyData(DataConfig):
     """Tables of labelled texts, and how to read them."""
 
     train: str | None = setting(None, "training data (.csv, .tsv, .jsonl, .parquet; .gz allowed)", metavar="FILE")
-    text_column: str | None = setting(None, "column holding the text; none: text, sentence, review, ... (found)")
-    label_column: str | None = setting(None, "column holding the label; none: label, labels, category, ... (found)")
+    text_column: str | None = setting(
+        None, "column holding the text (default: the first of text, sentence, review, content, document)"
+    )
+    label_column: str | None = setting(
+        None, "column holding the label (default: the first of label, labels, category, class, target)"
+    )
     label_separator: str = setting(",", "separates the labels of one text when multi-label")

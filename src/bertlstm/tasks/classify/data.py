@@ -29,13 +29,12 @@ from ...core.data import (
 )
 from ...core.errors import BertLSTMError
 from ...core.task import RunData
+from .checks import LABEL_COLUMNS
 from .config import ClassifyData, ModelConfig
 from .labels import Labels
 
 if TYPE_CHECKING:
     from ...core.feature_cache import FeatureStore
-
-LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
 
 
 def load_labelled(

@@ -27,7 +27,7 @@ from .config import ModelConfig
 from .data import FeatureDataset, TextCut, TokenDataset, split_dev, texts_and_labels
 from .export import export_graph
 from .labels import Labels, kind_of
-from .metrics import evaluation_report, multilabel_metrics, quick_metrics, tune_thresholds
+from .metrics import confident_errors, evaluation_report, multilabel_metrics, quick_metrics, tune_thresholds
 from .model import BertLSTMModel
 from .predictor import ClassifierPredictor
 
@@ -143,13 +143,17 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
             return multilabel_metrics(np.asarray(dataset.labels), expit(logits) >= 0.5)
         return quick_metrics(dataset.labels, logits.argmax(-1).tolist())
 
-    def _after_fit(self, dev_set: Any, logits: np.ndarray) -> dict[str, Any]:
-        """Multi-label thresholds tuned on dev; the classes; the dev report."""
+    def _after_fit(self, dev: tuple[list[str], list[Any]], dev_set: Any, logits: np.ndarray) -> dict[str, Any]:
+        """Multi-label thresholds tuned on dev; the classes; the dev report, with the texts the model got
+        most confidently wrong (for ``bertlstm report``)."""
         if self.labels_.multi_label:
             thresholds = tune_thresholds(np.asarray(dev_set.labels), expit(logits), self.training_.threshold)
             self.labels_ = self.labels_.tuned(thresholds)
+            self.classes_ = self.labels_.classes()
+            return evaluation_report(self.labels_, dev_set.labels, logits)
         self.classes_ = self.labels_.classes()
-        return evaluation_report(self.labels_, dev_set.labels, logits)
+        report = evaluation_report(self.labels_, dev_set.labels, logits)
+        return {**report, "confident_errors": confident_errors(dev[0], dev_set.labels, logits, self.labels_.names)}
 
     def _labels_section(self) -> dict[str, Any]:
         return self._require_labels().to_dict()

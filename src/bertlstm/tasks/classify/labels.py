@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import BertLSTMError
+from ...core.errors import BertLSTMError, BertLSTMWarning
 
 MISSING_LIKE = {"nan", "none", "null", "na", "n/a", "<na>"}
 
@@ -83,7 +83,11 @@ class Labels:
         if self.multi_label:
             unseen = sorted({n for row in labels for n in row if n not in index})
             if unseen:
-                warnings.warn(f"{where}: label(s) never seen in training are ignored: {_few(unseen)}", stacklevel=2)
+                warnings.warn(
+                    f"{where}: label(s) never seen in training are ignored: {_few(unseen)}",
+                    BertLSTMWarning,
+                    stacklevel=2,
+                )
             rows = [[int(n in row) for n in self.names] for row in labels]
             return rows, list(range(len(labels)))
         keep = [i for i, label in enumerate(labels) if label in index]
@@ -92,6 +96,7 @@ class Labels:
             warnings.warn(
                 f"{where}: {len(labels) - len(keep)} row(s) have labels never seen in training ({_few(unseen)}); "
                 "they are left out of evaluation",
+                BertLSTMWarning,
                 stacklevel=2,
             )
         self.check_known(labels, where)
@@ -111,6 +116,7 @@ class Labels:
             warnings.warn(
                 f"dev data: {len(untrained)} class(es) occur in dev but never in the training data ({names}); "
                 "the model cannot learn them, and on dev they count as errors",
+                BertLSTMWarning,
                 stacklevel=3,
             )
 
@@ -188,7 +194,9 @@ def tidy(labels: list[str], where: str) -> list[str]:
     kept, with a warning."""
     odd = sorted({label for label in labels if label.lower() in MISSING_LIKE})
     if odd:
-        warnings.warn(f"{where}: label(s) {_few(odd)} look like missing values; kept as classes", stacklevel=3)
+        warnings.warn(
+            f"{where}: label(s) {_few(odd)} look like missing values; kept as classes", BertLSTMWarning, stacklevel=3
+        )
     numbers = [_number(label) for label in labels]
     canonical = [
         label if n is None else str(int(n)) if n.is_integer() else repr(n)
@@ -196,7 +204,9 @@ def tidy(labels: list[str], where: str) -> list[str]:
     ]
     changed = sorted({f"{a!r} as {b!r}" for a, b in zip(labels, canonical, strict=True) if a != b})
     if changed:
-        warnings.warn(f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", stacklevel=3)
+        warnings.warn(
+            f"{where}: numeric labels read as numbers: {', '.join(changed[:5])}", BertLSTMWarning, stacklevel=3
+        )
     return canonical
 
 

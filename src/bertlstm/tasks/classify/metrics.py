@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from ...core.tables import confusion_table, per_class_table, summary_table, tables_text
@@ -87,7 +87,51 @@ def evaluation_report(labels: Labels, targets: Sequence[Any], logits: np.ndarray
     or when multi-label :func:`multilabel_report` at the labels' tuned thresholds."""
     if labels.multi_label:
         return multilabel_report(np.asarray(targets), labels.chosen(expit(logits)), labels.names)
-    return full_report(list(targets), logits.argmax(-1).tolist(), labels.names)
+    report = full_report(list(targets), logits.argmax(-1).tolist(), labels.names)
+    return {**report, "calibration": calibration(targets, softmax(logits, axis=-1))}
+
+
+def calibration(targets: Sequence[int], proba: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """How far the predicted class's probability can be trusted: per bin of that probability (``bins`` equal
+    widths), how many predictions fall in it, their mean probability and how many of them are right; and the
+    expected calibration error, the gap between the two averaged over the predictions."""
+    confidence, right = proba.max(-1), proba.argmax(-1) == np.asarray(targets)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)  # (N,): each prediction's bin
+    rows, gap = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        row: dict[str, Any] = {
+            "low": b / bins,
+            "high": (b + 1) / bins,
+            "count": n,
+            "confidence": None,
+            "accuracy": None,
+        }
+        if n:
+            row.update(confidence=float(confidence[inside].mean()), accuracy=float(right[inside].mean()))
+            gap += n * abs(row["accuracy"] - row["confidence"])
+        rows.append(row)
+    return {"bins": rows, "ece": gap / max(len(confidence), 1)}
+
+
+def confident_errors(
+    texts: Sequence[str], targets: Sequence[int], logits: np.ndarray, names: Sequence[str], top: int = 10
+) -> list[dict[str, Any]]:
+    """The ``top`` texts predicted wrong with the highest probability (the first 300 characters of each)."""
+    proba = softmax(logits, axis=-1)
+    predicted, truth = proba.argmax(-1), np.asarray(targets)
+    wrong = np.flatnonzero(predicted != truth)
+    worst = wrong[np.argsort(-proba[wrong, predicted[wrong]], kind="stable")][:top]
+    return [
+        {
+            "text": texts[i][:300],
+            "label": names[truth[i]],
+            "predicted": names[predicted[i]],
+            "probability": float(proba[i, predicted[i]]),
+        }
+        for i in worst
+    ]
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -98,8 +142,9 @@ def format_report(report: dict[str, Any]) -> str:
             headline,
             [("", summary_table(report, ("micro", "macro"))), ("per label", per_class_table(report["per_label"]))],
         )
+    ece = f"   expected calibration error: {report['calibration']['ece']:.4f}" if "calibration" in report else ""
     return tables_text(
-        f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}",
+        f"examples: {report['n']}   accuracy: {report['accuracy']:.4f}{ece}",
         [
             ("", summary_table(report, ("macro", "weighted"))),
             ("per class", per_class_table(report["per_class"])),

@@ -7,7 +7,6 @@ predicts through. It imports no torch: an exported graph runs with onnxruntime a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,15 +14,12 @@ import pandas as pd
 from scipy.special import expit, softmax
 
 from ...core.backends import Predictor
-from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
+from ...core.data import TEXT_COLUMNS, column_texts, find_column, iter_tables
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
-from ...core.errors import BertLSTMError
 from .config import ClassifyData
 from .data import TextCut, TokenDataset, load_labelled
 from .labels import Labels
 from .metrics import evaluation_report, format_report
-
-OUTPUT_KINDS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
 def activate(logits: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -120,14 +116,3 @@ class ClassifierPredictor(Predictor):
         if set(predicted.columns) & set(frame.columns):
             predicted = predicted.add_prefix("predicted_")
         return pd.concat([frame.reset_index(drop=True), predicted], axis=1)
-
-    @classmethod
-    def output_kind(cls, path: str | Path | None, input_path: str | None) -> str:
-        if input_path is not None:
-            file_kind(input_path)  # a table this can read
-        if path is None:
-            return "csv"
-        kind = OUTPUT_KINDS.get(Path(path).suffix.lower())
-        if kind is None:
-            raise BertLSTMError(f"predictions output {path}: use a {', '.join(OUTPUT_KINDS)} file name", "output")
-        return kind

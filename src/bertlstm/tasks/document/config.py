@@ -17,14 +17,14 @@ class DocumentConfig(ModelConfig):
 
     long_text: LongText = setting("chunks", "chunks: read each document whole, in windows of chunk_length pieces")
     chunk_length: int | None = setting(
-        None, "word pieces per window, [CLS] and [SEP] included; none: max_length", metavar="N"
+        None, "word pieces per window, [CLS] and [SEP] included (default: max_length)", metavar="N"
     )
     chunk_stride: int = setting(0, "word pieces that consecutive windows share (overlap)")
     chunk_pooling: Literal["mean", "cls"] = setting("mean", "a window's vector: its pieces' mean, or its [CLS]")
     max_chunks: int | None = setting(
         None,
-        "finetune: at most this many windows per document while the encoder trains (the first and last halves); "
-        "none: all. Prediction always reads every window",
+        "finetune: at most this many windows per document while the encoder trains (the first and last halves; "
+        "default: all). Prediction always reads every window",
         metavar="N",
     )
 

@@ -18,6 +18,7 @@ import numpy as np
 from ...core.backends import Engine, OnnxEngine, Predictor, plain_tokenizer
 from ...core.batching import pad_batch, sorted_batches
 from ...core.distributed import ALONE, Shard, sharded_rows
+from ...core.progress import Progress
 from ..classify.predictor import ClassifierPredictor
 from .windows import Windows, document_pieces
 
@@ -73,11 +74,13 @@ class DocumentPredictor(ClassifierPredictor):
     def window_vectors(self, windows: list[list[int]]) -> np.ndarray:
         """Every window's vector (Nw, D), encoded in length-sorted batches of ``batch_size`` windows."""
         out: np.ndarray | None = None
-        for rows in sorted_batches([len(w) for w in windows], self.batch_size):
-            input_ids, attention_mask = pad_batch([windows[i] for i in rows], self.pad_id)
-            vectors = self.window_engine({"input_ids": input_ids, "attention_mask": attention_mask})
-            out = np.zeros((len(windows), vectors.shape[1]), dtype=np.float32) if out is None else out
-            out[rows] = vectors
+        with Progress(self.progress, total=len(windows), unit="window") as step:
+            for rows in sorted_batches([len(w) for w in windows], self.batch_size):
+                input_ids, attention_mask = pad_batch([windows[i] for i in rows], self.pad_id)
+                vectors = self.window_engine({"input_ids": input_ids, "attention_mask": attention_mask})
+                out = np.zeros((len(windows), vectors.shape[1]), dtype=np.float32) if out is None else out
+                out[rows] = vectors
+                step.update(len(rows))
         assert out is not None
         return out
 

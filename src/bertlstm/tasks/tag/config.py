@@ -44,7 +44,7 @@ class TagData(DataConfig):
 
     train: str | None = setting(None, "training data (CoNLL columns, or JSON Lines of tokens and tags)", metavar="FILE")
     tag_column: int = setting(-1, "the CoNLL column holding the tag (0 is the token; -1 the last)")
-    text_column: str | None = setting(None, "tables of texts to tag: the column holding the text; none: found")
+    text_column: str | None = setting(None, "tables of texts to tag: the column holding the text (default: found)")
     tag_scheme: TagScheme = setting("auto", "how the files' tags are written (auto: detected)")
 
     def __post_init__(self) -> None:

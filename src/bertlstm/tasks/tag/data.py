@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.config import TrainConfig
-from ...core.errors import BertLSTMError
+from ...core.errors import BertLSTMError, BertLSTMWarning
 from ...core.task import RunData
 from .config import TagData, TaggerConfig
 
@@ -214,7 +214,7 @@ def known_sentences(
         raise BertLSTMError(f"{where}: every sentence has tags never seen in training ({names})")
     if warn:
         message = f"{where}: {len(sentences) - len(kept)} sentence(s) have tags never seen in training ({names})"
-        warnings.warn(message + "; they are left out of evaluation", stacklevel=2)
+        warnings.warn(message + "; they are left out of evaluation", BertLSTMWarning, stacklevel=2)
     return kept
 
 

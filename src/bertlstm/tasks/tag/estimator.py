@@ -19,7 +19,7 @@ from ...core.backends import plain_tokenizer
 from ...core.batching import sorted_batches
 from ...core.config import TrainConfig
 from ...core.distributed import current_shard
-from ...core.errors import BertLSTMError
+from ...core.errors import BertLSTMError, BertLSTMWarning
 from ...core.estimator import Estimator
 from ...core.export_graph import ExportGraph
 from ...core.inference import as_tensors
@@ -117,7 +117,11 @@ class BertLSTMTagger(Estimator):
             dev = known_sentences(dev, set(self.tags_), "dev data")
         untrained = sorted({t for s in dev for t in s.tags or []} - {t for s in train for t in s.tags or []})
         if untrained:  # a tag too rare for the dev split left none in training
-            warnings.warn(f"dev data: tags {untrained[:5]} occur in dev but never in the training data", stacklevel=3)
+            warnings.warn(
+                f"dev data: tags {untrained[:5]} occur in dev but never in the training data",
+                BertLSTMWarning,
+                stacklevel=3,
+            )
         return train, dev
 
     def _new_model(self, config: TaggerConfig, encoder: Any) -> BertTaggerModel:
@@ -148,7 +152,7 @@ class BertLSTMTagger(Estimator):
     def _score(self, predicted: np.ndarray, dataset: TagDataset) -> dict[str, float]:
         return tag_metrics(self._tag_names(dataset.tags), self._tag_names(predicted))
 
-    def _after_fit(self, dev_set: TagDataset, predicted: np.ndarray) -> dict[str, Any]:
+    def _after_fit(self, dev: Any, dev_set: TagDataset, predicted: np.ndarray) -> dict[str, Any]:
         return tag_report(self._tag_names(dev_set.tags), self._tag_names(predicted))
 
     def _fit_notes(self) -> dict[str, Any]:

@@ -10,7 +10,6 @@ in memory and for its export. What ``bertlstm predict``, ``evaluate`` and ``serv
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ...core.backends import Predictor
-from ...core.data import TEXT_COLUMNS, column_texts, file_kind, find_column, iter_tables
+from ...core.data import TEXT_COLUMNS, column_texts, find_column, iter_tables
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
-from ...core.errors import BertLSTMError
+from .checks import has_tokens
 from .config import TagData
 from .data import Sentence, detect_scheme, known_sentences, read_tagged, spans, split_words, to_iob2
 from .metrics import format_report, tag_report
 from .windows import TagDataset, WordPieces
-
-TOKEN_FILES = (".conll", ".txt", ".iob", ".bio")  # column files, one token per line (a .tsv is a table of texts)
-TOKEN_OUTPUTS = {**dict.fromkeys(TOKEN_FILES, "conll"), ".jsonl": "jsonl", ".json": "json"}
-SPAN_OUTPUTS = {".jsonl": "jsonl", ".json": "json"}
 
 
 def viterbi(emissions: np.ndarray, counts: np.ndarray, start: np.ndarray, transitions: np.ndarray, end: np.ndarray):
@@ -65,20 +60,6 @@ def spans_of(texts: Sequence[str], predict: Callable[[list[Sentence]], list[list
             start, end = offsets[first][0], offsets[last - 1][1]
             found[i].append({"text": texts[i][start:end], "type": kind, "start": start, "end": end})
     return found
-
-
-def has_tokens(path: Path) -> bool:
-    """A CoNLL-style column file, or a JSON Lines file whose first row has a ``tokens`` list."""
-    if path.suffix.lower() in TOKEN_FILES:
-        return True
-    if path.suffix.lower() not in (".jsonl", ".json") or not path.is_file():
-        return False
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = next((line for line in f if line.strip()), "")
-    try:
-        return isinstance(json.loads(first).get("tokens"), list)
-    except (ValueError, AttributeError):
-        return False
 
 
 class TaggerPredictor(Predictor):
@@ -173,16 +154,3 @@ class TaggerPredictor(Predictor):
             return frame.assign(tags=self.predict_tags(sentences))
         texts = column_texts(frame, find_column(frame, data.text_column, TEXT_COLUMNS, "text", where), where)
         return frame.assign(entities=self.predict_spans(texts))
-
-    @classmethod
-    def output_kind(cls, path: str | Path | None, input_path: str | None) -> str:
-        tokens = input_path is not None and has_tokens(Path(input_path))
-        if input_path is not None and not tokens:
-            file_kind(input_path)  # a table of texts this can read
-        if path is None:
-            return "conll" if tokens else "jsonl"
-        kinds = TOKEN_OUTPUTS if tokens else SPAN_OUTPUTS
-        kind = kinds.get(Path(path).suffix.lower())
-        if kind is None:
-            raise BertLSTMError(f"tagger output {path}: use a {', '.join(kinds)} file name", "output")
-        return kind

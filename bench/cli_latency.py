@@ -1,0 +1,91 @@
+"""How long the command line makes a person wait (issue: the first minute). Median of 5 runs of each command,
+end to end from the shell (Python start-up included), on this machine.
+
+    python bench/cli_latency.py                  # trains a small default-encoder model on examples/data first
+    python bench/cli_latency.py --model DIR      # any model folder (exported once to DIR.onnx for the .onnx row)
+
+Rows: an error for a missing file, a bad option and a wrong column; `--help` of every command; and
+`bertlstm predict --model FOLDER --text hi` for a model folder and for its ONNX export. Targets: errors
+<= 1.0 s, help <= 0.3 s, predict <= 4 s (model folder) and <= 2 s (.onnx). The figures go to
+bench/results/cli_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BERTLSTM = [sys.executable, "-m", "bertlstm"]
+COMMANDS = ("train", "predict", "evaluate", "export", "serve", "report", "cache")
+
+
+def seconds(argv: list[str], expect: int) -> float:
+    """Median wall time of 5 runs (one unmeasured run first, so that every run finds the files cached)."""
+    env = {**os.environ, "BERTLSTM_CACHE": tempfile.mkdtemp(prefix="latency-cache-")}
+    times = []
+    for i in range(6):
+        start = time.perf_counter()
+        result = subprocess.run([*BERTLSTM, *argv], capture_output=True, text=True, env=env)
+        if result.returncode != expect:
+            raise SystemExit(f"{argv}: exit {result.returncode}, expected {expect}\n{result.stderr[-2000:]}")
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def small_model(folder: Path) -> Path:
+    """The default encoder, frozen, one epoch on the bundled sample: a real model folder of the usual size."""
+    if not (folder / "config.json").is_file():
+        data = ROOT / "examples" / "data"
+        argv = ["train", "--train", str(data / "train.csv"), "--epochs", "1", "--output", str(folder), "-q"]
+        subprocess.run([*BERTLSTM, *argv], check=True)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=RESULTS / "latency-model")
+    args = parser.parse_args()
+    model = small_model(args.model)
+    onnx = model.with_suffix(".onnx")
+    if not onnx.is_file():
+        subprocess.run([*BERTLSTM, "export", "--model", str(model), "--output", str(onnx), "-q"], check=True)
+    sample = str(ROOT / "examples" / "data" / "train.csv")
+    rows = [
+        ("error: missing file", ["train", "--train", "nope.csv", "--output", "/tmp/x"], 2, 1.0),
+        ("error: bad option", ["train", "--epochs", "many"], 2, 1.0),
+        ("error: wrong column", ["train", "--train", sample, "--text-column", "body", "--output", "/tmp/x"], 2, 1.0),
+        ("error: missing model", ["predict", "--model", "nope", "--text", "hi"], 2, 1.0),
+        ("--help", ["--help"], 0, 0.3),
+        *((f"{command} --help", [command, "--help"], 0, 0.3) for command in COMMANDS),
+        ("predict --text hi (model folder)", ["predict", "--model", str(model), "--text", "hi"], 0, 4.0),
+        ("predict --text hi (.onnx)", ["predict", "--model", str(onnx), "--text", "hi"], 0, 2.0),
+    ]
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"{cpu}, {os.cpu_count()} cores; median of 5 runs, end to end\n")
+    print("| command | seconds | target | ratio to target |\n|---|---|---|---|")
+    measured = []
+    for name, argv, expect, target in rows:
+        value = seconds(argv, expect)
+        measured.append({"command": name, "seconds": value, "target": target})
+        print(f"| `{name}` | {value:.2f} | <= {target:g} | {value / target:.2f} |", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cli_latency.json").write_text(json.dumps({"cpu": cpu, "rows": measured}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

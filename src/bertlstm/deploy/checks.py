@@ -1,0 +1,131 @@
+"""What ``predict``, ``evaluate``, ``export`` and ``serve`` check of their outputs and addresses before a model
+is loaded (or PyTorch imported): output files, exported graphs' names, API keys, ports."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..core.errors import BertLSTMError, first_line, needs_packages
+from ..tasks.registry import ModelRef, find_model
+from .config import ExportConfig, ServeConfig
+
+logger = logging.getLogger(__name__)
+KEY_ENV = "BERTLSTM_API_KEY"  # the API key, when not in a file
+
+
+def check_output_file(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """A file name predictions may be written to: in an existing folder, not a folder itself, and never one
+    of the ``inputs`` (the data: that would destroy the true labels; the model's files) nor inside an input
+    folder (a model folder)."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
+    for item in map(Path, inputs):
+        source = item.expanduser().resolve()
+        if source == path.resolve() or (path.exists() and source.exists() and source.samefile(path)):
+            raise BertLSTMError(
+                f"predictions output {output} is {item}, which this command reads; name another file", "output"
+            )
+        if source.is_dir() and source in path.resolve().parents:
+            raise BertLSTMError(
+                f"predictions output {output} is inside {item}, which this command reads; name a file elsewhere",
+                "output",
+            )
+    if not path.parent.is_dir():
+        raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
+    return path
+
+
+def written_files(output: str | Path) -> list[Path]:
+    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
+    path = Path(output).expanduser().resolve()
+    stem = path.with_suffix("")
+    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
+
+
+def check_export_output(output: str | Path, reads: list[Path], overwrite: bool) -> Path:
+    """``output`` as an absolute path, if an export may write its files there (see :func:`written_files`)."""
+    path = Path(output).expanduser().resolve()
+    if path.suffix != ".onnx":
+        raise BertLSTMError(f"export output {output}: name a .onnx file", "output")
+    if not path.parent.is_dir():
+        raise BertLSTMError(f"export output {output}: folder {path.parent} does not exist", "output")
+    targets = written_files(path)
+    for source in (r.resolve() for r in reads):
+        if any(t == source or source in t.parents for t in targets):
+            raise BertLSTMError(f"export output {output} would write into {source}, which it reads", "output")
+    if any(t.is_dir() for t in targets):
+        raise BertLSTMError(f"export output {output}: {', '.join(str(t) for t in targets if t.is_dir())} is a folder")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise BertLSTMError(
+            f"export would replace {', '.join(existing)}; name another file, or allow replacing (`overwrite`)",
+            "overwrite",
+        )
+    logger.info(f"export writes {', '.join(str(t) for t in targets)}")
+    return path
+
+
+def check_export(settings: ExportConfig) -> tuple[ModelRef, Path]:
+    """The model folder to export, found, and the output it may be written to (absolute)."""
+    needs_packages(("onnxruntime", "onnxscript"), "export")
+    if not settings.model or not settings.output:
+        raise BertLSTMError("an export needs a `model` folder and an `output` .onnx file")
+    ref = find_model(settings.model, "torch")
+    return ref, check_export_output(settings.output, ref.files(), settings.overwrite)
+
+
+def check_serve(settings: ServeConfig) -> str | None:
+    """The model found, the API key read and the port free: the key requests must carry (or None)."""
+    if not settings.model:
+        raise BertLSTMError("serving needs a `model`: a model folder or an exported .onnx file")
+    find_model(settings.model, settings.backend)
+    key = api_key(settings)
+    check_port(settings.host, settings.port)
+    return key
+
+
+def api_key(settings: ServeConfig) -> str | None:
+    """The key requests must carry: the first line of ``api_key_file``, else ``$BERTLSTM_API_KEY``, else none.
+    Without one, only a loopback address may be served, unless ``insecure``."""
+    key = os.environ.get(KEY_ENV) or None
+    if settings.api_key_file:
+        try:
+            key = Path(settings.api_key_file).read_text().strip().splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as err:
+            raise BertLSTMError(f"cannot read an API key from {settings.api_key_file}: {first_line(err)}") from None
+    if key is not None and len(key) < 16:
+        raise BertLSTMError("the API key is too short to be a secret: use 16 characters or more", "api_key_file")
+    if key is None and not _loopback(settings.host) and not settings.insecure:
+        raise BertLSTMError(
+            f"serving on {settings.host} without an API key lets anyone who reaches it use the model: give "
+            f"`api_key_file` (or ${KEY_ENV}), serve on 127.0.0.1, or allow it (`insecure`)",
+            "api_key_file",
+        )
+    return key
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_port(host: str, port: int) -> None:
+    """The address can be listened on: checked before the model is loaded, so a busy port fails at once."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn listens
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise BertLSTMError(f"cannot listen on {host}:{port}: {err.strerror or err}", "port") from None

@@ -1,0 +1,133 @@
+"""The page ``bertlstm serve`` answers ``GET /`` with: a text box to try the model. One HTML file with its style and
+script inline (no build step, nothing fetched from elsewhere); it calls the server's own ``/metadata`` and
+``/predict``. A classifier's answer shows as its label and a bar per class probability; a tagger's as the text
+with its entities marked. Where the server needs an API key, the page asks for it and keeps it in the page only.
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>bertlstm</title>
+<style>
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+textarea { width: 100%; min-height: 7rem; font: inherit; padding: 0.5rem; box-sizing: border-box; }
+button { font: inherit; padding: 0.4rem 1.2rem; margin-top: 0.5rem; }
+#key-row { display: none; margin: 0.5rem 0; }
+#label { font-size: 1.4rem; font-weight: 600; margin: 1rem 0 0.5rem; }
+.bar-row { display: grid; grid-template-columns: 10rem 1fr 4rem; gap: 0.5rem; align-items: center; margin: 0.2rem 0; }
+.bar { background: #e4e8f0; height: 1rem; border-radius: 3px; overflow: hidden; }
+.bar > div { background: #3a6fd8; height: 100%; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+mark { padding: 0 0.15rem; border-radius: 3px; background: #ffe08a; }
+mark small { font-size: 0.7rem; font-weight: 600; margin-left: 0.2rem; color: #7a5a00; }
+#error { color: #b00020; }
+#about { color: #666; font-size: 0.9rem; }
+</style>
+</head>
+<body>
+<h1>bertlstm</h1>
+<p id="about">Loading the model's description ...</p>
+<form id="form">
+  <div id="key-row"><label>API key <input id="key" type="password" autocomplete="off"></label></div>
+  <textarea id="text" placeholder="Type a text to try the model"></textarea>
+  <button id="submit" type="submit">Predict</button>
+</form>
+<p id="error" role="alert"></p>
+<div id="label" aria-live="polite"></div>
+<div id="result"></div>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+
+function headers() {
+  const h = {"Content-Type": "application/json"};
+  if ($("key").value) h["Authorization"] = "Bearer " + $("key").value;
+  return h;
+}
+
+async function call(path, body) {
+  const response = await fetch(path, body === undefined ? {headers: headers()} :
+    {method: "POST", headers: headers(), body: JSON.stringify(body)});
+  if (response.status === 401) {
+    $("key-row").style.display = "block";
+    throw new Error("this server needs an API key: enter it above");
+  }
+  const data = await response.json();
+  if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
+  return data;
+}
+
+async function describe() {
+  try {
+    const meta = await call("/metadata");
+    const labels = Array.isArray(meta.labels) ? meta.labels : (meta.labels.names || Object.keys(meta.labels));
+    $("about").textContent = `A ${meta.task} model: ${meta.encoder} encoder, ${meta.mode} recipe, ` +
+      `${labels.length} ${meta.task === "tagging" ? "tags" : "labels"}, ${meta.backend} back end.`;
+  } catch (err) {
+    $("about").textContent = err.message;
+  }
+}
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function showClasses(answer) {
+  const chosen = answer.label !== undefined ? answer.label : answer.labels.join(", ") || "(no label)";
+  $("label").textContent = chosen;
+  const rows = Object.entries(answer.probabilities).sort((a, b) => b[1] - a[1]);
+  for (const [name, p] of rows) {
+    const row = element("div", undefined, "bar-row");
+    const bar = element("div", undefined, "bar");
+    const fill = element("div");
+    fill.style.width = (100 * p).toFixed(1) + "%";
+    bar.appendChild(fill);
+    row.append(element("span", name), bar, element("span", p.toFixed(3), "num"));
+    $("result").appendChild(row);
+  }
+}
+
+function showEntities(text, answer) {
+  const entities = answer.entities;
+  $("label").textContent = entities.length ? entities.map((e) => `${e.text} (${e.type})`).join(", ") :
+    "no entities";
+  const shown = element("p");
+  let at = 0;
+  for (const e of entities) {
+    shown.appendChild(document.createTextNode(text.slice(at, e.start)));
+    const mark = element("mark", text.slice(e.start, e.end));
+    mark.appendChild(element("small", e.type));
+    shown.appendChild(mark);
+    at = e.end;
+  }
+  shown.appendChild(document.createTextNode(text.slice(at)));
+  $("result").appendChild(shown);
+}
+
+$("form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("text").value;
+  $("error").textContent = "";
+  $("label").textContent = "";
+  $("result").replaceChildren();
+  if (!text.trim()) { $("error").textContent = "type a text first"; return; }
+  $("submit").disabled = true;
+  try {
+    const answer = (await call("/predict", {texts: [text]})).predictions[0];
+    if (answer.entities !== undefined) showEntities(text, answer); else showClasses(answer);
+  } catch (err) {
+    $("error").textContent = err.message;
+  } finally {
+    $("submit").disabled = false;
+  }
+});
+describe();
+</script>
+</body>
+</html>
+"""
