@@ -3,6 +3,7 @@
     python bench/imdb.py lengths                                  # share of reviews over 128/256/512 word pieces
     python bench/imdb.py run --only truncate-128,chunks-256       # or every setting below (the default)
     python bench/imdb.py run --n-train 5000 --n-test 5000 --epochs 5 --seed 0
+    python bench/imdb.py memory                                   # peak RSS of predict on one 50,000-word review
 
 The reviews' ``<br />`` become spaces. A fixed seeded subset of train (``--n-train``, of which the classifier
 holds out 10% as dev) and of test (``--n-test``) keeps a run within an hour on 2 cores; the settings are the
@@ -112,9 +113,38 @@ def run(args: argparse.Namespace) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def memory(args: argparse.Namespace) -> None:
+    """Peak RSS of ``bertlstm predict`` (a process of its own) on one document of 50,000 words, test reviews
+    joined, with a chunks model of the default encoder (one epoch on the train subset's first 500 reviews)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from bertlstm import BertLSTMDocumentClassifier
+
+    folder = Path(tempfile.mkdtemp(prefix="imdb-memory-"))
+    texts, labels = reviews("train", 500, args.seed)
+    clf = BertLSTMDocumentClassifier(max_length=256, epochs=1, progress=False).fit(texts, labels)
+    clf.save_pretrained(folder / "model")
+    words = " ".join(reviews("test", None, args.seed)[0]).split()[:50_000]
+    (folder / "doc.txt").write_text(" ".join(words) + "\n")
+    windows = len(clf.predictor_.documents([" ".join(words)])[0])
+    predict = [sys.executable, "-m", "bertlstm", "predict", "--model", str(folder / "model"), "-q"]
+    probe = (
+        "import resource, subprocess, time; start = time.perf_counter(); "
+        f"subprocess.run({predict!r}, stdin=open({str(folder / 'doc.txt')!r}), stdout=subprocess.DEVNULL, check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - start)"
+    )
+    peak_kib, seconds = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split()
+    print(
+        f"one {len(words):,}-word document, {windows} windows: predict peak RSS {int(peak_kib) / 2**20:.2f} GiB, "
+        f"{float(seconds):.1f} s end to end"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("lengths", "run"))
+    parser.add_argument("what", choices=("lengths", "run", "memory"))
     parser.add_argument("--only", help="comma-separated settings (default: all)")
     parser.add_argument("--n-train", type=int, default=5000)
     parser.add_argument("--n-test", type=int, default=5000)
@@ -125,7 +155,7 @@ def main() -> None:
         raise SystemExit(f"skipped: IMDB not found in {DATA}")
     os.environ.setdefault("BERTLSTM_CACHE", "/tmp/bench/cache-imdb")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # each epoch's line, on stderr
-    (lengths if args.what == "lengths" else run)(args)
+    {"lengths": lengths, "run": run, "memory": memory}[args.what](args)
 
 
 if __name__ == "__main__":

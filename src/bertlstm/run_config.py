@@ -15,7 +15,7 @@ from typing import Any, Literal
 from .core.config import PRESETS, DataConfig, EncoderSettings, TrainConfig
 from .core.encoder_names import check_max_length, resolve_encoder
 from .core.errors import BertLSTMError
-from .core.folders import check_output, is_replaceable
+from .core.folders import check_output, is_replaceable, is_seeds_folder
 from .core.hub import check_dataset_reachable
 from .core.settings import Settings, setting, typed_values
 from .core.task import Task
@@ -59,9 +59,7 @@ class RunConfig(Settings):
         """The run's task: ``task``, or the one that refines it for these model settings."""
         return get_task(self.task, model=self.model.to_dict())
 
-    def check_files(
-        self, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] = is_replaceable
-    ) -> Path:
+    def check_files(self, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] | None = None) -> Path:
         """The run's output folder, checked, once its data files (their columns, from their first lines), its
         encoder (and ``max_length`` against it) and its extras are: before pandas or PyTorch is imported. The
         output may never be or hold anything the run reads: its data, ``inputs`` (a settings file, a resumed
@@ -77,6 +75,7 @@ class RunConfig(Settings):
             raise BertLSTMError("`tensorboard` needs the tensorboard package: pip install tensorboard", "tensorboard")
         encoder = Path(resolve_encoder(self.model.encoder)).expanduser()
         reads = [*self.data.files(), *inputs, *([encoder] if encoder.exists() else [])]
+        replaceable = replaceable or (is_seeds_folder if len(self.seeds) > 1 else is_replaceable)
         return check_output(self.output, overwrite=self.overwrite, inputs=reads, replaceable=replaceable)
 
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any
 from .core.device import check_precision, resolve_device
 from .core.distributed import current_shard
 from .core.errors import BertLSTMError, first_line
-from .core.folders import is_model_folder, is_replaceable, output_lock, remove_leftovers
+from .core.folders import is_model_folder, is_seeds_folder, output_lock, remove_leftovers
 from .core.task import Data, RunData
 from .reports import write_plots
 from .run_config import RunConfig
@@ -47,7 +47,7 @@ class PreparedRun:
 
 
 def run_output(
-    config: RunConfig, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] = is_replaceable
+    config: RunConfig, inputs: Sequence[str | Path] = (), replaceable: Callable[[Path], bool] | None = None
 ) -> Path:
     """The run's output folder, checked (:meth:`RunConfig.check_files`), and the device's precision: before
     the output is locked."""
@@ -161,21 +161,11 @@ def resume_run(output: str | Path) -> dict[str, Any]:
     return train_run(config, resume=True, inputs=[run_file])
 
 
-def _is_seeds_folder(path: Path) -> bool:
-    """A folder written by a several-seeds run: ``seeds.json``, ``seed-N`` model folders and checkpoints."""
-    return all(
-        p.name == "seeds.json"
-        or p.name.startswith(".seed-")
-        or (p.name.startswith("seed-") and (is_replaceable(p) or p.name.endswith(".checkpoint")))
-        for p in path.iterdir()
-    )
-
-
 def train_seeds(config: RunConfig, command: str | None = None, inputs: Sequence[str | Path] = ()) -> dict[str, Any]:
     """One model per seed in ``OUTPUT/seed-N``; ``OUTPUT/seeds.json`` holds every run and mean ± std."""
     if config.overwrite:
         raise BertLSTMError("`overwrite` does not apply to several seeds: name a new or empty output folder")
-    output = run_output(dataclasses.replace(config, seeds=config.seeds[:1]), inputs, replaceable=_is_seeds_folder)
+    output = run_output(dataclasses.replace(config, seeds=config.seeds[:1]), inputs, replaceable=is_seeds_folder)
     runs, shard = {}, current_shard(cpu=resolve_device(config.training.device).type == "cpu")
     with output_lock(output) if shard.is_main else nullcontext():
         for seed in config.seeds:

@@ -22,7 +22,7 @@ import pytest
 
 from bertlstm import BertLSTMClassifier
 from bertlstm.tasks.registry import open_model
-from conftest import make_multilabel, make_sentiment
+from conftest import make_multilabel, make_sentiment, make_tagged
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -318,7 +318,8 @@ def browser() -> Iterator[Any]:
 
 
 def try_in_browser(driver: Any, url: str, text: str, key: str | None = None) -> tuple[str, list[str]]:
-    """Open the page, (give the key,) type ``text``, submit; the label shown and the bars' rows."""
+    """Open the page, (give the key,) type ``text``, submit; the label shown and the bars' rows (a tagger's
+    page: the entities marked in the text)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -329,7 +330,8 @@ def try_in_browser(driver: Any, url: str, text: str, key: str | None = None) -> 
     driver.find_element(By.ID, "text").send_keys(text)
     driver.find_element(By.ID, "submit").click()
     label = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "label").text)
-    return label, [row.text for row in driver.find_elements(By.CSS_SELECTOR, ".bar-row")]
+    rows = driver.find_elements(By.CSS_SELECTOR, ".bar-row") or driver.find_elements(By.CSS_SELECTOR, "mark")
+    return label, [row.text for row in rows]
 
 
 def test_the_page_shows_a_label_and_its_probabilities_in_a_browser(server: Server, model: Path, browser) -> None:
@@ -351,3 +353,20 @@ def test_the_page_asks_for_the_key_a_server_needs(model: Path, tmp_path: Path, b
         assert label == open_model(model).answer(["a dull film"])[0]["label"]
     finally:
         assert server.stop()
+
+
+def test_the_page_marks_a_taggers_entities_in_a_browser(tiny_encoder: str, tmp_path: Path, browser) -> None:
+    from bertlstm import BertLSTMTagger
+
+    tagger = BertLSTMTagger(encoder=tiny_encoder, epochs=6, lstm_units=16, lr=1e-2, progress=False)
+    folder = tagger.fit(*make_tagged(120, 1)).save_pretrained(tmp_path / "tagger")
+    text = "the actor was good in this scene story"
+    expected = open_model(folder).answer([text])[0]["entities"]
+    server = Server(folder)
+    try:
+        label, marks = try_in_browser(browser, f"http://127.0.0.1:{server.port}/", text)
+    finally:
+        assert server.stop()
+    assert expected, "the tagger learnt no entity: the test shows nothing"
+    assert label == ", ".join(f"{e['text']} ({e['type']})" for e in expected)
+    assert ["".join(m.split()) for m in marks] == ["".join((e["text"] + e["type"]).split()) for e in expected]

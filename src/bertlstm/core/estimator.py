@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from accelerate.utils import set_seed
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
@@ -155,6 +154,8 @@ class Estimator(BaseEstimator):
         return self
 
     def _build_model(self, config: Any, training: TrainConfig) -> None:
+        from accelerate.utils import set_seed  # only to train: loading a model for prediction never imports it
+
         set_seed(training.seed)
         encoder, self.tokenizer_ = load_encoder(config.encoder)
         check_max_length(config.encoder, config.max_length, encoder.config)

@@ -59,6 +59,16 @@ def is_replaceable(path: Path) -> bool:
     return is_model_folder(path) and not foreign_entries(path)
 
 
+def is_seeds_folder(path: Path) -> bool:
+    """A folder written by a several-seeds run: ``seeds.json``, ``seed-N`` model folders and checkpoints."""
+    return all(
+        p.name == "seeds.json"
+        or p.name.startswith(".seed-")
+        or (p.name.startswith("seed-") and (is_replaceable(p) or p.name.endswith(".checkpoint")))
+        for p in path.iterdir()
+    )
+
+
 def check_output(
     target: str | os.PathLike,
     *,
