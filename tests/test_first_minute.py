@@ -49,6 +49,7 @@ def test_every_command_refuses_bad_input_before_importing_torch(model_dir: Path,
         ("which column holds the label", ["train", "--train", texts, "--output", out]),
         ("encoder folder /no/such/bert does not exist", ["train", "--train", str(data), "--encoder", "/no/such/bert"]),
         ("beyond what encoder minilm can read", ["train", "--train", str(data), "--max-length", "600"]),
+        ("neither a local folder nor a Hugging Face hub id", ["train", "--train", str(data), "--encoder", "bert base"]),
         ("is a file, not a folder", ["train", "--train", str(data), "--output", str(tmp_path / "a-file" / "m")]),
         ("model folder nope does not exist", ["predict", "--model", "nope", "--text", "hi"]),
         ("texts.csv: no text column 'body'", ["predict", "--model", model, "--input", texts, "--text-column", "body"]),
@@ -58,7 +59,7 @@ def test_every_command_refuses_bad_input_before_importing_torch(model_dir: Path,
         ("cannot listen on 127.0.0.1", ["serve", "--model", model, "--port", str(busy.getsockname()[1])]),
         ("is not a model folder", ["report", str(tmp_path)]),
     ]
-    for _, argv in cases[3:5]:
+    for _, argv in cases[3:6]:
         argv += ["--output", out]
     code = """
         import contextlib, io, json, sys
@@ -201,6 +202,18 @@ def test_report_markdown_writes_only_its_file_with_links_that_resolve(run, tmp_p
     assert capsys.readouterr().out == ""
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown.read_text())
     assert links and all((markdown.parent / link).is_file() for link in links)
+
+
+def test_a_hub_upload_keeps_no_dev_texts(run, tmp_path: Path) -> None:
+    """``metrics.json`` quotes the dev texts the model got most wrong; what ``push_to_hub`` uploads does not."""
+    from bertlstm import BertLSTMClassifier
+
+    model = BertLSTMClassifier.from_pretrained(run["output"], device="cpu")
+    assert model.metrics_["dev"]["confident_errors"]  # kept with the run
+    model.save_pretrained(tmp_path / "upload", repo_id="user/model")  # what push_to_hub writes, then uploads
+    uploaded = json.loads((tmp_path / "upload" / "metrics.json").read_text())
+    assert "confident_errors" not in uploaded["dev"]
+    assert uploaded["dev"]["accuracy"] == model.metrics_["dev"]["accuracy"]
 
 
 def test_a_reader_that_stops_early_is_no_error(run, monkeypatch, capsys) -> None:

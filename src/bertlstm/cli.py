@@ -256,11 +256,12 @@ def _resolved_note(text: str, config: RunConfig) -> str:
 
 def print_next_steps(config: RunConfig, quiet: bool) -> None:
     """What to do with the model folder just written: the exact commands, and where its plots are."""
-    if quiet or config.output is None:
+    if quiet or config.output is None or process_rank() > 0:
         return
     folder = Path(config.output) / f"seed-{config.seeds[0]}" if len(config.seeds) > 1 else Path(config.output)
     model = shlex.quote(str(folder))
-    data = shlex.quote(config.data.test or config.data.dev or config.data.train or "DATA")
+    files = [f for f in (config.data.test, config.data.dev, config.data.train) if f and not f.startswith("hf:")]
+    data = shlex.quote(files[0] if files else "DATA.csv")  # evaluate reads local files
     tagger = config.task_spec.name == "tagging"
     sample = "a sentence to tag" if tagger else "a text to label"
     lines = [
@@ -426,8 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     verbosity = args.verbose - args.quiet
     if process_rank() > 0:  # under torchrun, the other processes say nothing but errors
         verbosity = -2
-        warnings.simplefilter("ignore")
     setup_logging(LEVELS[max(-2, min(1, verbosity))])
+    if process_rank() > 0:
+        warnings.simplefilter("ignore")  # the main process warns once for all
     try:
         if args.threads is not None:
             set_threads(args.threads)

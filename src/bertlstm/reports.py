@@ -53,7 +53,7 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
 
 
 MOST_CLASSES = 20  # a plot shows at most this many classes: its size and memory stay small whatever the count
@@ -86,7 +86,7 @@ def plot_confusion(report: dict[str, Any], path: Path) -> None:
         colour = "white" if value > 0.5 else "black"
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
 
 
 def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
@@ -100,7 +100,7 @@ def plot_per_label_f1(report: dict[str, Any], path: Path) -> None:
     ax.set(xlabel="F1", xlim=(0, 1), title=f"per-label F1 (macro {report['macro_f1']:.3f}{which})")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
 
 
 def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[str, Any] | None) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .core.config import PRESETS, DataConfig, EncoderSettings, TrainConfig
 from .core.encoder_names import check_max_length, resolve_encoder
-from .core.errors import BertLSTMError
+from .core.errors import BertLSTMError, needs_packages
 from .core.folders import check_output, is_replaceable, is_seeds_folder
 from .core.hub import check_dataset_reachable
 from .core.settings import Settings, setting, typed_values
@@ -68,6 +68,7 @@ class RunConfig(Settings):
             raise BertLSTMError("a training run needs `train` data and an `output` folder")
         for path in self.data.files():
             if path.startswith("hf:"):
+                needs_packages(("datasets",), "datasets")
                 check_dataset_reachable(path)
             self.task_spec.check_file(path, self.data, True)
         check_max_length(self.model.encoder, self.model.max_length)

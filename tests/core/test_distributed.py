@@ -199,3 +199,5 @@ def test_accelerate_launch_runs_the_same_two_processes(tiny_encoder: str, files,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "x 2 process(es)" in result.stderr and (tmp_path / "m" / "model.safetensors").is_file()
+    assert not [line for line in result.stderr.splitlines() if "warn" in line.lower()], result.stderr  # quiet
+    assert result.stdout.count("next steps:") == 1  # said by the main process only

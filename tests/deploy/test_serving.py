@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -337,6 +338,9 @@ def try_in_browser(driver: Any, url: str, text: str, key: str | None = None) -> 
 def test_the_page_shows_a_label_and_its_probabilities_in_a_browser(server: Server, model: Path, browser) -> None:
     status, page = server.request("GET", "/")
     assert status == 200 and "<textarea" in page and "https://" not in page and " src=" not in page  # no CDN
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=30) as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "connect-src 'self'" in policy  # and the page still works:
     label, bars = try_in_browser(browser, f"http://127.0.0.1:{server.port}/", "a wonderful , moving film")
     expected = open_model(model).answer(["a wonderful , moving film"])[0]
     assert label == expected["label"]

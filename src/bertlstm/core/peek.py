@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import zlib
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from .errors import BertLSTMError, first_line, missing_package
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+JSON_ROWS = 100  # JSON lines read for their keys
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -62,31 +64,40 @@ def columns(path: str | Path) -> list[str] | None:
             return [str(name) for name in pq.read_schema(path).names]
         except (OSError, ValueError) as err:
             raise BertLSTMError(f"{path}: could not read as parquet: {first_line(err)}") from None
-    line = _first_line(path)
-    if kind == "jsonl":
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise BertLSTMError(f"{path}: file line 1 is not JSON: {first_line(err)}") from None
-        if not isinstance(row, dict):
-            raise BertLSTMError(f"{path}: file line 1 is not a JSON object of named values")
-        return [str(name) for name in row]
-    return next(csv.reader([line], delimiter="\t" if kind == "tsv" else ","), [])
+    if kind == "jsonl":  # a row may leave out a key: the columns are those of the first rows together
+        names: dict[str, None] = {}
+        for number, line in enumerate(first_lines(path, JSON_ROWS), 1):
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise BertLSTMError(f"{path}: file line {number} is not JSON: {first_line(err)}") from None
+            if not isinstance(row, dict):
+                raise BertLSTMError(f"{path}: file line {number} is not a JSON object of named values")
+            names.update(dict.fromkeys(map(str, row)))
+        return list(names)
+    return next(csv.reader([first_data_line(path)], delimiter="\t" if kind == "tsv" else ","), [])
 
 
-def _first_line(path: Path) -> str:
+def first_data_line(path: Path) -> str:
     """The first non-blank line of a text file (``.gz`` allowed), as UTF-8; an empty file is an error."""
+    return first_lines(path, 1)[0]
+
+
+def first_lines(path: Path, n: int) -> list[str]:
+    """The first ``n`` non-blank lines of a text file (``.gz`` allowed), as UTF-8 (line numbers are counted
+    among them); an empty file is an error."""
     opener = gzip.open if path.suffix.lower() == ".gz" else open
+    lines: list[str] = []
     try:
         with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig") as text:
-            for line in text:
-                if line.strip():
-                    return line
+            lines = list(itertools.islice((line for line in text if line.strip()), n))
     except UnicodeDecodeError:
         raise BertLSTMError(f"{path}: not valid UTF-8 text; re-save the file as UTF-8") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise BertLSTMError(f"{path}: could not read: {first_line(err)}") from None
-    raise BertLSTMError(f"{path}: no rows")
+    if not lines:
+        raise BertLSTMError(f"{path}: no rows")
+    return lines
 
 
 def pick_column(found: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str, path: str) -> str:

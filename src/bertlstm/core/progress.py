@@ -8,6 +8,8 @@ import logging
 from types import TracebackType
 from typing import Any
 
+from .distributed import process_rank
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,9 +28,8 @@ class Progress:
         if self.what is None:
             return self
 
-        self.bar = tqdm(
-            total=self.total, desc=self.what, unit=self.unit, leave=False, disable=None if self.show else True
-        )
+        show = self.show and process_rank() == 0  # under a launcher, the main process draws for all
+        self.bar = tqdm(total=self.total, desc=self.what, unit=self.unit, leave=False, disable=None if show else True)
         if self.bar.disable:  # no terminal: the log line says that the step is under way
             count = f" ({self.total:,} {self.unit}{'s' if self.total != 1 else ''})" if self.total is not None else ""
             logger.info(f"{self.what}{count} ...")

@@ -4,7 +4,6 @@ is loaded (or PyTorch imported): output files, exported graphs' names, API keys,
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -14,7 +13,6 @@ from ..core.errors import BertLSTMError, first_line, needs_packages
 from ..tasks.registry import ModelRef, find_model
 from .config import ExportConfig, ServeConfig
 
-logger = logging.getLogger(__name__)
 KEY_ENV = "BERTLSTM_API_KEY"  # the API key, when not in a file
 
 
@@ -69,7 +67,6 @@ def check_export_output(output: str | Path, reads: list[Path], overwrite: bool) 
             f"export would replace {', '.join(existing)}; name another file, or allow replacing (`overwrite`)",
             "overwrite",
         )
-    logger.info(f"export writes {', '.join(str(t) for t in targets)}")
     return path
 
 
@@ -83,12 +80,12 @@ def check_export(settings: ExportConfig) -> tuple[ModelRef, Path]:
 
 
 def check_serve(settings: ServeConfig) -> str | None:
-    """The model found, the API key read and the port free: the key requests must carry (or None)."""
+    """The API key read, the port free and the model found: the key requests must carry (or None)."""
     if not settings.model:
         raise BertLSTMError("serving needs a `model`: a model folder or an exported .onnx file")
-    find_model(settings.model, settings.backend)
     key = api_key(settings)
     check_port(settings.host, settings.port)
+    find_model(settings.model, settings.backend)
     return key
 
 

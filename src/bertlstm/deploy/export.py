@@ -32,7 +32,7 @@ from ..core.export_graph import ExportGraph
 from ..core.folders import atomic_file
 from ..core.model_folder import file_sha256
 from ..core.progress import Progress
-from .checks import check_export
+from .checks import check_export, written_files
 from .config import ExportConfig
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def export_onnx(
     given = {"model": str(model_dir), "output": str(output), "quantize": quantize, "overwrite": overwrite}
     settings = ExportConfig.from_dict(given)
     ref, path = check_export(settings)
+    logger.info(f"export writes {', '.join(str(t) for t in written_files(path))}")
     estimator = ref.estimator(device="cpu")
     graphs = estimator.export_graphs()
     extra = [_graph_file(path, g) for g in graphs[1:]]

@@ -54,14 +54,19 @@ async function call(path, body) {
     $("key-row").style.display = "block";
     throw new Error("this server needs an API key: enter it above");
   }
-  const data = await response.json();
+  let data;
+  try {
+    data = await response.json();
+  } catch {
+    throw new Error(`the server answered ${response.status} ${response.statusText}`);
+  }
   if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
   return data;
 }
 
 async function describe() {
   try {
-    const meta = await call("/metadata");
+    const meta = await call("metadata");
     const labels = Array.isArray(meta.labels) ? meta.labels : (meta.labels.names || Object.keys(meta.labels));
     $("about").textContent = `A ${meta.task} model: ${meta.encoder} encoder, ${meta.mode} recipe, ` +
       `${labels.length} ${meta.task === "tagging" ? "tags" : "labels"}, ${meta.backend} back end.`;
@@ -118,7 +123,7 @@ $("form").addEventListener("submit", async (event) => {
   if (!text.trim()) { $("error").textContent = "type a text first"; return; }
   $("submit").disabled = true;
   try {
-    const answer = (await call("/predict", {texts: [text]})).predictions[0];
+    const answer = (await call("predict", {texts: [text]})).predictions[0];
     if (answer.entities !== undefined) showEntities(text, answer); else showClasses(answer);
   } catch (err) {
     $("error").textContent = err.message;
@@ -126,6 +131,7 @@ $("form").addEventListener("submit", async (event) => {
     $("submit").disabled = false;
   }
 });
+$("key").addEventListener("change", describe);
 describe();
 </script>
 </body>

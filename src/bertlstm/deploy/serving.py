@@ -37,6 +37,11 @@ from .page import PAGE
 logger = logging.getLogger(__name__)
 SETTINGS_ENV = "BERTLSTM_SERVE"  # how the settings reach worker processes
 INTERNAL_ERROR = "internal error; see the server log"
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def create_app(settings: ServeConfig, predictor: Predictor | None = None, api_key: str | None = None) -> Any:
@@ -120,9 +125,10 @@ def _routes(app: FastAPI, limits: Limits, predictor: Predictor) -> None:
         return {"predictions": answers}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> str:
-        """A page to try the model in a browser."""
-        return PAGE
+    async def page() -> HTMLResponse:
+        """A page to try the model in a browser: it loads nothing from elsewhere, talks only to this server,
+        and no other site may frame it (its key box must not be clickjacked)."""
+        return HTMLResponse(PAGE, headers=PAGE_HEADERS)
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:

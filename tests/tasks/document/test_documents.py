@@ -161,6 +161,7 @@ def test_the_command_line_trains_predicts_and_serves_long_documents(tiny_encoder
     assert cli_train(tiny_encoder, tmp_path / "m", "--train", data, *options) == 0
     assert json.loads((tmp_path / "m" / "config.json").read_text())["task"] == "documents"
     long_text = " ".join(["good"] * 3000)  # past the classifier's 5,000 characters, not a document's
+    capsys.readouterr()  # what training printed: the next steps
     assert main(["predict", "--model", str(tmp_path / "m"), "--text", long_text]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "text,label,prob_neg,prob_pos"
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), "--json"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...core.errors import BertLSTMError
+from ...core.errors import BertLSTMError, needs_packages
 from ...core.peek import TEXT_COLUMNS, check_columns, file_kind
 from .config import ClassifyData
 
@@ -30,4 +30,6 @@ def output_kind(path: str | Path | None, input_path: str | None) -> str:
     kind = OUTPUT_KINDS.get(Path(path).suffix.lower())
     if kind is None:
         raise BertLSTMError(f"predictions output {path}: use a {', '.join(OUTPUT_KINDS)} file name", "output")
+    if kind == "parquet":
+        needs_packages(("pyarrow",), "parquet")
     return kind

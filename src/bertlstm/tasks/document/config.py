@@ -23,8 +23,8 @@ class DocumentConfig(ModelConfig):
     chunk_pooling: Literal["mean", "cls"] = setting("mean", "a window's vector: its pieces' mean, or its [CLS]")
     max_chunks: int | None = setting(
         None,
-        "finetune: at most this many windows per document while the encoder trains (the first and last halves; "
-        "default: all). Prediction always reads every window",
+        "finetune: at most this many windows per document while the encoder trains, the first and last halves "
+        "(default: all). Prediction always reads every window",
         metavar="N",
     )
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ...core.errors import BertLSTMError
-from ...core.peek import TEXT_COLUMNS, check_columns, existing_file, file_kind
+from ...core.peek import TEXT_COLUMNS, check_columns, existing_file, file_kind, first_data_line
 from .config import TagData
 
 TOKEN_FILES = (".conll", ".txt", ".iob", ".bio")  # column files, one token per line (a .tsv is a table of texts)
@@ -21,11 +21,9 @@ def has_tokens(path: Path) -> bool:
         return True
     if path.suffix.lower() not in (".jsonl", ".json") or not path.is_file():
         return False
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = next((line for line in f if line.strip()), "")
     try:
-        return isinstance(json.loads(first).get("tokens"), list)
-    except (ValueError, AttributeError):
+        return isinstance(json.loads(first_data_line(path)).get("tokens"), list)
+    except (BertLSTMError, ValueError, AttributeError):
         return False
 
 
@@ -37,7 +35,7 @@ def check_file(path: str, data: TagData, labelled: bool) -> None:
         return  # read whole, and every line checked, by the task's reader
     if found.suffix.lower() in (".jsonl", ".json"):
         if labelled:
-            raise BertLSTMError(f'{path}, line 1: expected {{"tokens": [strings], "tags": [strings]}}')
+            raise BertLSTMError(f'{path}, first row: expected {{"tokens": [strings], "tags": [strings]}}')
     elif labelled:
         return  # CoNLL columns, whatever the file's extension
     check_columns(path, {"text": (data.text_column, TEXT_COLUMNS)})
@@ -46,7 +44,7 @@ def check_file(path: str, data: TagData, labelled: bool) -> None:
 def output_kind(path: str | Path | None, input_path: str | None) -> str:
     """Tags of tokens as CoNLL (or JSON), entities of texts as JSON Lines (or JSON); the terminal gets
     CoNLL or JSON Lines."""
-    tokens = input_path is not None and has_tokens(Path(input_path))
+    tokens = input_path is not None and has_tokens(Path(input_path).expanduser())
     if input_path is not None and not tokens:
         file_kind(input_path)  # a table of texts this can read
     if path is None:
