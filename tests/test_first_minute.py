@@ -193,6 +193,11 @@ def test_report_html_is_one_page_with_every_section_and_its_images(run, tmp_path
     assert html.count('src="data:image/png;base64,') == 3  # confusion matrix, curves, reliability
     assert "expected calibration error" in html and "test_accuracy" in html and "model.lstm_units" in html
     assert re.findall(r'(?:src|href)="(?!data:)', html) == []  # nothing to fetch: the page is whole
+    errors = json.loads((run["output"] / "metrics.json").read_text())["dev"]["confident_errors"]
+    assert errors, "the tiny model got every dev text right: the test shows no highlighted words"
+    for error in errors:  # why each was predicted, shaded word by word
+        assert [w["word"] for w in error["explanation"]] == error["text"].split()
+    assert html.count('<span style="background: rgba(') == sum(len(e["explanation"]) for e in errors)
 
 
 def test_report_markdown_writes_only_its_file_with_links_that_resolve(run, tmp_path: Path, capsys) -> None:

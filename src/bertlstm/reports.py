@@ -233,8 +233,30 @@ def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
 
+class _Raw(str):
+    """A table cell that is HTML already (its text escaped)."""
+
+
+def _highlighted(text: str, words: Sequence[dict[str, Any]]) -> _Raw:
+    """``text`` with each explained word shaded by its score: green for the predicted label, red against it."""
+    top = max((abs(w["score"]) for w in words), default=0.0) or 1.0
+    parts, at = [], 0
+    for word in words:
+        start = text.find(word["word"], at)
+        if start < 0:  # past the 300 characters kept
+            continue
+        color = "40, 160, 70" if word["score"] >= 0 else "210, 50, 50"
+        shade = f"background: rgba({color}, {0.15 + 0.6 * abs(word['score']) / top:.2f})"
+        parts += [html.escape(text[at:start]), f'<span style="{shade}" title="{word["score"]:.4f}">']
+        parts += [html.escape(word["word"]), "</span>"]
+        at = start + len(word["word"])
+    return _Raw("".join(parts) + html.escape(text[at:]))
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(value: Any) -> str:
+        if isinstance(value, _Raw):
+            return f"<td>{value}</td>"
         if isinstance(value, float):
             return f'<td class="n">{value:.4f}</td>'
         if isinstance(value, int):
@@ -297,5 +319,14 @@ def _errors_html(dev: dict[str, Any]) -> str:
         return _note("not recorded for this model (single-label classifiers record them)")
     if not errors:
         return _note("the model got every dev text right")
-    rows = [(e["text"], e["label"], e["predicted"], e["probability"]) for e in errors]
-    return _table(("text", "true label", "predicted", "probability"), rows)
+    rows = [
+        (_highlighted(e["text"], e["explanation"]) if "explanation" in e else e["text"], e["label"], e["predicted"])
+        + (e["probability"],)
+        for e in errors
+    ]
+    why = (
+        ""
+        if "explanation" not in errors[0]
+        else _note("Shaded: why the model predicted its label, each word by its score (green for it, red against it)")
+    )
+    return why + _table(("text", "true label", "predicted", "probability"), rows)

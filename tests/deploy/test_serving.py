@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import signal
@@ -345,6 +346,15 @@ def test_the_page_shows_a_label_and_its_probabilities_in_a_browser(server: Serve
     expected = open_model(model).answer(["a wonderful , moving film"])[0]
     assert label == expected["label"]
     assert len(bars) == len(expected["probabilities"]) and bars[0].startswith(expected["label"])
+    if importlib.util.find_spec("captum") is not None:  # why: the words shaded by their scores
+        from selenium.webdriver.common.by import By
+
+        why = open_model(model).explain(["a wonderful , moving film"])[0]["explanation"]
+        words = browser.find_elements(By.CSS_SELECTOR, "#why span.word")
+        assert [w.text for w in words] == [w["word"] for w in why]
+        for shown, word in zip(words, why, strict=True):
+            assert abs(float(shown.get_attribute("data-score")) - word["score"]) < 1e-6
+            assert ("rgba(40, 160, 70" if word["score"] >= 0 else "rgba(210, 50, 50") in shown.get_attribute("style")
 
 
 def test_the_page_asks_for_the_key_a_server_needs(model: Path, tmp_path: Path, browser) -> None:

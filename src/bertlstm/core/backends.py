@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .batching import sorted_batches
-from .errors import BertLSTMError, missing_package
+from .errors import BertLSTMError, missing_package, needs_packages
 from .model_folder import file_sha256
 from .progress import Progress
 
@@ -117,6 +117,8 @@ class Predictor(ABC):
     max_chars: ClassVar[int] = 5000  # the longest text the server takes by default
     max_body_bytes: ClassVar[int] = 1_000_000  # the largest request the server takes by default
     progress: str | None = None  # what a bar over the batches says (an evaluation sets it); None: no bar
+    explains: ClassVar[bool] = False  # whether it can say why (:meth:`explain`)
+    explaining: dict[str, Any] | None = None  # explain's keywords: every prediction then says why
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -168,6 +170,26 @@ class Predictor(ABC):
     @abstractmethod
     def answer(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One JSON object per raw text: what the server answers, and ``predict --text`` writes."""
+
+    def explain(
+        self, texts: Sequence[str], method: str = "integrated-gradients", steps: int = 32, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per text, why the model answered as it did (by ``method``; ``label``: why not that label): fields to
+        add to its answer."""
+        raise BertLSTMError(f"a {self.task} model cannot explain its predictions yet", "explain")
+
+    def check_explain(self, method: str) -> None:
+        """Refuse, before any text is read, an explanation this model cannot give by ``method``."""
+        if not self.explains:
+            raise BertLSTMError(f"a {self.task} model cannot explain its predictions yet", "explain")
+        if method != "occlusion" and (self.engine.kind != "torch" or self.engine.quantized):
+            raise BertLSTMError(
+                f"`explain_method` {method} follows gradients, which an exported graph or int8 weights do not "
+                "have: explain with the model folder, unquantized, or by occlusion",
+                "explain_method",
+            )
+        if method == "integrated-gradients":
+            needs_packages(("captum",), "explain")
 
     @abstractmethod
     def read_file(self, path: str, chunk_rows: int) -> Iterator[Any]:

@@ -112,6 +112,7 @@ class EncoderModel(nn.Module):
     feature_size: int  # what encode() returns per position
     scalar_mix: ScalarMix | None
     split: int | None = None  # partial fine-tuning: the first trained layer (the layers below are frozen)
+    attributing: bool = False  # gradients flow through the encoder even when frozen (core.attribution)
 
     def attach(self, config: Any, encoder: PreTrainedModel) -> int:
         """Set the settings, the encoder, the layers read and their mix (``scalar-mix``); returns the width of
@@ -126,6 +127,11 @@ class EncoderModel(nn.Module):
     @property
     def encoder_frozen(self) -> bool:
         return self.config.mode != "finetune"
+
+    @property
+    def encoder_gradients(self) -> bool:
+        """Whether gradients flow through the encoder: it trains, or an explanation follows them to its inputs."""
+        return not self.encoder_frozen or self.attributing
 
     @property
     def cache_pooling(self) -> str:

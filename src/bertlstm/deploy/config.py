@@ -11,6 +11,7 @@ from ..core.errors import BertLSTMError
 from ..core.settings import Settings, check_choice, check_device, check_int, check_number, setting
 
 Backend = Literal["auto", "torch", "onnx"]
+ExplainMethod = Literal["integrated-gradients", "gradient-x-input", "occlusion"]  # core.attribution.METHODS
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,17 @@ class PredictConfig(ModelSettings):
     )
     text: tuple[str, ...] = setting((), "a text to label (repeatable)", metavar="TEXT", repeat=True)
     chunk_rows: int = setting(10_000, "rows of a file read, predicted and written at a time")
+    explain: bool = setting(False, "add why: each word's score for the predicted label (an `explanation` column)")
+    explain_method: ExplainMethod = setting(
+        "integrated-gradients", "how words are scored (occlusion also runs an exported graph)"
+    )
+    explain_steps: int = setting(32, "integrated gradients: points on the path from the baseline, in one batch")
+    explain_label: str | None = setting(None, "explain this label, not the predicted one", metavar="LABEL")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int(self.chunk_rows, "chunk_rows", 1)
+        check_int(self.explain_steps, "explain_steps", 2)
 
 
 @dataclass(frozen=True)

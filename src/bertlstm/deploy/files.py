@@ -8,6 +8,7 @@ replacing the output file only once complete) and, under ``torchrun``, sharing t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -21,12 +22,14 @@ from typing import IO, TYPE_CHECKING, Any
 from ..core.distributed import Shard, current_shard
 from ..core.errors import BertLSTMError, missing_package
 from ..core.folders import atomic_file
-from ..tasks.registry import find_model
+from ..tasks.registry import ModelRef, find_model
 from .checks import check_output_file
 from .config import EvaluateConfig, PredictConfig
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ..core.backends import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +61,7 @@ def predict_file(
     reads: list[str | Path] = [*([settings.input] if settings.input else []), *ref.files()]
     path = check_output_file(settings.output, reads) if settings.output is not None else None
     shard = current_shard()
-    device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
-    predictor = ref.predictor(settings.quantize, device, settings.batch_size)
+    predictor = _predictor(ref, settings, shard)
     if settings.input is not None:
         tables = predictor.read_file(settings.input, settings.chunk_rows)
     else:
@@ -73,6 +75,17 @@ def predict_file(
     if path is not None:
         logger.info(f"wrote {rows} predictions to {path}")
     return rows
+
+
+def _predictor(ref: ModelRef, settings: PredictConfig, shard: Shard) -> Predictor:
+    """The model ready to predict (under torchrun, on this process's GPU) and, with ``explain``, to say why."""
+    device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
+    predictor = ref.predictor(settings.quantize, device, settings.batch_size)
+    if settings.explain:
+        predictor.check_explain(settings.explain_method)
+        how = {"method": settings.explain_method, "steps": settings.explain_steps, "label": settings.explain_label}
+        predictor.explaining = how
+    return predictor
 
 
 def _shared(
@@ -150,6 +163,10 @@ def write(frames: Iterable[pd.DataFrame], path: Path | None, kind: str, stream: 
             return write_frames(frames, f, kind)
 
 
+def _json_cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+
+
 def write_frames(frames: Iterable[pd.DataFrame], stream: IO[str], kind: str = "csv") -> int:
     """Each frame to ``stream`` as soon as it comes; rows written."""
     rows, document = 0, None
@@ -161,7 +178,8 @@ def write_frames(frames: Iterable[pd.DataFrame], stream: IO[str], kind: str = "c
             stream.write("".join(line + "\n" for line in lines))
         elif kind == "conll":
             document = _write_conll(frame, stream, document, first=rows == 0)
-        else:
+        else:  # a list or a mapping in a cell (an explanation) as JSON
+            frame = frame.apply(lambda column: column.map(_json_cell) if column.dtype == object else column)
             frame.to_csv(stream, index=False, header=rows == 0, sep="\t" if kind == "tsv" else ",")
         stream.flush()
         rows += len(frame)

@@ -1,7 +1,9 @@
 """The page ``bertlstm serve`` answers ``GET /`` with: a text box to try the model. One HTML file with its style and
 script inline (no build step, nothing fetched from elsewhere); it calls the server's own ``/metadata`` and
 ``/predict``. A classifier's answer shows as its label and a bar per class probability; a tagger's as the text
-with its entities marked. Where the server needs an API key, the page asks for it and keeps it in the page only.
+with its entities marked; a classifier's page also shows why, each word shaded green (for the label) or red
+(against it) by its score (``"explain": true``). Where the server needs an API key, the page asks for it and
+keeps it in the page only.
 """
 
 PAGE = """<!DOCTYPE html>
@@ -22,6 +24,9 @@ button { font: inherit; padding: 0.4rem 1.2rem; margin-top: 0.5rem; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 mark { padding: 0 0.15rem; border-radius: 3px; background: #ffe08a; }
 mark small { font-size: 0.7rem; font-weight: 600; margin-left: 0.2rem; color: #7a5a00; }
+#why { margin-top: 1rem; line-height: 2; }
+#why span.word { padding: 0.1rem 0.15rem; border-radius: 3px; }
+#explain-row { display: none; margin-left: 1rem; }
 #error { color: #b00020; }
 #about { color: #666; font-size: 0.9rem; }
 </style>
@@ -33,6 +38,7 @@ mark small { font-size: 0.7rem; font-weight: 600; margin-left: 0.2rem; color: #7
   <div id="key-row"><label>API key <input id="key" type="password" autocomplete="off"></label></div>
   <textarea id="text" placeholder="Type a text to try the model"></textarea>
   <button id="submit" type="submit">Predict</button>
+  <label id="explain-row"><input id="explain" type="checkbox" checked> show why (words for or against)</label>
 </form>
 <p id="error" role="alert"></p>
 <div id="label" aria-live="polite"></div>
@@ -64,9 +70,13 @@ async function call(path, body) {
   return data;
 }
 
+let task = null;
+
 async function describe() {
   try {
     const meta = await call("metadata");
+    task = meta.task;
+    if (task === "classification") $("explain-row").style.display = "inline";
     const labels = Array.isArray(meta.labels) ? meta.labels : (meta.labels.names || Object.keys(meta.labels));
     $("about").textContent = `A ${meta.task} model: ${meta.encoder} encoder, ${meta.mode} recipe, ` +
       `${labels.length} ${meta.task === "tagging" ? "tags" : "labels"}, ${meta.backend} back end.`;
@@ -97,6 +107,31 @@ function showClasses(answer) {
   }
 }
 
+function showWhy(text, answer) {
+  // Each word of the explanation, found in order in the text: green for the label, red against it.
+  const words = answer.explanation;
+  if (!Array.isArray(words) || !words.length) return;
+  const top = Math.max(...words.map((w) => Math.abs(w.score))) || 1;
+  const shown = element("p");
+  shown.id = "why";
+  shown.appendChild(element("small", `why "${answer.explained}": `));
+  let at = 0;
+  for (const w of words) {
+    const start = text.indexOf(w.word, at);
+    if (start < 0) continue;
+    shown.appendChild(document.createTextNode(text.slice(at, start)));
+    const span = element("span", w.word, "word");
+    const alpha = (0.15 + 0.6 * Math.abs(w.score) / top).toFixed(2);
+    span.style.background = w.score >= 0 ? `rgba(40, 160, 70, ${alpha})` : `rgba(210, 50, 50, ${alpha})`;
+    span.title = w.score.toFixed(4);
+    span.dataset.score = w.score;
+    shown.appendChild(span);
+    at = start + w.word.length;
+  }
+  shown.appendChild(document.createTextNode(text.slice(at)));
+  $("result").appendChild(shown);
+}
+
 function showEntities(text, answer) {
   const entities = answer.entities;
   $("label").textContent = entities.length ? entities.map((e) => `${e.text} (${e.type})`).join(", ") :
@@ -123,8 +158,10 @@ $("form").addEventListener("submit", async (event) => {
   if (!text.trim()) { $("error").textContent = "type a text first"; return; }
   $("submit").disabled = true;
   try {
-    const answer = (await call("predict", {texts: [text]})).predictions[0];
+    const explain = task === "classification" && $("explain").checked;
+    const answer = (await call("predict", {texts: [text], explain: explain})).predictions[0];
     if (answer.entities !== undefined) showEntities(text, answer); else showClasses(answer);
+    if (explain) showWhy(text, answer);
   } catch (err) {
     $("error").textContent = err.message;
   } finally {

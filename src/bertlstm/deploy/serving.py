@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ..core.backends import Predictor
+from ..core.errors import BertLSTMError
 from ..tasks.registry import open_model
 from .batcher import MicroBatcher, Overloaded, ShuttingDown
 from .checks import KEY_ENV, check_serve
@@ -91,10 +92,14 @@ def _drain_on_signals(batcher: MicroBatcher) -> None:
 
 
 class PredictRequest(BaseModel):
-    """``{"texts": ["…", …]}``: the texts to label, in order."""
+    """``{"texts": ["…", …]}``: the texts to label, in order; ``"explain": true`` adds why (each word's score,
+    by ``explain_method``: integrated gradients for a model folder, occlusion for an exported graph)."""
 
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr]
+    explain: bool = False
+    explain_method: Literal["integrated-gradients", "gradient-x-input", "occlusion"] | None = None
+    explain_label: StrictStr | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +127,9 @@ def _routes(app: FastAPI, limits: Limits, predictor: Predictor) -> None:
             raise HTTPException(503, "the server is shutting down; try another one, or again shortly") from None
         except Exception:  # the forward pass failed; the batcher has logged why
             raise HTTPException(500, INTERNAL_ERROR) from None
+        if body.explain:
+            for answer, why in zip(answers, await _explain(predictor, body), strict=True):
+                answer.update(why)
         return {"predictions": answers}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -152,6 +160,24 @@ def _check(texts: list[str], limits: Limits) -> None:
     blank = [i for i, text in enumerate(texts) if not text.strip()]
     if blank:
         raise HTTPException(422, f"text {blank[0]} is empty")
+
+
+_EXPLAINING = threading.Lock()  # one explanation at a time: each already runs its steps as one batch
+
+
+async def _explain(predictor: Predictor, body: PredictRequest) -> list[dict[str, Any]]:
+    """Why, for each text of a request (in a thread, beside the batcher); what cannot be explained is a 400."""
+    gradients = predictor.engine.kind == "torch" and not predictor.engine.quantized
+    method = body.explain_method or ("integrated-gradients" if gradients else "occlusion")
+
+    def run() -> list[dict[str, Any]]:
+        with _EXPLAINING:
+            return predictor.explain(body.texts, method=method, label=body.explain_label)
+
+    try:
+        return await asyncio.to_thread(run)
+    except BertLSTMError as err:
+        raise HTTPException(400, str(err)) from None
 
 
 def _errors(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ the data, the BERT→LSTM model, datasets of texts, and classification metrics.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import numpy as np
@@ -153,7 +154,20 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
             return evaluation_report(self.labels_, dev_set.labels, logits)
         self.classes_ = self.labels_.classes()
         report = evaluation_report(self.labels_, dev_set.labels, logits)
-        return {**report, "confident_errors": confident_errors(dev[0], dev_set.labels, logits, self.labels_.names)}
+        errors = confident_errors(dev[0], dev_set.labels, logits, self.labels_.names)
+        return {**report, "confident_errors": self._with_why(errors)}
+
+    def _with_why(self, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each dev error with why the model predicted its label, for the report's page: the words' scores of
+        the text as kept, by integrated gradients (occlusion where Captum is not installed)."""
+        if not errors:
+            return errors
+        predictor = self.predictor()
+        method = "integrated-gradients" if importlib.util.find_spec("captum") is not None else "occlusion"
+        for error in errors:
+            why = predictor.explain([error["text"]], method=method, label=error["predicted"])[0]
+            error["explanation"] = why["explanation"]
+        return errors
 
     def _labels_section(self) -> dict[str, Any]:
         return self._require_labels().to_dict()
@@ -182,6 +196,15 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         else a softmax). ``X``: texts, or a table with a text column."""
         self._require_model()
         return self.predictor_.predict_proba(as_texts(X, getattr(self, "text_column_", None)))
+
+    def explain(
+        self, X: Any, method: str = "integrated-gradients", steps: int = 32, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Why, per text: each word's score for the predicted label (``label``: that one), as ``explanation``
+        (``[{"word", "score"}]``), with ``explained`` and, for integrated gradients, ``completeness``; ``method``:
+        integrated-gradients, gradient-x-input or occlusion (see :mod:`bertlstm.core.attribution`)."""
+        self._require_model()
+        return self.predictor_.explain(as_texts(X, getattr(self, "text_column_", None)), method, steps, label)
 
     def predict(self, X: Any) -> np.ndarray:
         """The class per text (an array like ``classes_``); multi-label: a 0/1 matrix (N, C) at the tuned

@@ -56,7 +56,7 @@ class BertLSTMModel(EncoderModel):
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The selected encoder layers side by side: per token (B, T, K*H), or in ``pooled`` mode one
         mean-pooled vector per text (B, 1, K*H). The mix of layers comes later, in :meth:`forward`."""
-        hidden = encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, not self.encoder_frozen)
+        hidden = encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, self.encoder_gradients)
         if self.config.mode == "pooled":
             return mean_pool(hidden, attention_mask).unsqueeze(1)  # (B, 1, K*H)
         return hidden  # (B, T, K*H)

@@ -16,6 +16,7 @@ from scipy.special import expit, softmax
 from ...core.backends import Predictor
 from ...core.data import TEXT_COLUMNS, column_texts, find_column, iter_tables
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
+from ...core.errors import BertLSTMError
 from .config import ClassifyData
 from .data import TextCut, TokenDataset, load_labelled
 from .labels import Labels
@@ -41,6 +42,7 @@ class ClassifierPredictor(Predictor):
 
     task = "classification"
     output = "logits"
+    explains = True
 
     def __init__(self, engine: Any, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         super().__init__(engine, meta, tokenizer, batch_size)
@@ -77,14 +79,73 @@ class ClassifierPredictor(Predictor):
         """Per text its label (multi-label: the label set above threshold) and every class's probability."""
         proba = self.predict_proba(texts)
         key = "labels" if self.labels.multi_label else "label"
-        return [
+        answers = [
             {key: name, "probabilities": dict(zip(self.labels.names, map(float, p), strict=True))}
             for name, p in zip(self.labels.decode(proba), proba, strict=True)
         ]
+        if self.explaining is not None:
+            for answer, why in zip(answers, self.explain(texts, **self.explaining), strict=True):
+                answer.update(why)
+        return answers
 
     def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         dataset = TokenDataset(self.cut(self.tokenizer, texts), None, self.pad_id)
         return dataset.collate([dataset[i] for i in range(len(dataset))])
+
+    # --- explanations ----------------------------------------------------------------------------
+    def explain(
+        self, texts: Sequence[str], method: str = "integrated-gradients", steps: int = 32, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per text, why: its words' scores for its predicted label (``label``: that one instead), as
+        ``explanation`` (a list of ``{"word", "score"}`` in text order), the label as ``explained``, and for
+        integrated gradients the completeness check as ``completeness``; multi-label, each of these per label
+        of the predicted set. See :mod:`bertlstm.core.attribution` for the methods and the word rule."""
+        from ...core import attribution  # torch (and Captum): only when explaining
+
+        attribution.check_method(method, steps)
+        self.check_explain(method)
+        if label is not None and label not in self.labels.names:
+            known = ", ".join(self.labels.names)
+            raise BertLSTMError(f"`explain_label` {label!r} is not a label of this model: {known}", "explain_label")
+        chosen = [label] if label is not None else None
+        out = []
+        for text, decided in zip(texts, self.labels.decode(self.predict_proba(texts)), strict=True):
+            encoding = self.tokenizer.encode(text)
+            kept = self.cut.head_tail(list(range(len(encoding.ids)))) if self.cut.long_text == "head-tail" else None
+            pieces = attribution.Pieces.of(encoding, text, kept)
+            names: list[str] = chosen or (decided if isinstance(decided, list) else [decided])
+            why = {name: self._why(attribution, pieces, self.labels.names.index(name), method, steps) for name in names}
+            if self.labels.multi_label:
+                out.append({"explanation": {n: w[0] for n, w in why.items()}, "explained": names})
+                if method == "integrated-gradients":
+                    out[-1]["completeness"] = {n: w[1] for n, w in why.items()}
+            else:
+                words, check = why[names[0]]
+                out.append({"explanation": words, "explained": names[0], **({"completeness": check} if check else {})})
+        return out
+
+    def _why(self, attribution: Any, pieces: Any, index: int, method: str, steps: int) -> tuple[list, dict | None]:
+        """One text's word scores for class ``index``, and the completeness check (integrated gradients)."""
+        multi = self.labels.multi_label
+        if method == "occlusion":
+
+            def scores(rows: list[list[int]]) -> np.ndarray:
+                out = []
+                for start in range(0, len(rows), self.batch_size):
+                    part = TokenDataset(rows[start : start + self.batch_size], None, self.pad_id)
+                    out.append(activate(self.engine(part.collate([part[i] for i in range(len(part))])), multi))
+                return np.concatenate(out)[:, index]
+
+            return attribution.occlusion_scores(pieces, scores), None
+        engine: Any = self.engine  # a TorchEngine (check_explain): its model in memory
+        model = engine.model
+
+        def score(ids: Any, mask: Any) -> Any:
+            logits = model(input_ids=ids, attention_mask=mask).logits  # (B, C)
+            return (logits.sigmoid() if multi else logits.softmax(-1))[:, index]  # (B,)
+
+        per_piece, check = attribution.gradient_scores(model, score, pieces, self.pad_id, method, steps, engine.device)
+        return pieces.word_scores(per_piece), check
 
     # --- evaluation ------------------------------------------------------------------------------
     def evaluate(self, texts: Sequence[str], labels: Sequence[Any], shard: Shard = ALONE) -> dict[str, Any]:
@@ -113,6 +174,9 @@ class ClassifierPredictor(Predictor):
         has such columns already, such as its own true labels); multi-label sets joined by ``label_separator``."""
         texts = column_texts(frame, find_column(frame, data.text_column, TEXT_COLUMNS, "text", where), where)
         predicted = prediction_columns(self.predict_proba(texts), self.labels, data.label_separator)
+        if self.explaining is not None:
+            why = pd.DataFrame(self.explain(texts, **self.explaining))
+            predicted = pd.concat([predicted, why], axis=1)
         if set(predicted.columns) & set(frame.columns):
             predicted = predicted.add_prefix("predicted_")
         return pd.concat([frame.reset_index(drop=True), predicted], axis=1)

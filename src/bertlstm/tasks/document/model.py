@@ -42,7 +42,7 @@ class BertLSTMDocumentModel(BertLSTMModel):
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Each window's vector, the selected layers side by side: (Nw, T) -> (Nw, 1, K*H); what the cache
         stores for a frozen encoder (the layers are mixed later, after the vectors)."""
-        hidden = encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, not self.encoder_frozen)
+        hidden = encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, self.encoder_gradients)
         return self.pool(hidden, attention_mask).unsqueeze(1)
 
     def window_vectors(

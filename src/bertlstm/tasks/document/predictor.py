@@ -32,6 +32,7 @@ class DocumentPredictor(ClassifierPredictor):
     output = "logits"
     max_chars = 10_000_000  # what the server accepts by default: documents are long
     max_body_bytes = 64 * 2**20
+    explains = False  # a document's windows: not yet
 
     def __init__(
         self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None, **engines: Engine

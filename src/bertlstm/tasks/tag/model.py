@@ -53,7 +53,7 @@ class BertTaggerModel(EncoderModel):
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The selected layers side by side per piece: (Nw, T) -> (Nw, T, K*H); what the cache stores."""
-        return encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, not self.encoder_frozen)
+        return encode_layers(self.encoder, input_ids, attention_mask, self.layer_ids, self.encoder_gradients)
 
     def words(self, pieces: Tensor, window: Tensor, start: Tensor, end: Tensor) -> Tensor:
         """Word vectors from piece vectors (Nw, T, D) and, per word (B, W), its window and piece span:

@@ -1,0 +1,133 @@
+"""Why a model said what it said: a score per word for one output (a label's probability), by one of three
+methods, so that they can be compared.
+
+* ``integrated-gradients`` (Sundararajan et al. 2017, through Captum's ``LayerIntegratedGradients``): the
+  gradient of the score along the straight path from a baseline to the text, integrated over the word-piece
+  embeddings, ``steps`` points, all in one batch. The baseline keeps ``[CLS]`` and ``[SEP]`` and puts the
+  padding token in every other place. *Completeness*: the scores sum to the score of the text minus the score
+  of the baseline; both are reported per text, and their gap shows how well ``steps`` approximates the
+  integral.
+* ``gradient-x-input``: one backward pass, the gradient of the score times the word-piece embeddings.
+* ``occlusion``: each word left out in turn (its pieces removed, not masked); a word's score is how much the
+  text's score drops without it. One batch of as many texts as words; any engine runs it (an export too).
+
+The gradient methods attribute to word-piece embeddings (``encoder.get_input_embeddings()``); gradients flow
+through a frozen encoder while :func:`gradients_to_inputs` is on. **Words**: a word is what the encoder's
+pre-tokenizer splits a text into (at spaces and punctuation: "film," is "film" and ","); a word's score is the
+sum of its pieces' scores, so that word scores keep completeness. Special tokens carry no word. Words past
+``max_length`` are not read by the model, and are not in an explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import BertLSTMError
+
+METHODS = ("integrated-gradients", "gradient-x-input", "occlusion")
+Score = Callable[[Tensor, Tensor], Tensor]  # (input_ids (B, T), attention_mask (B, T)) -> one score per row (B,)
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """A text as the model reads it: its word-piece ids, and which word each piece belongs to."""
+
+    ids: list[int]  # special tokens included
+    word_of: list[int | None]  # per piece, the index of its word in ``words`` (None: a special token)
+    words: list[str]  # the words read, in text order
+
+    @classmethod
+    def of(cls, encoding: Any, text: str, kept: list[int] | None = None) -> Pieces:
+        """From a ``tokenizers`` encoding of ``text``; ``kept``: the positions the model reads (a head-tail
+        cut), else all."""
+        positions = kept if kept is not None else list(range(len(encoding.ids)))
+        spans: dict[int, list[int]] = {}  # the tokenizer's word id -> [first char, end char], in text order
+        word_of: list[int | None] = []
+        for p in positions:
+            word, (start, end) = encoding.word_ids[p], encoding.offsets[p]
+            if word is None:
+                word_of.append(None)
+                continue
+            if word not in spans:
+                spans[word] = [start, end]
+            spans[word][1] = max(spans[word][1], end)
+            word_of.append(len(spans) - 1 if word == next(reversed(spans)) else list(spans).index(word))
+        ids = [encoding.ids[p] for p in positions]
+        return cls(ids, word_of, [text[start:end] for start, end in spans.values()])
+
+    def word_scores(self, piece_scores: np.ndarray) -> list[dict[str, Any]]:
+        """Per word its text and the sum of its pieces' scores, in text order."""
+        sums = np.zeros(len(self.words), dtype=np.float64)
+        for score, word in zip(piece_scores, self.word_of, strict=True):
+            if word is not None:
+                sums[word] += float(score)
+        return [{"word": w, "score": round(float(s), 6)} for w, s in zip(self.words, sums, strict=True)]
+
+    def without_word(self, word: int) -> list[int]:
+        return [i for i, w in zip(self.ids, self.word_of, strict=True) if w != word]
+
+
+@contextmanager
+def gradients_to_inputs(model: Any) -> Iterator[None]:
+    """Gradients flow through the encoder (frozen or not) down to its inputs, dropout off: how a gradient
+    method reads a model. Restored afterwards."""
+    was_training, was_attributing = model.training, getattr(model, "attributing", False)
+    model.eval()
+    model.attributing = True
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        model.attributing = was_attributing
+        model.train(was_training)
+
+
+def check_method(method: str, steps: int) -> None:
+    if method not in METHODS:
+        raise BertLSTMError(f"`explain_method` must be one of {', '.join(METHODS)}, not {method!r}", "explain_method")
+    if method == "integrated-gradients":
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise BertLSTMError(f"`explain_steps` must be a whole number of at least 2, not {steps!r}", "explain_steps")
+
+
+def gradient_scores(
+    model: Any, score: Score, pieces: Pieces, pad_id: int, method: str, steps: int, device: torch.device
+) -> tuple[np.ndarray, dict[str, float] | None]:
+    """Per piece the score's attribution (T,), by integrated gradients (with its completeness check:
+    ``attribution_sum`` against ``score_difference``) or gradient x input (no check)."""
+    embeddings = model.encoder.get_input_embeddings()
+    ids = torch.tensor([pieces.ids], device=device)  # (1, T)
+    mask = torch.ones_like(ids)  # (1, T)
+    with gradients_to_inputs(model):
+        if method == "gradient-x-input":
+            from captum.attr import LayerGradientXActivation  # the explain extra, only for this method
+
+            attributions = LayerGradientXActivation(score, embeddings).attribute(ids, additional_forward_args=(mask,))
+            return attributions.sum(-1)[0].detach().cpu().numpy(), None  # (T,)
+        from captum.attr import LayerIntegratedGradients  # the explain extra, only for this method
+
+        specials = torch.tensor([w is None for w in pieces.word_of], device=device)  # (T,)
+        baseline = torch.where(specials, ids, torch.full_like(ids, pad_id))  # (1, T): [CLS] pad ... pad [SEP]
+        attributions = LayerIntegratedGradients(score, embeddings).attribute(
+            ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps, internal_batch_size=steps
+        )  # (1, T, H)
+        per_piece = attributions.sum(-1)[0].detach().cpu().numpy()  # (T,)
+        with torch.no_grad():
+            difference = float(score(ids, mask)[0] - score(baseline, mask)[0])
+    return per_piece, {"attribution_sum": round(float(per_piece.sum()), 6), "score_difference": round(difference, 6)}
+
+
+def occlusion_scores(pieces: Pieces, scores: Callable[[list[list[int]]], np.ndarray]) -> list[dict[str, Any]]:
+    """Per word the drop of the score when the word is left out; ``scores``: one score per id list, in one
+    batch."""
+    variants = [pieces.ids] + [pieces.without_word(w) for w in range(len(pieces.words))]
+    values = scores(variants)  # (1 + words,)
+    drops = values[0] - values[1:]
+    return [{"word": w, "score": round(float(d), 6)} for w, d in zip(pieces.words, drops, strict=True)]
