@@ -48,19 +48,21 @@ class Pieces:
         """From a ``tokenizers`` encoding of ``text``; ``kept``: the positions the model reads (a head-tail
         cut), else all."""
         positions = kept if kept is not None else list(range(len(encoding.ids)))
-        spans: dict[int, list[int]] = {}  # the tokenizer's word id -> [first char, end char], in text order
+        place: dict[int, int] = {}  # the tokenizer's word id -> its place among the words read
+        spans: list[list[int]] = []  # per word read: [first char, end char]
         word_of: list[int | None] = []
         for p in positions:
             word, (start, end) = encoding.word_ids[p], encoding.offsets[p]
             if word is None:
                 word_of.append(None)
                 continue
-            if word not in spans:
-                spans[word] = [start, end]
-            spans[word][1] = max(spans[word][1], end)
-            word_of.append(len(spans) - 1 if word == next(reversed(spans)) else list(spans).index(word))
+            if word not in place:
+                place[word] = len(spans)
+                spans.append([start, end])
+            spans[place[word]][1] = max(spans[place[word]][1], end)
+            word_of.append(place[word])
         ids = [encoding.ids[p] for p in positions]
-        return cls(ids, word_of, [text[start:end] for start, end in spans.values()])
+        return cls(ids, word_of, [text[start:end] for start, end in spans])
 
     def word_scores(self, piece_scores: np.ndarray) -> list[dict[str, Any]]:
         """Per word its text and the sum of its pieces' scores, in text order."""

@@ -118,6 +118,7 @@ class Predictor(ABC):
     max_body_bytes: ClassVar[int] = 1_000_000  # the largest request the server takes by default
     progress: str | None = None  # what a bar over the batches says (an evaluation sets it); None: no bar
     explains: ClassVar[bool] = False  # whether it can say why (:meth:`explain`)
+    follows_gradients: ClassVar[bool] = False  # whether it can say why by gradients, not only by occlusion
     explaining: dict[str, Any] | None = None  # explain's keywords: every prediction then says why
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
@@ -172,24 +173,34 @@ class Predictor(ABC):
         """One JSON object per raw text: what the server answers, and ``predict --text`` writes."""
 
     def explain(
-        self, texts: Sequence[str], method: str = "integrated-gradients", steps: int = 32, label: str | None = None
+        self, texts: Sequence[str], method: str | None = None, steps: int = 32, label: str | None = None
     ) -> list[dict[str, Any]]:
-        """Per text, why the model answered as it did (by ``method``; ``label``: why not that label): fields to
-        add to its answer."""
+        """Per text, why the model answered as it did (by ``method``; ``label``: why that label): fields to add
+        to its answer."""
         raise BertLSTMError(f"a {self.task} model cannot explain its predictions yet", "explain")
 
-    def check_explain(self, method: str) -> None:
-        """Refuse, before any text is read, an explanation this model cannot give by ``method``."""
+    def explain_method(self, method: str | None) -> str:
+        """``method`` checked for this model, or the best it has: integrated gradients where gradients can be
+        followed (a model in memory, unquantized, whose task follows them), else occlusion. Refused before any
+        text is read."""
         if not self.explains:
             raise BertLSTMError(f"a {self.task} model cannot explain its predictions yet", "explain")
-        if method != "occlusion" and (self.engine.kind != "torch" or self.engine.quantized):
+        gradients = self.follows_gradients and self.engine.kind == "torch" and not self.engine.quantized
+        method = method or ("integrated-gradients" if gradients else "occlusion")
+        if method != "occlusion" and not gradients:
+            why = (
+                "an exported graph or int8 weights do not have"
+                if self.follows_gradients
+                else "taggers do not follow yet"
+            )
             raise BertLSTMError(
-                f"`explain_method` {method} follows gradients, which an exported graph or int8 weights do not "
-                "have: explain with the model folder, unquantized, or by occlusion",
+                f"`explain_method` {method} follows gradients, which {why}: explain by occlusion"
+                + (", or with the model folder, unquantized" if self.follows_gradients else ""),
                 "explain_method",
             )
         if method == "integrated-gradients":
             needs_packages(("captum",), "explain")
+        return method
 
     @abstractmethod
     def read_file(self, path: str, chunk_rows: int) -> Iterator[Any]:

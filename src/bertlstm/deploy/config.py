@@ -46,8 +46,8 @@ class PredictConfig(ModelSettings):
     text: tuple[str, ...] = setting((), "a text to label (repeatable)", metavar="TEXT", repeat=True)
     chunk_rows: int = setting(10_000, "rows of a file read, predicted and written at a time")
     explain: bool = setting(False, "add why: each word's score for the predicted label (an `explanation` column)")
-    explain_method: ExplainMethod = setting(
-        "integrated-gradients", "how words are scored (occlusion also runs an exported graph)"
+    explain_method: ExplainMethod | None = setting(
+        None, "how words are scored (default: integrated-gradients where gradients can be followed, else occlusion)"
     )
     explain_steps: int = setting(32, "integrated gradients: points on the path from the baseline, in one batch")
     explain_label: str | None = setting(None, "explain this label, not the predicted one", metavar="LABEL")

@@ -82,9 +82,8 @@ def _predictor(ref: ModelRef, settings: PredictConfig, shard: Shard) -> Predicto
     device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
     predictor = ref.predictor(settings.quantize, device, settings.batch_size)
     if settings.explain:
-        predictor.check_explain(settings.explain_method)
-        how = {"method": settings.explain_method, "steps": settings.explain_steps, "label": settings.explain_label}
-        predictor.explaining = how
+        method = predictor.explain_method(settings.explain_method)
+        predictor.explaining = {"method": method, "steps": settings.explain_steps, "label": settings.explain_label}
     return predictor
 
 

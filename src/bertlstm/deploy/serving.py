@@ -93,7 +93,7 @@ def _drain_on_signals(batcher: MicroBatcher) -> None:
 
 class PredictRequest(BaseModel):
     """``{"texts": ["…", …]}``: the texts to label, in order; ``"explain": true`` adds why (each word's score,
-    by ``explain_method``: integrated gradients for a model folder, occlusion for an exported graph)."""
+    by ``explain_method``: by default integrated gradients where gradients can be followed, else occlusion)."""
 
     model_config = ConfigDict(extra="forbid")
     texts: list[StrictStr]
@@ -167,12 +167,10 @@ _EXPLAINING = threading.Lock()  # one explanation at a time: each already runs i
 
 async def _explain(predictor: Predictor, body: PredictRequest) -> list[dict[str, Any]]:
     """Why, for each text of a request (in a thread, beside the batcher); what cannot be explained is a 400."""
-    gradients = predictor.engine.kind == "torch" and not predictor.engine.quantized
-    method = body.explain_method or ("integrated-gradients" if gradients else "occlusion")
 
     def run() -> list[dict[str, Any]]:
         with _EXPLAINING:
-            return predictor.explain(body.texts, method=method, label=body.explain_label)
+            return predictor.explain(body.texts, method=body.explain_method, label=body.explain_label)
 
     try:
         return await asyncio.to_thread(run)

@@ -15,7 +15,7 @@ from bertlstm import BertLSTMClassifier
 from bertlstm.cli import main
 from bertlstm.core.attribution import Pieces
 from bertlstm.tasks.registry import open_model
-from conftest import make_multilabel, make_sentiment, one_error
+from conftest import make_multilabel, make_sentiment, one_error, write_csv
 
 pytest.importorskip("captum", reason="explanations need captum (the explain extra)")
 TEXT = "a wonderful , moving film"
@@ -139,14 +139,35 @@ def test_predict_explain_writes_the_words_as_json(frozen: Path, tmp_path: Path, 
 
     [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [w["word"] for w in json.loads(row["explanation"])] == TEXT.split()  # a JSON string in a CSV cell
+    labelled = write_csv(tmp_path / "labelled.csv", n=4)  # a file with its own labels: predicted_label ...
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(frozen),
+                "--input",
+                str(labelled),
+                "--explain",
+                "--output",
+                str(tmp_path / "l.jsonl"),
+            ]
+        )
+        == 0
+    )
+    row = json.loads((tmp_path / "l.jsonl").read_text().splitlines()[0])
+    assert {"label", "predicted_label", "explanation", "explained", "completeness"} <= set(row)  # ... and why
 
 
 def test_what_cannot_be_explained_is_one_error_line(
     frozen: Path, tiny_encoder: str, tmp_path: Path, capsys, monkeypatch
 ):
     argv = ["predict", "--model", str(frozen), "--text", TEXT, "--explain"]
-    assert main([*argv, "--quantize", "int8"]) == 2
-    one_error(capsys, "--explain-method integrated-gradients follows gradients", "or by occlusion")
+    assert main([*argv, "--quantize", "int8", "--explain-method", "integrated-gradients"]) == 2
+    one_error(capsys, "--explain-method integrated-gradients follows gradients", "explain by occlusion")
+    assert main([*argv, "--quantize", "int8"]) == 0  # int8 weights: occlusion, by default
+    out = capsys.readouterr().out
+    assert out.startswith("text,label,prob_neg,prob_pos,explanation,explained\n")  # no completeness
     assert main([*argv, "--explain-label", "maybe"]) == 2
     one_error(capsys, "--explain-label 'maybe' is not a label of this model")
     found = importlib.util.find_spec
@@ -171,11 +192,41 @@ def test_the_server_explains_when_asked(frozen: Path) -> None:
         assert bad.status_code == 400 and "not a label of this model" in bad.json()["detail"]
 
 
-def test_a_tagger_says_it_cannot_explain_yet(tiny_encoder: str, tmp_path: Path, capsys) -> None:
+def test_a_tagger_explains_each_entity_by_occlusion(tiny_encoder: str, tmp_path: Path, capsys) -> None:
     from bertlstm import BertLSTMTagger
+    from bertlstm.tasks.tag.data import Sentence
     from conftest import make_tagged
 
-    tagger = BertLSTMTagger(encoder=tiny_encoder, epochs=1, lstm_units=8, progress=False)
-    folder = tagger.fit(*make_tagged(40, 1)).save_pretrained(tmp_path / "tagger")
-    assert main(["predict", "--model", str(folder), "--text", "the actor was good", "--explain"]) == 2
-    one_error(capsys, "a tagging model cannot explain its predictions yet")
+    tagger = BertLSTMTagger(encoder=tiny_encoder, epochs=6, lstm_units=16, lr=1e-2, progress=False)
+    folder = tagger.fit(*make_tagged(120, 1)).save_pretrained(tmp_path / "tagger")
+    predictor = open_model(folder, device="cpu")
+    text = "the actor was good in this scene story"
+    [answer] = predictor.explain([text])
+    assert answer["entities"], "the tagger learnt no entity: the test shows nothing"
+    assert [{k: e[k] for k in ("text", "type", "start", "end")} for e in answer["entities"]] == predictor.answer(
+        [text]
+    )[0]["entities"]
+    words = text.split()
+    for entity in answer["entities"]:
+        first, last = len(text[: entity["start"]].split()), len(text[: entity["end"]].split())
+        others = [w for i, w in enumerate(words) if not first <= i < last]
+        assert [w["word"] for w in entity["explanation"]] == others
+        # the first other word's score, recomputed: the entity's tag probability with and without it
+        w = next(i for i in range(len(words)) if not first <= i < last)
+        probs = predictor._tag_probabilities([Sentence(words, None, 0), Sentence(words[:w] + words[w + 1 :], None, 1)])
+        tags = probs[0].argmax(-1) if predictor.crf is None else predictor.tag_ids([Sentence(words)])[0]
+        shift = -1 if w < first else 0
+        drop = np.mean([probs[0][i, tags[i]] for i in range(first, last)])
+        drop -= np.mean([probs[1][i + shift, tags[i]] for i in range(first, last)])
+        assert abs(entity["explanation"][0]["score"] - drop) < 1e-5
+    assert (
+        main(["predict", "--model", str(folder), "--text", text, "--explain", "--output", str(tmp_path / "t.jsonl")])
+        == 0
+    )
+    row = json.loads((tmp_path / "t.jsonl").read_text())
+    assert [e["explanation"] for e in row["entities"]] == [e["explanation"] for e in answer["entities"]]
+    assert (
+        main(["predict", "--model", str(folder), "--text", text, "--explain-method", "gradient-x-input", "--explain"])
+        == 2
+    )
+    one_error(capsys, "taggers do not follow yet: explain by occlusion")

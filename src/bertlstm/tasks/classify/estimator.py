@@ -198,11 +198,11 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         return self.predictor_.predict_proba(as_texts(X, getattr(self, "text_column_", None)))
 
     def explain(
-        self, X: Any, method: str = "integrated-gradients", steps: int = 32, label: str | None = None
+        self, X: Any, method: str | None = None, steps: int = 32, label: str | None = None
     ) -> list[dict[str, Any]]:
         """Why, per text: each word's score for the predicted label (``label``: that one), as ``explanation``
         (``[{"word", "score"}]``), with ``explained`` and, for integrated gradients, ``completeness``; ``method``:
-        integrated-gradients, gradient-x-input or occlusion (see :mod:`bertlstm.core.attribution`)."""
+        integrated-gradients (the default), gradient-x-input or occlusion (see :mod:`bertlstm.core.attribution`)."""
         self._require_model()
         return self.predictor_.explain(as_texts(X, getattr(self, "text_column_", None)), method, steps, label)
 

@@ -43,6 +43,7 @@ class ClassifierPredictor(Predictor):
     task = "classification"
     output = "logits"
     explains = True
+    follows_gradients = True
 
     def __init__(self, engine: Any, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         super().__init__(engine, meta, tokenizer, batch_size)
@@ -94,16 +95,17 @@ class ClassifierPredictor(Predictor):
 
     # --- explanations ----------------------------------------------------------------------------
     def explain(
-        self, texts: Sequence[str], method: str = "integrated-gradients", steps: int = 32, label: str | None = None
+        self, texts: Sequence[str], method: str | None = None, steps: int = 32, label: str | None = None
     ) -> list[dict[str, Any]]:
         """Per text, why: its words' scores for its predicted label (``label``: that one instead), as
         ``explanation`` (a list of ``{"word", "score"}`` in text order), the label as ``explained``, and for
         integrated gradients the completeness check as ``completeness``; multi-label, each of these per label
-        of the predicted set. See :mod:`bertlstm.core.attribution` for the methods and the word rule."""
+        of the predicted set. ``method``: integrated-gradients (the default where gradients can be followed),
+        gradient-x-input or occlusion; see :mod:`bertlstm.core.attribution` for them and the word rule."""
         from ...core import attribution  # torch (and Captum): only when explaining
 
+        method = self.explain_method(method)
         attribution.check_method(method, steps)
-        self.check_explain(method)
         if label is not None and label not in self.labels.names:
             known = ", ".join(self.labels.names)
             raise BertLSTMError(f"`explain_label` {label!r} is not a label of this model: {known}", "explain_label")
@@ -137,7 +139,7 @@ class ClassifierPredictor(Predictor):
                 return np.concatenate(out)[:, index]
 
             return attribution.occlusion_scores(pieces, scores), None
-        engine: Any = self.engine  # a TorchEngine (check_explain): its model in memory
+        engine: Any = self.engine  # a TorchEngine (explain_method): its model in memory
         model = engine.model
 
         def score(ids: Any, mask: Any) -> Any:
@@ -174,9 +176,10 @@ class ClassifierPredictor(Predictor):
         has such columns already, such as its own true labels); multi-label sets joined by ``label_separator``."""
         texts = column_texts(frame, find_column(frame, data.text_column, TEXT_COLUMNS, "text", where), where)
         predicted = prediction_columns(self.predict_proba(texts), self.labels, data.label_separator)
-        if self.explaining is not None:
-            why = pd.DataFrame(self.explain(texts, **self.explaining))
-            predicted = pd.concat([predicted, why], axis=1)
         if set(predicted.columns) & set(frame.columns):
             predicted = predicted.add_prefix("predicted_")
+        if self.explaining is not None:
+            why = pd.DataFrame(self.explain(texts, **self.explaining))
+            why = why.add_prefix("predicted_") if set(why.columns) & set(frame.columns) else why
+            predicted = pd.concat([predicted, why], axis=1)
         return pd.concat([frame.reset_index(drop=True), predicted], axis=1)

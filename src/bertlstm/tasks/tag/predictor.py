@@ -20,6 +20,7 @@ import pandas as pd
 from ...core.backends import Predictor
 from ...core.data import TEXT_COLUMNS, column_texts, find_column, iter_tables
 from ...core.distributed import ALONE, Shard, current_shard, sharded_rows
+from ...core.errors import BertLSTMError
 from .checks import has_tokens
 from .config import TagData
 from .data import Sentence, detect_scheme, known_sentences, read_tagged, spans, split_words, to_iob2
@@ -62,11 +63,18 @@ def spans_of(texts: Sequence[str], predict: Callable[[list[Sentence]], list[list
     return found
 
 
+def _entity_score(probs: np.ndarray, tags: np.ndarray, first: int, last: int, shift: int) -> float:
+    """The mean probability of the tags of words ``first`` to ``last`` - 1, read ``shift`` words over in
+    ``probs`` (words, tags): a word before them was left out."""
+    return float(np.mean([probs[i + shift, tags[i]] for i in range(first, last)]))
+
+
 class TaggerPredictor(Predictor):
     """Tags for sentences and entities for texts, from a tagger's emission scores."""
 
     task = "tagging"
     output = "emissions"
+    explains = True  # by occlusion
 
     def __init__(self, engine: Any, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         super().__init__(engine, meta, tokenizer, batch_size)
@@ -110,7 +118,50 @@ class TaggerPredictor(Predictor):
         return spans_of(texts, self.predict_tags)
 
     def answer(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        if self.explaining is not None:
+            return self.explain(texts, **self.explaining)
         return [{"entities": entities} for entities in self.predict_spans(texts)]
+
+    # --- explanations ----------------------------------------------------------------------------
+    def explain(
+        self, texts: Sequence[str], method: str | None = None, steps: int = 32, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per text, its ``entities``, each with the words that drove it as ``explanation``: every word
+        outside the entity, in text order, scored by how much the entity's score (the mean probability of its
+        words' tags, from the emissions) drops when the word is left out (occlusion)."""
+        self.explain_method(method)  # occlusion: the one method a tagger has
+        if label is not None:
+            raise BertLSTMError("`explain_label` is for classifiers: a tagger explains each entity", "explain_label")
+        out = []
+        for entities, text in zip(self.predict_spans(texts), texts, strict=True):
+            sentence = split_words(text)
+            n = len(sentence.tokens)
+            variants = [sentence.tokens] + [sentence.tokens[:w] + sentence.tokens[w + 1 :] for w in range(n)]
+            probs = self._tag_probabilities([Sentence(tokens, None, k) for k, tokens in enumerate(variants)])
+            tags = probs[0].argmax(-1) if self.crf is None else self.tag_ids([sentence])[0]
+            for entity, (first, last, _) in zip(entities, spans([self.tags[int(t)] for t in tags]), strict=True):
+                whole = _entity_score(probs[0], tags, first, last, 0)
+                entity["explanation"] = [
+                    {
+                        "word": sentence.tokens[w],
+                        "score": round(whole - _entity_score(probs[1 + w], tags, first, last, -int(w < first)), 6),
+                    }
+                    for w in range(n)
+                    if not first <= w < last
+                ]
+            out.append({"entities": entities})
+        return out
+
+    def _tag_probabilities(self, sentences: list[Sentence]) -> list[np.ndarray]:
+        """Per sentence, each word's tag probabilities from the emissions (softmax): (words, tags) arrays."""
+        dataset = TagDataset(self.pieces.layouts(sentences, self.model.get("context", "sentence")), None, self.pad_id)
+        out: list[np.ndarray] = [np.empty(0)] * len(sentences)
+        for batch, emissions in self.batches(dataset, list(range(len(sentences)))):  # (B, W, C)
+            for k, j in enumerate(batch):
+                scores = emissions[k, : len(dataset.layouts[j].word_start)]  # (words, C)
+                exp = np.exp(scores - scores.max(-1, keepdims=True))
+                out[j] = exp / exp.sum(-1, keepdims=True)
+        return out
 
     def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         layouts = self.pieces.layouts([split_words(text) for text in texts], self.model.get("context", "sentence"))
@@ -151,6 +202,8 @@ class TaggerPredictor(Predictor):
             sentences = [
                 Sentence(list(t), None, int(d)) for t, d in zip(frame["tokens"], frame["document"], strict=True)
             ]
+            if self.explaining is not None:
+                raise BertLSTMError(f"{where}: a tagger explains the entities of texts, not the tags of tokens")
             return frame.assign(tags=self.predict_tags(sentences))
         texts = column_texts(frame, find_column(frame, data.text_column, TEXT_COLUMNS, "text", where), where)
-        return frame.assign(entities=self.predict_spans(texts))
+        return frame.assign(entities=[answer["entities"] for answer in self.answer(texts)])
