@@ -160,9 +160,9 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
     def _with_why(self, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each dev error with why the model predicted its label, for the report's page: the words' scores of
         the text as kept, by integrated gradients (occlusion where Captum is not installed)."""
-        if not errors:
+        predictor = self.predictor() if errors else None
+        if predictor is None or not predictor.explains:  # a documents model cannot explain yet
             return errors
-        predictor = self.predictor()
         method = "integrated-gradients" if importlib.util.find_spec("captum") is not None else "occlusion"
         for error in errors:
             why = predictor.explain([error["text"]], method=method, label=error["predicted"])[0]
