@@ -61,7 +61,13 @@ def measure(predictor, texts: list[str], method: str, steps: int) -> dict:
     seconds = (time.perf_counter() - start) / len(texts)
     sums = {f"{what}@{int(share * 100)}": [] for what in ("comp", "suff", "rand_comp", "rand_suff") for share in SHARES}
     for text, why in zip(texts, explained, strict=True):
-        pieces = Pieces.of(predictor.tokenizer.encode(text), text)
+        encoding = predictor.tokenizer.encode(text)
+        cut = (
+            predictor.cut.head_tail(list(range(len(encoding.ids)))) if predictor.cut.long_text == "head-tail" else None
+        )
+        pieces = Pieces.of(encoding, text, cut)  # the words as the explanation counts them
+        if not pieces.words:
+            continue
         label = predictor.labels.names.index(why["explained"])
         order = np.argsort([-w["score"] for w in why["explanation"]], kind="stable")
         rows, names = [pieces.ids], []

@@ -14,8 +14,8 @@ methods, so that they can be compared.
 The gradient methods attribute to word-piece embeddings (``encoder.get_input_embeddings()``); gradients flow
 through a frozen encoder while :func:`gradients_to_inputs` is on. **Words**: a word is what the encoder's
 pre-tokenizer splits a text into (at spaces and punctuation: "film," is "film" and ","); a word's score is the
-sum of its pieces' scores, so that word scores keep completeness. Special tokens carry no word. Words past
-``max_length`` are not read by the model, and are not in an explanation.
+sum of its pieces' scores, so that word scores keep completeness. Special tokens carry no word. Words the
+model does not read (past ``max_length``, or the middle a head-tail cut leaves out) are not in an explanation.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def gradients_to_inputs(model: Any) -> Iterator[None]:
     was_training, was_attributing = model.training, getattr(model, "attributing", False)
     model.eval()
     model.attributing = True
-    try:
-        with torch.enable_grad():
+    try:  # cuDNN's LSTM runs backward only in training mode: the plain kernels here
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
             yield
     finally:
         model.attributing = was_attributing
@@ -121,8 +121,14 @@ def gradient_scores(
             ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps, internal_batch_size=steps
         )  # (1, T, H)
         per_piece = attributions.sum(-1)[0].detach().cpu().numpy()  # (T,)
-        with torch.no_grad():
-            difference = float(score(ids, mask)[0] - score(baseline, mask)[0])
+        with torch.no_grad():  # the path's two ends: the baseline's word embeddings at the text's positions
+            at_text = float(score(ids, mask)[0])
+            swapped = embeddings(baseline)  # (1, T, H)
+            hook = embeddings.register_forward_hook(lambda module, args, output: swapped)
+            try:
+                difference = at_text - float(score(ids, mask)[0])
+            finally:
+                hook.remove()
     return per_piece, {"attribution_sum": round(float(per_piece.sum()), 6), "score_difference": round(difference, 6)}
 
 

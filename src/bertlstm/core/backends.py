@@ -10,6 +10,7 @@ neither torch nor transformers, and a PyTorch model and its export answer throug
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -181,12 +182,13 @@ class Predictor(ABC):
 
     def explain_method(self, method: str | None) -> str:
         """``method`` checked for this model, or the best it has: integrated gradients where gradients can be
-        followed (a model in memory, unquantized, whose task follows them), else occlusion. Refused before any
-        text is read."""
+        followed (a model in memory, unquantized, whose task follows them) and Captum is installed, else
+        occlusion. Refused before any text is read."""
         if not self.explains:
             raise BertLSTMError(f"a {self.task} model cannot explain its predictions yet", "explain")
         gradients = self.follows_gradients and self.engine.kind == "torch" and not self.engine.quantized
-        method = method or ("integrated-gradients" if gradients else "occlusion")
+        if method is None:  # the best at hand: without Captum, occlusion
+            method = "integrated-gradients" if gradients and importlib.util.find_spec("captum") else "occlusion"
         if method != "occlusion" and not gradients:
             why = (
                 "an exported graph or int8 weights do not have"
@@ -198,7 +200,7 @@ class Predictor(ABC):
                 + (", or with the model folder, unquantized" if self.follows_gradients else ""),
                 "explain_method",
             )
-        if method == "integrated-gradients":
+        if method != "occlusion":
             needs_packages(("captum",), "explain")
         return method
 

@@ -128,7 +128,7 @@ def _routes(app: FastAPI, limits: Limits, predictor: Predictor) -> None:
         except Exception:  # the forward pass failed; the batcher has logged why
             raise HTTPException(500, INTERNAL_ERROR) from None
         if body.explain:
-            for answer, why in zip(answers, await _explain(predictor, body), strict=True):
+            for answer, why in zip(answers, await _explain(predictor, body, request.app.state.batcher), strict=True):
                 answer.update(why)
         return {"predictions": answers}
 
@@ -162,18 +162,15 @@ def _check(texts: list[str], limits: Limits) -> None:
         raise HTTPException(422, f"text {blank[0]} is empty")
 
 
-_EXPLAINING = threading.Lock()  # one explanation at a time: each already runs its steps as one batch
-
-
-async def _explain(predictor: Predictor, body: PredictRequest) -> list[dict[str, Any]]:
-    """Why, for each text of a request (in a thread, beside the batcher); what cannot be explained is a 400."""
+async def _explain(predictor: Predictor, body: PredictRequest, batcher: MicroBatcher) -> list[dict[str, Any]]:
+    """Why, for each text of a request; what cannot be explained is a 400. It runs on the batcher's one worker
+    thread, between forward passes: the gradient methods hook the model's embeddings while they run."""
 
     def run() -> list[dict[str, Any]]:
-        with _EXPLAINING:
-            return predictor.explain(body.texts, method=body.explain_method, label=body.explain_label)
+        return predictor.explain(body.texts, method=body.explain_method, label=body.explain_label)
 
     try:
-        return await asyncio.to_thread(run)
+        return await asyncio.get_running_loop().run_in_executor(batcher.executor, run)
     except BertLSTMError as err:
         raise HTTPException(400, str(err)) from None
 

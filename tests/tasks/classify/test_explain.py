@@ -172,8 +172,11 @@ def test_what_cannot_be_explained_is_one_error_line(
     one_error(capsys, "--explain-label 'maybe' is not a label of this model")
     found = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "captum" else found(name))
-    assert main(argv) == 2
-    one_error(capsys, "needs the captum package: pip install 'bertlstm[explain]'")
+    for method in ("integrated-gradients", "gradient-x-input"):
+        assert main([*argv, "--explain-method", method]) == 2
+        one_error(capsys, "needs the captum package: pip install 'bertlstm[explain]'")
+    assert main(argv) == 0  # without Captum, what is at hand: occlusion
+    assert "explanation" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_the_server_explains_when_asked(frozen: Path) -> None:
@@ -206,6 +209,8 @@ def test_a_tagger_explains_each_entity_by_occlusion(tiny_encoder: str, tmp_path:
     assert [{k: e[k] for k in ("text", "type", "start", "end")} for e in answer["entities"]] == predictor.answer(
         [text]
     )[0]["entities"]
+    assert predictor.explain(["", "actor", "good"]) == [{"entities": []}, *predictor.explain(["actor", "good"])]
+    assert all(e["explanation"] == [] for e in predictor.explain(["actor"])[0]["entities"])  # no other word
     words = text.split()
     for entity in answer["entities"]:
         first, last = len(text[: entity["start"]].split()), len(text[: entity["end"]].split())

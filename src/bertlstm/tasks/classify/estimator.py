@@ -8,7 +8,7 @@ the data, the BERT→LSTM model, datasets of texts, and classification metrics.
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -155,18 +155,26 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         self.classes_ = self.labels_.classes()
         report = evaluation_report(self.labels_, dev_set.labels, logits)
         errors = confident_errors(dev[0], dev_set.labels, logits, self.labels_.names)
-        return {**report, "confident_errors": self._with_why(errors)}
+        return {**report, "confident_errors": self._with_why(errors, dev[0])}
 
-    def _with_why(self, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each dev error with why the model predicted its label, for the report's page: the words' scores of
-        the text as kept, by integrated gradients (occlusion where Captum is not installed)."""
+    def _with_why(self, errors: list[dict[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Each dev error with why the model predicted its label, for the report's page: the scores of the words
+        in the characters kept, from the whole text's explanation (integrated gradients, or occlusion without
+        Captum)."""
         predictor = self.predictor() if errors else None
         if predictor is None or not predictor.explains:  # a documents model cannot explain yet
             return errors
-        method = "integrated-gradients" if importlib.util.find_spec("captum") is not None else "occlusion"
         for error in errors:
-            why = predictor.explain([error["text"]], method=method, label=error["predicted"])[0]
-            error["explanation"] = why["explanation"]
+            text = texts[error["row"]]
+            words = predictor.explain([text], label=error["predicted"])[0]["explanation"]
+            kept, at = [], 0
+            for word in words:  # in text order: those within the kept characters
+                start = text.find(word["word"], at)
+                if start < 0 or start + len(word["word"]) > len(error["text"]):
+                    break
+                kept.append(word)
+                at = start + len(word["word"])
+            error["explanation"] = kept
         return errors
 
     def _labels_section(self) -> dict[str, Any]:

@@ -132,25 +132,36 @@ class TaggerPredictor(Predictor):
         self.explain_method(method)  # occlusion: the one method a tagger has
         if label is not None:
             raise BertLSTMError("`explain_label` is for classifiers: a tagger explains each entity", "explain_label")
-        out = []
-        for entities, text in zip(self.predict_spans(texts), texts, strict=True):
-            sentence = split_words(text)
-            n = len(sentence.tokens)
-            variants = [sentence.tokens] + [sentence.tokens[:w] + sentence.tokens[w + 1 :] for w in range(n)]
-            probs = self._tag_probabilities([Sentence(tokens, None, k) for k, tokens in enumerate(variants)])
-            tags = probs[0].argmax(-1) if self.crf is None else self.tag_ids([sentence])[0]
-            for entity, (first, last, _) in zip(entities, spans([self.tags[int(t)] for t in tags]), strict=True):
-                whole = _entity_score(probs[0], tags, first, last, 0)
-                entity["explanation"] = [
-                    {
-                        "word": sentence.tokens[w],
-                        "score": round(whole - _entity_score(probs[1 + w], tags, first, last, -int(w < first)), 6),
-                    }
-                    for w in range(n)
-                    if not first <= w < last
-                ]
-            out.append({"entities": entities})
-        return out
+        return [{"entities": self._explained_entities(text)} for text in texts]
+
+    def _explained_entities(self, text: str) -> list[dict[str, Any]]:
+        """The entities of one text, each with the other words' occlusion scores."""
+        sentence = split_words(text)
+        words, offsets = sentence.tokens, sentence.offsets or []
+        if not words:
+            return []
+        tags = self.tag_ids([sentence])[0]  # (words,) decoded as predict_spans decodes them
+        found = spans([self.tags[int(t)] for t in tags])
+        if not found:
+            return []
+        needed = sorted({w for first, last, _ in found for w in range(len(words)) if not first <= w < last})
+        variants = [words] + [words[:w] + words[w + 1 :] for w in needed]  # never empty: an entity stays
+        probs = self._tag_probabilities([Sentence(tokens, None, k) for k, tokens in enumerate(variants)])
+        without = dict(zip(needed, probs[1:], strict=True))
+        entities = []
+        for first, last, kind in found:
+            whole = _entity_score(probs[0], tags, first, last, 0)
+            scores = [
+                {
+                    "word": words[w],
+                    "score": round(whole - _entity_score(without[w], tags, first, last, -1 if w < first else 0), 6),
+                }
+                for w in range(len(words))
+                if not first <= w < last
+            ]
+            start, end = offsets[first][0], offsets[last - 1][1]
+            entities.append({"text": text[start:end], "type": kind, "start": start, "end": end, "explanation": scores})
+        return entities
 
     def _tag_probabilities(self, sentences: list[Sentence]) -> list[np.ndarray]:
         """Per sentence, each word's tag probabilities from the emissions (softmax): (words, tags) arrays."""
