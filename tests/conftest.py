@@ -176,11 +176,7 @@ def cli_train(encoder: str, output: Path, *args: object) -> int:
 def model_dir(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained model folder; tests that damage it work on a copy (:func:`copy_of`)."""
     folder = tmp_path_factory.mktemp("trained")
-    files = {}
-    for name, n, seed in (("train", 80, 1), ("test", 20, 3)):
-        texts, labels = make_sentiment(n, seed)
-        files[name] = folder / f"{name}.csv"
-        pd.DataFrame({"text": texts, "label": labels}).to_csv(files[name], index=False)
+    files = {name: write_csv(folder / f"{name}.csv", n, seed) for name, n, seed in (("train", 80, 1), ("test", 20, 3))}
     code = cli_train(tiny_encoder, folder / "model", "--train", files["train"], "--epochs", 1, "--lstm-units", 8)
     assert code == 0
     return folder / "model"

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from bertlstm.cli import main
-from conftest import cli_train, make_sentiment, one_error, write_csv
+from conftest import cli_train, one_error, write_csv
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
 HEAVY = ("torch", "transformers", "pandas", "fastapi", "matplotlib", "sklearn")
@@ -146,11 +146,7 @@ def test_export_says_nothing_of_the_exporters_internals(model_dir: Path, tmp_pat
 def run(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """A run through the command line, as a user starts one; its output and what it printed."""
     folder = tmp_path_factory.mktemp("first-run")
-    files = {}
-    for name, n, seed in (("train", 80, 1), ("test", 30, 3)):
-        texts, labels = make_sentiment(n, seed)
-        files[name] = folder / f"{name}.csv"
-        pd.DataFrame({"text": texts, "label": labels}).to_csv(files[name], index=False)
+    files = {name: write_csv(folder / f"{name}.csv", n, seed) for name, n, seed in (("train", 80, 1), ("test", 30, 3))}
     output = folder / "model"
     argv = ["-m", "bertlstm", "train", "--encoder", tiny_encoder, "--train", str(files["train"]), "--epochs", "2"]
     argv += ["--test", str(files["test"]), "--output", str(output), "--lstm-units", "8", "--device", "cpu"]
