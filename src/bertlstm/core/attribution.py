@@ -16,6 +16,14 @@ through a frozen encoder while :func:`gradients_to_inputs` is on. **Words**: a w
 pre-tokenizer splits a text into (at spaces and punctuation: "film," is "film" and ","); a word's score is the
 sum of its pieces' scores, so that word scores keep completeness. Special tokens carry no word. Words the
 model does not read (past ``max_length``, or the middle a head-tail cut leaves out) are not in an explanation.
+
+**Long documents** (:func:`window_gradient_scores`): a document is read as windows, each encoded alone to a
+vector, then an LSTM over the vectors. The gradient methods run in those two halves too, so that memory is
+bounded by a batch of windows, not by the document: every point of the path is encoded without gradients;
+the score's gradient with respect to the window vectors comes from the LSTM and head alone; then each batch of
+windows is encoded again and that gradient is carried back to its pieces' embeddings. The path's points and
+weights are Gauss-Legendre's (as Captum's default). A piece that two windows share (``chunk_stride``) scores
+the sum of both.
 """
 
 from __future__ import annotations
@@ -130,6 +138,80 @@ def gradient_scores(
             finally:
                 hook.remove()
     return per_piece, {"attribution_sum": round(float(per_piece.sum()), 6), "score_difference": round(difference, 6)}
+
+
+def window_gradient_scores(
+    model: Any,
+    score: Callable[[Tensor], Tensor],
+    windows: list[list[int]],
+    pad_id: int,
+    method: str,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[list[np.ndarray], dict[str, float] | None]:
+    """Per window (``windows``: one document's, special tokens included) its pieces' attributions, by
+    integrated gradients (with the completeness check) or gradient x input, in two halves (see the module).
+
+    ``model`` has ``window_vectors(input_ids, attention_mask)`` (Nw, T) -> (Nw, D) and ``score`` maps the
+    window vectors of documents (S, Nw, D) to one score per document (S,)."""
+    embeddings = model.encoder.get_input_embeddings()
+    longest = max(len(w) for w in windows)
+    ids = torch.tensor([w + [pad_id] * (longest - len(w)) for w in windows], device=device)  # (Nw, T)
+    mask = torch.tensor([[1] * len(w) + [0] * (longest - len(w)) for w in windows], device=device)  # (Nw, T)
+    inner = torch.tensor([[0] + [1] * (len(w) - 2) + [0] * (longest - len(w) + 1) for w in windows], device=device)
+    baseline = torch.where(inner.bool(), torch.full_like(ids, pad_id), ids)  # (Nw, T): [CLS] pad ... pad [SEP]
+    if method == "gradient-x-input":
+        alphas, weights = np.ones(1), np.ones(1)  # one point, the text itself
+    else:
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        alphas, weights = (nodes + 1) / 2, weights / 2  # on [0, 1]
+    count = len(windows)
+    with gradients_to_inputs(model):
+        with torch.no_grad():
+            text, base = embeddings(ids), embeddings(baseline)  # (Nw, T, H)
+
+        def vectors(rows: Tensor, points: Tensor) -> Tensor:
+            """The window vectors of ``rows`` (n,) at path points (n, T, H): the embeddings' output swapped in."""
+            hook = embeddings.register_forward_hook(lambda module, args, output: points)
+            try:
+                return model.window_vectors(ids[rows], mask[rows])  # (n, D)
+            finally:
+                hook.remove()
+
+        # (point, window) pairs, in batches of windows
+        pairs = torch.cartesian_prod(torch.arange(len(alphas)), torch.arange(count)).to(device)  # (S*Nw, 2)
+        alpha = torch.tensor(alphas, dtype=text.dtype, device=device)  # (S,)
+        weight = torch.tensor(weights, dtype=text.dtype, device=device)  # (S,)
+
+        def points(part: Tensor) -> Tensor:  # (n, 2) -> (n, T, H)
+            scale = alpha[part[:, 0]].view(-1, 1, 1)
+            return base[part[:, 1]] + scale * (text[part[:, 1]] - base[part[:, 1]])
+
+        parts = torch.split(pairs, batch_size)
+        with torch.no_grad():  # 1. every point's window vectors
+            found = torch.cat([vectors(part[:, 1], points(part)) for part in parts])  # (S*Nw, D)
+        found = found.view(len(alphas), count, -1).requires_grad_()  # (S, Nw, D)
+        (to_vectors,) = torch.autograd.grad((score(found) * weight).sum(), found)  # 2. the head's gradient
+        to_vectors = to_vectors.reshape(len(alphas) * count, -1)  # (S*Nw, D)
+        total = torch.zeros_like(text)  # (Nw, T, H): the weighted sum of the gradients along the path
+        start = 0
+        for part in parts:  # 3. back through the encoder, a batch of windows at a time
+            at = points(part).requires_grad_()
+            (grads,) = torch.autograd.grad(vectors(part[:, 1], at), at, to_vectors[start : start + len(part)])
+            total.index_add_(0, part[:, 1], grads)
+            start += len(part)
+        with torch.no_grad():
+            moved = text if method == "gradient-x-input" else text - base
+            per_piece = (moved * total).sum(-1) * mask  # (Nw, T)
+            scores = [row[: len(w)].cpu().numpy() for row, w in zip(per_piece, windows, strict=True)]
+            if method == "gradient-x-input":
+                return scores, None
+            everything = torch.arange(count, device=device)
+            ends = torch.stack([vectors(everything, base), vectors(everything, text)])  # (2, Nw, D)
+            at_base, at_text = score(ends).tolist()
+    attributed = float(sum(s.sum() for s in scores))
+    return scores, {"attribution_sum": round(attributed, 6), "score_difference": round(at_text - at_base, 6)}
 
 
 def occlusion_scores(pieces: Pieces, scores: Callable[[list[list[int]]], np.ndarray]) -> list[dict[str, Any]]:

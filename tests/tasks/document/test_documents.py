@@ -104,6 +104,28 @@ def test_save_load_and_the_same_predictions(trained, tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.predict_proba(texts), trained.predict_proba(texts), atol=1e-6)
 
 
+def test_a_document_is_explained_word_by_word_across_its_windows(trained) -> None:
+    """Integrated gradients in two halves (a batch of 3 windows at a time, windows sharing 3 pieces) are
+    complete over the whole document; occlusion is the drop without each word."""
+    pytest.importorskip("captum", reason="explanations need captum (the explain extra)")
+    predictor = trained.predictor(batch_size=3)
+    predictor.cutter = Windows(12, 3, predictor.cutter.cls_id, predictor.cutter.sep_id)  # 10 pieces, 3 shared
+    text = make_documents(1, 11)[0][0]
+    assert len(predictor.documents([text])[0]) > 4
+    why = predictor.explain([text], steps=64)[0]
+    words, check = why["explanation"], why["completeness"]
+    assert [w["word"] for w in words] == text.split()  # every word once, though some are in two windows
+    assert abs(check["attribution_sum"] - check["score_difference"]) <= 1e-3 + 0.01 * abs(check["score_difference"])
+    assert abs(sum(w["score"] for w in words) - check["attribution_sum"]) < 1e-4
+    short = " ".join(text.split()[:5])
+    [occluded] = predictor.explain([short], method="occlusion")
+    label = predictor.labels.names.index(occluded["explained"])
+    without = [" ".join(w for j, w in enumerate(short.split()) if j != i) for i in range(5)]
+    drops = predictor.predict_proba([short])[0, label] - predictor.predict_proba(without)[:, label]
+    np.testing.assert_allclose([w["score"] for w in occluded["explanation"]], drops, atol=1e-5)
+    assert "completeness" not in predictor.explain([text], method="gradient-x-input")[0]
+
+
 @pytest.mark.parametrize("layers", ["last", "scalar-mix"])
 def test_cached_window_vectors_and_partial_states_give_the_whole_encoders_logits(
     tiny_encoder_4: str, tmp_path: Path, layers: str
@@ -164,6 +186,9 @@ def test_the_command_line_trains_predicts_and_serves_long_documents(tiny_encoder
     capsys.readouterr()  # what training printed: the next steps
     assert main(["predict", "--model", str(tmp_path / "m"), "--text", long_text]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "text,label,prob_neg,prob_pos"
+    explain = ["--explain", "--explain-method", "occlusion"]  # the default, integrated gradients: tested above
+    assert main(["predict", "--model", str(tmp_path / "m"), "--text", texts[0], *explain]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "text,label,prob_neg,prob_pos,explanation,explained"
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 80
     with pytest.raises(SystemExit):

@@ -112,9 +112,7 @@ class ClassifierPredictor(Predictor):
         chosen = [label] if label is not None else None
         out = []
         for text, decided in zip(texts, self.labels.decode(self.predict_proba(texts)), strict=True):
-            encoding = self.tokenizer.encode(text)
-            kept = self.cut.head_tail(list(range(len(encoding.ids)))) if self.cut.long_text == "head-tail" else None
-            pieces = attribution.Pieces.of(encoding, text, kept)
+            pieces = self.pieces(attribution, text)
             names: list[str] = chosen or (decided if isinstance(decided, list) else [decided])
             why = {name: self._why(attribution, pieces, self.labels.names.index(name), method, steps) for name in names}
             if self.labels.multi_label:
@@ -125,6 +123,12 @@ class ClassifierPredictor(Predictor):
                 words, check = why[names[0]]
                 out.append({"explanation": words, "explained": names[0], **({"completeness": check} if check else {})})
         return out
+
+    def pieces(self, attribution: Any, text: str) -> Any:
+        """The text's word pieces as the model reads them (:class:`~bertlstm.core.attribution.Pieces`)."""
+        encoding = self.tokenizer.encode(text)
+        kept = self.cut.head_tail(list(range(len(encoding.ids)))) if self.cut.long_text == "head-tail" else None
+        return attribution.Pieces.of(encoding, text, kept)
 
     def _why(self, attribution: Any, pieces: Any, index: int, method: str, steps: int) -> tuple[list, dict | None]:
         """One text's word scores for class ``index``, and the completeness check (integrated gradients)."""

@@ -19,7 +19,7 @@ from ...core.backends import Engine, OnnxEngine, Predictor, plain_tokenizer
 from ...core.batching import pad_batch, sorted_batches
 from ...core.distributed import ALONE, Shard, sharded_rows
 from ...core.progress import Progress
-from ..classify.predictor import ClassifierPredictor
+from ..classify.predictor import ClassifierPredictor, activate
 from .windows import Windows, document_pieces
 
 WINDOWS_GRAPH = ".windows"  # the window encoder's export: NAME.windows.onnx beside NAME.onnx
@@ -32,7 +32,6 @@ class DocumentPredictor(ClassifierPredictor):
     output = "logits"
     max_chars = 10_000_000  # what the server accepts by default: documents are long
     max_body_bytes = 64 * 2**20
-    explains = False  # a document's windows: not yet
 
     def __init__(
         self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None, **engines: Engine
@@ -103,6 +102,47 @@ class DocumentPredictor(ClassifierPredictor):
         for row, (first, count) in enumerate(zip(firsts, counts, strict=True)):
             padded[row, :count] = vectors[first : first + count]
         return {"vectors": padded, "doc_counts": counts.astype(np.int64)}
+
+    # --- explanations (the classifier's explain, with a document's pieces and windows) ----------------------
+    def pieces(self, attribution: Any, text: str) -> Any:
+        """The whole text's word pieces, no special tokens: what its windows are cut from."""
+        return attribution.Pieces.of(self.tokenizer.encode(text, add_special_tokens=False), text)
+
+    def _why(self, attribution: Any, pieces: Any, index: int, method: str, steps: int) -> tuple[list, dict | None]:
+        """One document's word scores for class ``index``: by occlusion, every variant cut into windows again
+        and read by the engines, some variants at a time; by gradients, window by window (see
+        :func:`~bertlstm.core.attribution.window_gradient_scores`)."""
+        multi = self.labels.multi_label
+        if method == "occlusion":
+
+            def scores(variants: list[list[int]]) -> np.ndarray:
+                out = []
+                for start in range(0, len(variants), self.batch_size):
+                    documents = [self.cutter(ids) for ids in variants[start : start + self.batch_size]]
+                    vectors = self.window_vectors([w for windows in documents for w in windows])
+                    out.append(activate(self.read(documents, vectors), multi)[:, index])
+                return np.concatenate(out)
+
+            return attribution.occlusion_scores(pieces, scores), None
+        engine: Any = self.engine  # a TorchEngine over a DocumentHead: the model in memory
+        model = engine.model.model
+        import torch
+
+        def score(vectors: Any) -> Any:  # (S, Nw, D) -> (S,)
+            counts = torch.full((vectors.size(0),), vectors.size(1), dtype=torch.long)
+            logits = model.read_documents(vectors, counts)  # (S, C)
+            return (logits.sigmoid() if multi else logits.softmax(-1))[:, index]
+
+        starts = self.cutter.starts(len(pieces.ids))
+        windows = self.cutter(pieces.ids)
+        per_window, check = attribution.window_gradient_scores(
+            model, score, windows, self.pad_id, method, steps, self.batch_size, engine.device
+        )
+        per_piece = np.zeros(len(pieces.ids))  # a piece two windows share: the sum of both
+        for start, window in zip(starts, per_window, strict=True):
+            inside = window[1:-1]  # without [CLS] and [SEP]
+            per_piece[start : start + len(inside)] += inside
+        return pieces.word_scores(per_piece), check
 
     def batch_of(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The texts' windows as one batch for the window encoder (what its export is checked on)."""

@@ -28,10 +28,14 @@ class Windows:
 
     def __call__(self, pieces: Sequence[int]) -> list[list[int]]:
         body = self.length - 2
-        starts = [0]
-        while starts[-1] + body < len(pieces):
+        return [[self.cls_id, *pieces[start : start + body], self.sep_id] for start in self.starts(len(pieces))]
+
+    def starts(self, count: int) -> list[int]:
+        """Where each window of ``count`` pieces starts among them."""
+        body, starts = self.length - 2, [0]
+        while starts[-1] + body < count:
             starts.append(starts[-1] + body - self.stride)
-        return [[self.cls_id, *pieces[start : start + body], self.sep_id] for start in starts]
+        return starts
 
 
 def document_pieces(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
