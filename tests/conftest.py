@@ -29,6 +29,8 @@ def _session_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     fixture below: their feature cache goes to a temp folder too."""
     patch = pytest.MonkeyPatch()
     patch.setenv("BERTLSTM_CACHE", str(tmp_path_factory.mktemp("session-feature-cache")))
+    patch.setenv("BERTLSTM_GRAPHS", str(tmp_path_factory.mktemp("session-graphs")))
+    patch.setenv("BERTLSTM_BACKEND", "torch")  # model folders on PyTorch; tests/deploy/test_engines.py lifts it
     yield
     patch.undo()
 

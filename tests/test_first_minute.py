@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from bertlstm.cli import main
+from bertlstm.tasks.registry import open_model
 from conftest import cli_train, one_error, write_csv
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
@@ -191,9 +192,12 @@ def test_report_html_is_one_page_with_every_section_and_its_images(run, tmp_path
     assert re.findall(r'(?:src|href)="(?!data:)', html) == []  # nothing to fetch: the page is whole
     errors = json.loads((run["output"] / "metrics.json").read_text())["dev"]["confident_errors"]
     assert errors, "the tiny model got every dev text right: the test shows no highlighted words"
-    for error in errors:  # why each was predicted, shaded word by word
-        assert [w["word"] for w in error["explanation"]] == error["text"].split()
-    assert html.count('<span style="background: rgba(') == sum(len(e["explanation"]) for e in errors)
+    assert all(e["whole"] and "explanation" not in e for e in errors)  # training does not explain them ...
+    shaded = re.findall(r'<span style="background: rgba\([^"]*\)" title="(-?[0-9.]+)">([^<]*)</span>', html)
+    assert [word for _, word in shaded] == [w for e in errors for w in e["text"].split()]  # ... the page does
+    predictor = open_model(run["output"], device="cpu")
+    first = predictor.explain([errors[0]["text"]], label=errors[0]["predicted"])[0]["explanation"]
+    assert [float(score) for score, _ in shaded[: len(first)]] == [round(w["score"], 4) for w in first]
 
 
 def test_report_markdown_writes_only_its_file_with_links_that_resolve(run, tmp_path: Path, capsys) -> None:

@@ -187,10 +187,32 @@ def write_html(folder: str | Path, html_file: str | Path) -> Path:
     meta, metrics, history = _record(folder)
     report = metrics.get("test") or metrics.get("dev") or {}
     which = "test" if metrics.get("test") else "dev"
+    explain_errors(folder, (metrics.get("dev") or {}).get("confident_errors") or [])
     page = report_page(folder.name, meta, metrics, history, report, which)
     with atomic_file(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+def explain_errors(folder: Path, errors: list[dict[str, Any]]) -> None:
+    """Each dev error shown whole gains why the model predicted its label (``explanation``): the model is
+    loaded for it (integrated gradients, or occlusion without Captum). Nothing is added where the model cannot
+    explain, and a model that does not load leaves the errors plain, with a warning."""
+    whole = [e for e in errors if "explanation" not in e and e.get("whole", len(e["text"]) < 300)]
+    if not whole:
+        return
+    from .core.errors import BertLSTMError
+    from .tasks.registry import open_model  # torch and transformers: only to explain
+
+    logger.info(f"explaining the {len(whole)} most confidently wrong dev texts ...")
+    try:
+        predictor = open_model(folder, device="cpu")
+        if not predictor.explains:
+            return
+        for error in whole:
+            error["explanation"] = predictor.explain([error["text"]], label=error["predicted"])[0]["explanation"]
+    except BertLSTMError as e:
+        logger.warning(f"the dev errors are shown without why: {e}")
 
 
 _STYLE = """

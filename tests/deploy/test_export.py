@@ -137,8 +137,9 @@ def test_cli_export_and_predict_with_each_back_end(models, tmp_path: Path, capsy
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--backend", "onnx"], "export"),
+        (["--backend", "torch", "--model-onnx"], "is an ONNX graph: use the onnx back end"),
         (["--quantize", "int8", "--backend", "onnx", "--model-onnx"], "quantized when it is exported"),
+        (["--quantize", "int8", "--backend", "onnx"], "quantized when it is exported"),  # a folder's graph too
     ],
 )
 def test_back_end_mistakes_are_one_error_line(models, tmp_path: Path, capsys, args, message) -> None:

@@ -85,7 +85,7 @@ def check_serve(settings: ServeConfig) -> str | None:
         raise BertLSTMError("serving needs a `model`: a model folder or an exported .onnx file")
     key = api_key(settings)
     check_port(settings.host, settings.port)
-    find_model(settings.model, settings.backend)
+    find_model(settings.model, "auto" if settings.backend == "onnx" else settings.backend)  # onnx: a folder too
     return key
 
 

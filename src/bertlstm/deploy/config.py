@@ -19,7 +19,11 @@ class ModelSettings(Settings):
     """Which model, and how it runs: what every command that uses a trained model shares."""
 
     model: str | None = setting(None, "model folder, Hub id (user/name), or exported .onnx file", metavar="PATH")
-    backend: Backend = setting("auto", "torch, onnx, or auto (onnx for a .onnx file)")
+    backend: Backend = setting(
+        "auto",
+        "auto: onnxruntime for a .onnx file, and on a CPU for a model folder too (its graph exported once into a "
+        "cache); torch; or onnx",
+    )
     quantize: Literal["int8"] | None = setting(None, "torch back end: int8 weights for linear and LSTM layers")
     device: str = setting("auto", "torch back end: auto, cpu, cuda, cuda:N or mps")
     batch_size: int | None = setting(None, "texts per forward pass (default: 32 on a CPU, else 256)", metavar="N")

@@ -8,6 +8,7 @@ replacing the output file only once complete) and, under ``torchrun``, sharing t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -22,9 +23,10 @@ from typing import IO, TYPE_CHECKING, Any
 from ..core.distributed import Shard, current_shard
 from ..core.errors import BertLSTMError, missing_package
 from ..core.folders import atomic_file
-from ..tasks.registry import ModelRef, find_model
+from ..tasks.registry import ModelRef
 from .checks import check_output_file
 from .config import EvaluateConfig, PredictConfig
+from .engines import find, open_predictor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +55,7 @@ def predict_file(
         raise BertLSTMError(
             f"{settings.input} is a folder, not a file" if found else f"file not found: {settings.input}"
         )
-    ref = find_model(settings.model or "", settings.backend)
+    ref = find(settings.model or "", settings.backend)
     data = ref.reading(reading)
     kind = ref.task.output_kind(settings.output, settings.input)
     if settings.input is not None:
@@ -80,7 +82,12 @@ def predict_file(
 def _predictor(ref: ModelRef, settings: PredictConfig, shard: Shard) -> Predictor:
     """The model ready to predict (under torchrun, on this process's GPU) and, with ``explain``, to say why."""
     device = _local_device() if shard.world > 1 and settings.device == "auto" else settings.device
-    predictor = ref.predictor(settings.quantize, device, settings.batch_size)
+    gradients = settings.explain and settings.explain_method != "occlusion"
+    if settings.explain_method is None:  # the default follows gradients where Captum is there to follow them
+        gradients = gradients and importlib.util.find_spec("captum") is not None
+    predictor = open_predictor(
+        ref, settings.backend, settings.quantize, device, settings.batch_size, gradients, shard.world
+    )
     if settings.explain:
         method = predictor.explain_method(settings.explain_method)
         predictor.explaining = {"method": method, "steps": settings.explain_steps, "label": settings.explain_label}
@@ -105,10 +112,13 @@ def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = Non
     the settings are checked before the model is loaded."""
     if not settings.data or not Path(settings.data).is_file():
         raise BertLSTMError(f"file not found: {settings.data}")
-    ref = find_model(settings.model or "", settings.backend)
+    ref = find(settings.model or "", settings.backend)
     data = ref.reading(reading)
     ref.task.check_file(settings.data, data, True)  # its columns, from its first line
-    predictor = ref.predictor(settings.quantize, settings.device, settings.batch_size)
+    world = current_shard().world
+    predictor = open_predictor(
+        ref, settings.backend, settings.quantize, settings.device, settings.batch_size, False, world
+    )
     predictor.progress = f"evaluate {Path(settings.data).name}"
     report = predictor.evaluate_file(settings.data, data)
     return report, predictor.format_report(report)

@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ..core.backends import Predictor
 from ..core.errors import BertLSTMError
-from ..tasks.registry import open_model
 from .batcher import MicroBatcher, Overloaded, ShuttingDown
 from .checks import KEY_ENV, check_serve
 from .config import ServeConfig
+from .engines import find, open_predictor
 from .page import PAGE
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ def create_app(settings: ServeConfig, predictor: Predictor | None = None, api_ke
     """The FastAPI application; the model is loaded here unless ``predictor`` is given. With ``api_key``, every
     route but ``/health`` answers 401 to a request without it."""
     # the engine's own batch size: `batch_size` here is the micro-batch that concurrent requests share
-    predictor = predictor or open_model(settings.model or "", settings.backend, settings.quantize, settings.device)
+    if predictor is None:
+        ref = find(settings.model or "", settings.backend)
+        predictor = open_predictor(ref, settings.backend, settings.quantize, settings.device)
     own: dict[str, int] = {"max_chars": 5000, "max_body_bytes": 1_000_000}  # the model's own limits, unless given
     own = {name: getattr(settings, name) or getattr(predictor, name, fallback) for name, fallback in own.items()}
     limits = Limits(settings.max_batch, own["max_chars"], own["max_body_bytes"], settings.batch_size)

@@ -8,7 +8,6 @@ the data, the BERT→LSTM model, datasets of texts, and classification metrics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -146,7 +145,8 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
 
     def _after_fit(self, dev: tuple[list[str], list[Any]], dev_set: Any, logits: np.ndarray) -> dict[str, Any]:
         """Multi-label thresholds tuned on dev; the classes; the dev report, with the texts the model got
-        most confidently wrong (for ``bertlstm report``)."""
+        most confidently wrong (for ``bertlstm report``, whose page explains them: not here, where it would add
+        seconds to every training)."""
         if self.labels_.multi_label:
             thresholds = tune_thresholds(np.asarray(dev_set.labels), expit(logits), self.training_.threshold)
             self.labels_ = self.labels_.tuned(thresholds)
@@ -155,27 +155,7 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         self.classes_ = self.labels_.classes()
         report = evaluation_report(self.labels_, dev_set.labels, logits)
         errors = confident_errors(dev[0], dev_set.labels, logits, self.labels_.names)
-        return {**report, "confident_errors": self._with_why(errors, dev[0])}
-
-    def _with_why(self, errors: list[dict[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
-        """Each dev error with why the model predicted its label, for the report's page: the scores of the words
-        in the characters kept, from the whole text's explanation (integrated gradients, or occlusion without
-        Captum)."""
-        predictor = self.predictor() if errors else None
-        if predictor is None:
-            return errors
-        for error in errors:
-            text = texts[error["row"]]
-            words = predictor.explain([text], label=error["predicted"])[0]["explanation"]
-            kept, at = [], 0
-            for word in words:  # in text order: those within the kept characters
-                start = text.find(word["word"], at)
-                if start < 0 or start + len(word["word"]) > len(error["text"]):
-                    break
-                kept.append(word)
-                at = start + len(word["word"])
-            error["explanation"] = kept
-        return errors
+        return {**report, "confident_errors": errors}
 
     def _labels_section(self) -> dict[str, Any]:
         return self._require_labels().to_dict()

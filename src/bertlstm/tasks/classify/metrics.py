@@ -118,8 +118,8 @@ def calibration(targets: Sequence[int], proba: np.ndarray, bins: int = 10) -> di
 def confident_errors(
     texts: Sequence[str], targets: Sequence[int], logits: np.ndarray, names: Sequence[str], top: int = 10
 ) -> list[dict[str, Any]]:
-    """The ``top`` texts predicted wrong with the highest probability (the first 300 characters of each, and its
-    ``row`` in ``texts``)."""
+    """The ``top`` texts predicted wrong with the highest probability: the first 300 characters of each
+    (``whole`` when that is all of it), and its ``row`` in ``texts``."""
     proba = softmax(logits, axis=-1)
     predicted, truth = proba.argmax(-1), np.asarray(targets)
     wrong = np.flatnonzero(predicted != truth)
@@ -128,6 +128,7 @@ def confident_errors(
         {
             "row": int(i),
             "text": texts[i][:300],
+            "whole": len(texts[i]) <= 300,
             "label": names[truth[i]],
             "predicted": names[predicted[i]],
             "probability": float(proba[i, predicted[i]]),

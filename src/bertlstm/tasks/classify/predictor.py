@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, softmax
 
 from ...core.backends import Predictor
 from ...core.data import TEXT_COLUMNS, column_texts, find_column, iter_tables
@@ -20,12 +19,16 @@ from ...core.errors import BertLSTMError
 from .config import ClassifyData
 from .data import TextCut, TokenDataset, load_labelled
 from .labels import Labels
-from .metrics import evaluation_report, format_report
 
 
 def activate(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    """Probabilities from logits (N, C): independent sigmoids when multi-label, else a softmax."""
-    return (expit(logits) if multi_label else softmax(logits, axis=-1)).astype(np.float32)
+    """Probabilities from logits (N, C): independent sigmoids when multi-label, else a softmax (in float64, as
+    SciPy's, which prediction does not import)."""
+    logits = logits.astype(np.float64)
+    if multi_label:
+        return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32)  # 1 / (1 + e^-x), without overflow
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def prediction_columns(proba: np.ndarray, labels: Labels, separator: str = ",") -> pd.DataFrame:
@@ -157,6 +160,8 @@ class ClassifierPredictor(Predictor):
     def evaluate(self, texts: Sequence[str], labels: Sequence[Any], shard: Shard = ALONE) -> dict[str, Any]:
         """The full report on ``texts`` and their ``labels`` (as given: names, numbers or label lists); rows
         whose label the model never saw in training are left out, with a warning."""
+        from .metrics import evaluation_report  # scikit-learn: only to evaluate
+
         clean = Labels.clean(labels, self.labels.multi_label, "evaluation labels")
         targets, keep = self.labels.encode(clean, "evaluation data")
         known = [texts[i] for i in keep]
@@ -168,7 +173,11 @@ class ClassifierPredictor(Predictor):
         texts, labels = load_labelled(path, data.text_column, data.label_column, separator)
         return self.evaluate(texts, labels, current_shard())  # under torchrun, every process scores a share
 
-    format_report = staticmethod(format_report)
+    @staticmethod
+    def format_report(report: dict[str, Any]) -> str:
+        from .metrics import format_report
+
+        return format_report(report)
 
     # --- files -----------------------------------------------------------------------------------
     def read_file(self, path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -57,11 +57,6 @@ class BertLSTMDocumentClassifier(BertLSTMClassifier):
         store = self._cached(keys, lambda: windows, f"windows of {what} documents", trainer)
         return DocumentDataset(documents, targets, self.pad_id, store)
 
-    def _with_why(self, errors: list[dict[str, Any]], texts: Any) -> list[dict[str, Any]]:
-        """The dev errors unexplained: a review's integrated gradients take seconds (4.3 s for 230 pieces at 32
-        steps on 2 CPU cores), too long to add to every training; ``predict --explain`` explains documents."""
-        return errors
-
     def predictor(self, quantize: str | None = None, batch_size: int | None = None) -> DocumentPredictor:
         """This trained model behind two PyTorch engines: its window encoder, and its LSTM and head."""
         model = self._require_model()

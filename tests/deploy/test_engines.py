@@ -1,0 +1,83 @@
+"""The engine a model folder runs on (deploy/engines.py): onnxruntime through a graph exported once into the
+cache, with PyTorch's probabilities; PyTorch where something asks for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bertlstm.cli import main
+from bertlstm.deploy.engines import cached_graph, open_predictor, runs_on_onnx
+from bertlstm.tasks.registry import find_model
+from conftest import copy_of, make_sentiment, one_error, write_csv
+
+pytest.importorskip("onnxruntime", reason="the onnx extra")
+pytest.importorskip("onnxscript", reason="the onnx extra")
+
+
+@pytest.fixture
+def auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """``backend`` auto as a user has it (conftest pins PyTorch), with the graphs in a fresh folder."""
+    monkeypatch.delenv("BERTLSTM_BACKEND")
+    monkeypatch.setenv("BERTLSTM_GRAPHS", str(tmp_path / "graphs"))
+    return tmp_path / "graphs"
+
+
+def test_a_folder_predicts_on_its_cached_graph_as_pytorch_does(model_dir: Path, auto: Path, tmp_path: Path, caplog):
+    data = write_csv(tmp_path / "in.csv", n=30, seed=5)
+    out = {backend: tmp_path / f"{backend}.csv" for backend in ("auto", "torch")}
+    for backend, path in out.items():
+        argv = ["predict", "--model", str(model_dir), "--input", str(data), "--output", str(path)]
+        assert main([*argv, "--backend", backend]) == 0
+    graphs = list(auto.glob("*/model.onnx"))
+    assert len(graphs) == 1 and "exporting" in caplog.text  # exported once, on first use ...
+    onnx, torch = pd.read_csv(out["auto"]), pd.read_csv(out["torch"])
+    assert (onnx["predicted_label"] == torch["predicted_label"]).all()
+    columns = [c for c in onnx.columns if c.startswith("predicted_prob_")]
+    assert np.abs(onnx[columns].to_numpy() - torch[columns].to_numpy()).max() <= 1e-4
+    caplog.clear()
+    stamp = graphs[0].stat().st_mtime_ns
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--json"]) == 0
+    assert main(["predict", "--model", str(model_dir), "--text", "good", "--backend", "onnx"]) == 0
+    assert "exporting" not in caplog.text and graphs[0].stat().st_mtime_ns == stamp  # ... and reused after
+
+
+def test_the_graph_is_that_of_the_folders_files(model_dir: Path, auto: Path, tmp_path: Path, capsys) -> None:
+    """Another model is another graph, and a damaged weight file is refused before its graph is used."""
+    folder = copy_of(model_dir, tmp_path)
+    first = cached_graph(find_model(folder))
+    predictor = open_predictor(find_model(folder))
+    assert predictor.engine.kind == "onnx" and predictor.metadata()["backend"] == "onnx"
+    texts = make_sentiment(8, 2)[0]
+    torch = open_predictor(find_model(folder), backend="torch")
+    assert torch.engine.kind == "torch"
+    assert np.abs(predictor.predict_proba(texts) - torch.predict_proba(texts)).max() <= 1e-4
+    weights = folder / "model.safetensors"  # the LSTM and head
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert main(["predict", "--model", str(folder), "--text", "good"]) == 2
+    one_error(capsys, "is damaged")
+    assert first.is_file()
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        {"quantize": "int8"},  # PyTorch's int8 weights
+        {"gradients": True},  # integrated gradients follow them through PyTorch
+        {"world": 2},  # torchrun
+        {"device": "cuda"},
+        {"backend": "torch"},
+    ],
+)
+def test_pytorch_runs_a_folder_when_asked_for(asked: dict, auto: Path) -> None:
+    plain = {"backend": "auto", "quantize": None, "device": "auto", "gradients": False, "world": 1}
+    assert runs_on_onnx(**plain) is True  # a CPU build of torch: no CUDA
+    assert runs_on_onnx(**{**plain, **asked}) is False
+
+
+def test_the_environment_pins_pytorch(monkeypatch: pytest.MonkeyPatch, auto: Path) -> None:
+    monkeypatch.setenv("BERTLSTM_BACKEND", "torch")
+    assert runs_on_onnx("auto", None, "cpu", False, 1) is False
