@@ -139,7 +139,10 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     add_settings(v, {"serve": ServeConfig}, required=("model",))
     r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
     r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
-    r.add_argument("--markdown", metavar="FILE", help="write the summary to FILE as Markdown (its plots linked)")
+    r.add_argument(
+        "--plots", action="store_true", help="draw history.png and confusion_matrix.png into the model folder"
+    )
+    r.add_argument("--markdown", metavar="FILE", help="write the summary to FILE as Markdown (its plots drawn, linked)")
     r.add_argument(
         "--html", metavar="FILE", help="write one self-contained page to FILE (images embedded) to open in a browser"
     )
@@ -272,10 +275,7 @@ def print_next_steps(config: RunConfig, quiet: bool) -> None:
         f"bertlstm serve --model {model}    # then open http://127.0.0.1:8000/",
         f"bertlstm report {model} --html {shlex.quote(str(folder / 'report.html'))}",
     ]
-    plots = sorted(p.name for p in folder.glob("*.png"))
     print("\nnext steps:\n" + "".join(f"  {line}\n" for line in lines), end="")
-    if plots:
-        print(f"plots: {', '.join(str(folder / p) for p in plots)}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -321,15 +321,18 @@ def cmd_report(args: argparse.Namespace) -> None:
     for option, file in (("--markdown", args.markdown), ("--html", args.html)):
         if file is not None and not Path(file).expanduser().resolve().parent.is_dir():
             raise BertLSTMError(f"{option} {file}: folder {Path(file).parent} does not exist")
-    from .reports import report_dict, summarize, write_html, write_markdown  # pandas and matplotlib, once checked
+    from .reports import draw_plots, report_dict, summarize, write_html, write_markdown  # pandas, matplotlib
 
+    if args.plots or args.markdown:
+        drawn = draw_plots(args.run)
+        logging.getLogger("bertlstm").info(f"drew {', '.join(drawn) or 'no plots (matplotlib is missing)'}")
     if args.markdown:
         logging.getLogger("bertlstm").info(f"wrote {write_markdown(args.run, args.markdown)}")
     if args.html:
         logging.getLogger("bertlstm").info(f"wrote {write_html(args.run, args.html)}: open it in a browser")
     if args.json:
         print(json.dumps(report_dict(args.run)))
-    elif not (args.markdown or args.html):
+    elif not (args.markdown or args.html or args.plots):
         print(summarize(args.run))
 
 

@@ -123,6 +123,14 @@ def write_plots(folder: Path, history: Sequence[dict[str, Any]], report: dict[st
     return written
 
 
+def draw_plots(folder: str | Path) -> list[str]:
+    """The run's plots drawn into its model folder (history, confusion matrix, per-label F1 of the test report,
+    else the dev one): the names written."""
+    folder = Path(folder)
+    _, metrics, history = _record(folder)
+    return write_plots(folder, history, metrics.get("test") or metrics.get("dev"))
+
+
 def _record(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """A model folder's config, metrics and history."""
     meta = read_config(folder)

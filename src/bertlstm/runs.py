@@ -22,10 +22,9 @@ from typing import Any
 
 from .core.device import check_precision, resolve_device
 from .core.distributed import current_shard
-from .core.errors import BertLSTMError, first_line
+from .core.errors import BertLSTMError
 from .core.folders import is_model_folder, is_seeds_folder, output_lock, remove_leftovers
 from .core.task import Data, RunData
-from .reports import write_plots
 from .run_config import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -116,16 +115,11 @@ def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
 
 
 def _finish(run: PreparedRun, ckpt: Path) -> None:
-    """The model folder; the checkpoint goes once the model is safe; then the plots, which are run output: one
-    that cannot be drawn is a warning, never a lost model."""
+    """The model folder; the checkpoint goes once the model is safe. Plots are drawn when asked for
+    (``bertlstm report --plots``): a second of matplotlib is not added to every run."""
     folder = run.estimator.write_folder(run.output)  # checked before the run, and locked since
     shutil.rmtree(ckpt, ignore_errors=True)
     logger.info(f"model saved to {folder}")
-    metrics = run.estimator.metrics_
-    try:
-        write_plots(folder, run.estimator.history_, metrics.get("test") or metrics.get("dev"))
-    except (OSError, ValueError, MemoryError) as err:
-        logger.warning(f"the plots could not be drawn: {first_line(err)}")
 
 
 def _evaluate_test(estimator: Any, test: Data) -> None:

@@ -166,6 +166,8 @@ def test_multi_label_end_to_end(tiny_encoder: str, tmp_path: Path, capsys) -> No
     assert metrics["metric"] == "macro_f1" and metrics["test_micro_f1"] > 0.7
     labels = json.loads((out / "config.json").read_text())["labels"]
     assert labels["names"] == ["cinema", "neg", "pos"] and len(labels["thresholds"]) == 3
+    assert not list(out.glob("*.png"))  # plots are drawn when asked for
+    assert main(["report", str(out), "--plots"]) == 0
     assert (out / "per_label_f1.png").is_file() and (out / "history.png").is_file()
     capsys.readouterr()
     assert main(["predict", "--model", str(out), "--text", "good movie", "--label-separator", "|"]) == 0
@@ -205,14 +207,15 @@ def test_seeds_train_different_models_and_report_mean_and_std(
 def test_report_command_and_plots(tiny_encoder: str, toy_files: dict[str, Path], tmp_path: Path, capsys) -> None:
     out = tmp_path / "model"
     assert cli_train(tiny_encoder, out, "--train", toy_files["train"], "--test", toy_files["test"], "--epochs", 2) == 0
-    assert (out / "history.png").stat().st_size > 1000 and (out / "confusion_matrix.png").stat().st_size > 1000
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "## Metrics" in text and "best_epoch" in text and "![history.png](history.png)" in text
+    assert "## Metrics" in text and "best_epoch" in text and "history.png" not in text  # none drawn yet
     assert "| neg |" in text
-    assert main(["report", str(out), "--markdown", str(tmp_path / "report.md")]) == 0
+    assert main(["report", str(out), "--markdown", str(tmp_path / "report.md")]) == 0  # draws what it links
     assert capsys.readouterr().out == "" and "![history.png](model/history.png)" in (tmp_path / "report.md").read_text()
+    assert (out / "history.png").stat().st_size > 1000 and (out / "confusion_matrix.png").stat().st_size > 1000
+    assert main(["report", str(out)]) == 0 and "![history.png](history.png)" in capsys.readouterr().out
 
 
 def test_lstm_only_epochs_run_on_head_threads(tiny_encoder: str, toy_data) -> None:

@@ -243,7 +243,8 @@ def test_cli_train_evaluate_predict(tiny_encoder: str, tmp_path: Path, capsys: p
     args += ["--encoder", tiny_encoder, "--epochs", "4", "--lstm-units", "16", "--lr", "0.01", "--crf"]
     assert cli.main([*args, "--output", str(out), "--no-progress", "-q", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["test_micro_f1"] > 0.8 and (out / "confusion_matrix.png").is_file()
+    assert metrics["test_micro_f1"] > 0.8
+    assert cli.main(["report", str(out), "--plots"]) == 0 and (out / "confusion_matrix.png").is_file()
     assert cli.main(["evaluate", "--model", str(out), "--data", str(dev), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["micro_f1"] == pytest.approx(metrics["test_micro_f1"])
     assert cli.main(["evaluate", "--model", str(out), "--data", str(dev)]) == 0
