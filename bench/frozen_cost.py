@@ -5,9 +5,10 @@ frozen cost).
     python bench/frozen_cost.py --only feature-pass      # or run-cost, threads
 
 1. feature-pass: building the cache of a fixed 8,000-sentence SST-2 subset (``random.Random(0).sample``, as
-   bench/train_speed.py) with the fp32 encoder and with ``feature_pass`` int8, twice each, alternating; the
-   largest difference between the two entries' features; the frozen default recipe (5 epochs, seed 0) trained
-   on each, scored on SST-2 dev and on TREC-6 test (dev: 10% of train) through the saved model (fp32 encoder).
+   bench/train_speed.py) with the fp32 encoder and with each ``feature_pass`` of --passes (int8, and bf16 where
+   the CPU has it natively), twice each, alternating; the largest difference from the fp32 entry's features;
+   the frozen default recipe (5 epochs, seed 0) trained on each, scored on SST-2 dev and on TREC-6 test (dev: 10%
+   of train) through the saved model (fp32 encoder).
 2. run-cost: ``bertlstm train`` of the frozen recipe on the same subset, 3 epochs, full SST-2 dev, as a whole
    process: cold cache, then warm, with the wall time split into import, loading, preparing (tokenizing, cache),
    epochs, saving and the rest.
@@ -52,27 +53,36 @@ def feature_pass(args: argparse.Namespace) -> None:
     from bertlstm.core.config import TrainConfig
     from bertlstm.core.encoders import load_encoder
     from bertlstm.core.feature_cache import model_features
+    from bertlstm.core.modeling import native_bf16
     from bertlstm.tasks.classify.data import load_labelled, tokenize
 
+    ways = ["fp32", *(w for w in args.passes.split(",") if w != "fp32")]
+    if "bf16" in ways and not native_bf16(torch.device("cpu")):
+        print("bf16 skipped: this CPU has neither AVX512-BF16 nor AMX")
+        ways.remove("bf16")
     (texts, _), dev = sst2_subset(args.data, args.n_train)
     encoder, tokenizer = load_encoder("minilm")
     model = BertLSTMModel(ModelConfig(), encoder, 2).eval()
     ids = tokenize(tokenizer, texts, 128)
-    seconds: dict[str, list[float]] = {"fp32": [], "int8": []}
+    seconds: dict[str, list[float]] = {way: [] for way in ways}
     stores = {}
     for _ in range(2):
-        for way in ("fp32", "int8"):
+        for way in ways:
             training = TrainConfig(cache_dir=tempfile.mkdtemp(prefix="bench-pass-"), feature_pass=way)
             start = time.perf_counter()
             store = model_features(model, tokenizer, texts, lambda: ids, training, torch.device("cpu"), "t")
             seconds[way].append(time.perf_counter() - start)
             stores[way] = store
-    diff = max(float(np.abs(stores["fp32"][i].astype(np.float32) - stores["int8"][i]).max()) for i in range(len(texts)))
     scale = max(float(np.abs(stores["fp32"][i]).max()) for i in range(len(texts)))
     for way, s in seconds.items():
         print(f"cache build {way}: {', '.join(f'{x:.1f}' for x in s)} s ({len(texts) / min(s):.0f} texts/s at best)")
-    ratio = np.mean(seconds["fp32"]) / np.mean(seconds["int8"])
-    print(f"int8 / fp32 speed: {ratio:.2f}x (mean of 2); features max |fp32 - int8| {diff:.4f} (max |x| {scale:.2f})")
+    for way in ways[1:]:
+        diff = max(
+            float(np.abs(stores["fp32"][i].astype(np.float32) - stores[way][i]).max()) for i in range(len(texts))
+        )
+        ratio = np.mean(seconds["fp32"]) / np.mean(seconds[way])
+        gap = f"features max |fp32 - {way}| {diff:.4f} (max |x| {scale:.2f})"
+        print(f"{way} / fp32 speed: {ratio:.2f}x (mean of 2); {gap}")
 
     trec_train, trec_test = (load_labelled(args.data / "trec" / f"{s}.tsv", "text", "label") for s in ("train", "test"))
     for name, train, scored, metric in (
@@ -80,18 +90,20 @@ def feature_pass(args: argparse.Namespace) -> None:
         ("TREC-6 test", trec_train, trec_test, "test"),
     ):
         scores = {}
-        for way in ("fp32", "int8"):
+        for way in ways:
             clf = BertLSTMClassifier(
                 feature_pass=way, seed=0, progress=False, device="cpu", cache_dir=tempfile.mkdtemp(prefix="bench-acc-")
             )
             clf.fit(*train, *(scored if metric == "dev" else ()))
-            scores[way] = (clf.metrics_["dev_accuracy"], clf.evaluate(*scored)["accuracy"])
-        (fp32, fp32_dev), (int8, int8_dev) = (tuple(100 * x for x in scores[w]) for w in ("fp32", "int8"))
-        print(
-            f"{name}, frozen default, 5 epochs: trained on fp32 features {fp32:.2f}, on int8 features {int8:.2f} "
-            f"(change {int8 - fp32:+.2f}; dev during training {fp32_dev:.2f} / {int8_dev:.2f})",
-            flush=True,
-        )
+            scores[way] = tuple(100 * x for x in (clf.evaluate(*scored)["accuracy"], clf.metrics_["dev_accuracy"]))
+        fp32, fp32_dev = scores["fp32"]
+        for way in ways[1:]:
+            other, other_dev = scores[way]
+            print(
+                f"{name}, frozen default, 5 epochs: trained on fp32 features {fp32:.2f}, on {way} features {other:.2f} "
+                f"(change {other - fp32:+.2f}; dev during training {fp32_dev:.2f} / {other_dev:.2f})",
+                flush=True,
+            )
 
 
 # --- 2. the fixed cost of a run ---------------------------------------------------------------------------
@@ -248,6 +260,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--n-train", type=int, default=8000)
     parser.add_argument("--baseline", help="run-cost: also time this source folder (a checkout's src) as 'before'")
+    parser.add_argument("--passes", default="fp32,int8,bf16", help="feature-pass: the ways compared with fp32")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

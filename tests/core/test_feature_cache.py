@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from bertlstm import BertLSTMClassifier, BertLSTMModel, ModelConfig
+from bertlstm import BertLSTMClassifier, BertLSTMError, BertLSTMModel, ModelConfig
 from bertlstm.core.batching import pad_batch
 from bertlstm.core.feature_cache import CacheKey, FeatureCache, FeatureStore, encoder_fingerprint, texts_fingerprint
 from bertlstm.core.inference import as_tensors
@@ -131,6 +131,26 @@ def test_an_int8_feature_pass_is_its_own_entry_and_close_to_fp32(tiny_encoder: s
     assert quantized.model_.encoder.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # a copy
     different = max(float(np.abs(fp32[i] - int8[i]).max()) for i in range(len(fp32)))
     assert 0 < different < 0.5
+
+
+def test_a_bf16_feature_pass_runs_only_where_the_hardware_has_bf16(tiny_encoder: str, tmp_path: Path, monkeypatch):
+    """`feature_pass` bf16: keyed apart and close to fp32 where the CPU computes in bf16; refused elsewhere."""
+    from bertlstm.core import feature_cache
+
+    texts, labels = make_sentiment(60, seed=3)
+    options = {"encoder": tiny_encoder, "epochs": 1, "progress": False, "cache_dir": str(tmp_path), "device": "cpu"}
+    if feature_cache.native_bf16(torch.device("cpu")):
+        BertLSTMClassifier(**options, cache_dtype="float32", feature_pass="bf16").fit(texts, labels)
+        BertLSTMClassifier(**options, cache_dtype="float32").fit(texts, labels)
+        entries = FeatureCache(tmp_path).entries()
+        train = sorted((e for e in entries if e["key"]["n_texts"] == 54), key=lambda e: e["key"].get("quantized") or "")
+        assert [e["key"].get("quantized") for e in train] == [None, "bf16"]  # two entries, keyed apart
+        fp32, bf16 = (FeatureStore(tmp_path / e["entry"], e) for e in train)
+        different = max(float(np.abs(fp32[i] - bf16[i]).max()) for i in range(len(fp32)))
+        assert 0 < different < 0.5
+    monkeypatch.setattr(feature_cache, "native_bf16", lambda device: False)
+    with pytest.raises(BertLSTMError, match="`feature_pass` bf16 needs hardware that computes in bf16"):
+        BertLSTMClassifier(**options, feature_pass="bf16").fit(texts, labels)
 
 
 def test_the_encoder_hash_is_computed_once_until_a_weight_changes(tiny_encoder: str, monkeypatch) -> None:

@@ -20,7 +20,7 @@ Layers = Literal["last", "second-to-last", "concat-last-4", "scalar-mix"]
 Metric = Literal["auto", "accuracy", "macro_f1", "micro_f1"]
 Precision = Literal["no", "fp16", "bf16"]
 CacheDtype = Literal["float16", "float32"]
-FeaturePass = Literal["fp32", "int8"]
+FeaturePass = Literal["fp32", "int8", "bf16"]
 ThresholdRule = Literal["per-label", "global"]
 # Named recipes: model settings that `preset` fills in. "strong" is the frozen recipe that BENCHMARKS.md measured
 # best on SST-2 (dev 87.8 against 83.6 for the default recipe).
@@ -102,7 +102,9 @@ class TrainConfig(Settings):
     )
     cache_dtype: CacheDtype = setting("float16", "storage type of cached features")
     feature_pass: FeaturePass = setting(
-        "fp32", "how the encoder computes what the cache stores: fp32, or int8 linear layers (CPU only; faster)"
+        "fp32",
+        "how the encoder computes what the cache stores: fp32; int8 linear layers (CPU only; faster); or bf16 "
+        "(only where the hardware has it: a CPU with AVX512-BF16 or AMX, a GPU; faster)",
     )
     pad_to_max_length: bool = setting(False, "pad every batch to max_length, as the original recipe (to compare)")
     head_threads: int | None = setting(

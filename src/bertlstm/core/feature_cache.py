@@ -42,7 +42,7 @@ from .distributed import ALONE, Shard
 from .errors import BertLSTMError, BertLSTMWarning
 from .folders import atomic_folder
 from .model_folder import file_sha256
-from .modeling import EncoderModel, quantize_int8
+from .modeling import EncoderModel, native_bf16, quantize_int8
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class CacheKey:
     texts_hash: str  # texts_fingerprint(), order included
     n_texts: int
     split: int | None = None  # partial fine-tuning: the states of the layers below this one (not the features)
-    quantized: str | None = None  # "int8": computed by an encoder with int8 linear layers
+    quantized: str | None = None  # "int8": computed by an encoder with int8 linear layers; "bf16": in bf16
     cut: str | None = None  # how a text longer than max_length was cut, when not at its end ("head-tail")
 
     def as_dict(self) -> dict[str, Any]:
@@ -415,13 +415,21 @@ def model_features(
         quantized=None if training.feature_pass == "fp32" else training.feature_pass,
         cut=model.cache_cut,
     )
+    if key.quantized == "bf16" and not native_bf16(device):
+        raise BertLSTMError(
+            f"`feature_pass` bf16 needs hardware that computes in bf16 (a CPU with AVX512-BF16 or AMX, or a GPU); "
+            f"{device.type} here has none, and emulated bf16 is slower than fp32: use fp32",
+            "feature_pass",
+        )
     source = quantize_int8(model, device) if key.quantized == "int8" else model  # a copy; the model is untouched
+    bf16 = key.quantized == "bf16"
 
     def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
-        with warnings.catch_warnings():  # torch warns at every quantized pass that torch.ao is moving to torchao
+        # torch warns at every quantized pass that torch.ao is moving to torchao
+        with warnings.catch_warnings(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             if key.quantized:
                 warnings.simplefilter("ignore")
-            return source.cache_encode(ids.to(device), attention_mask.to(device))
+            return source.cache_encode(ids.to(device), attention_mask.to(device)).float()
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache, size, batch = FeatureCache(training.cache_dir), model.cache_feature_size, training.encode_batch_size

@@ -261,6 +261,16 @@ def quantize_int8(model: M, device: torch.device) -> M:
         return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)  # the same class
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or
+    AMX (detected at run time; without them bf16 is emulated, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    found = (getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
+    return device.type == "cpu" and any(check is not None and check() for check in found)
+
+
 def make_lstm(config: Any, input_size: int) -> nn.LSTM:
     """The LSTM a model's settings describe (``lstm_units``, ``lstm_layers``, ``bidirectional``, ``dropout``
     between stacked layers), reading ``input_size`` features per step."""
