@@ -234,11 +234,10 @@ def test_predictions_keep_the_input_columns_in_every_format(trained: Path, tmp_p
     assert rows["id"].tolist() == [f"doc-{i}" for i in range(30)] and rows["body"].tolist() == texts
 
 
-def test_without_matplotlib_training_skips_the_plots(
-    tiny_encoder: str, toy_files, tmp_path: Path, monkeypatch, capsys
-) -> None:
+def test_without_matplotlib_the_plots_are_skipped(tiny_encoder: str, toy_files, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plots extra were not installed
     assert cli_train(tiny_encoder, tmp_path / "m", "--train", toy_files["train"], "--epochs", 1) == 0
+    assert main(["report", str(tmp_path / "m"), "--plots"]) == 0
     assert "plots skipped" in capsys.readouterr().err
     assert (tmp_path / "m" / "model.safetensors").is_file() and not list((tmp_path / "m").glob("*.png"))
 

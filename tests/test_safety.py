@@ -236,7 +236,7 @@ def test_a_checkpoint_that_unpickles_objects_is_refused(tiny_encoder, tmp_path, 
         return evaluate(self, dataset)
 
     monkeypatch.setattr(Trainer, "evaluate", stop_in_epoch_2)
-    assert cli_train(tiny_encoder, tmp_path / "m", "--train", data, "--epochs", 2) == 130
+    assert cli_train(tiny_encoder, tmp_path / "m", "--train", data, "--epochs", 2, "--checkpoint-minutes", 0) == 130
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
     optimizer = tmp_path / "m.checkpoint" / "state" / "optimizer.pt"
     torch.save({"state": argparse.Namespace(payload="not a tensor")}, optimizer)  # needs a full unpickler

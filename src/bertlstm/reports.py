@@ -209,8 +209,8 @@ def explain_errors(folder: Path, errors: list[dict[str, Any]]) -> None:
     whole = [e for e in errors if "explanation" not in e and e.get("whole", len(e["text"]) < 300)]
     if not whole:
         return
-    from .core.errors import BertLSTMError
-    from .tasks.registry import open_model  # torch and transformers: only to explain
+    from .core.errors import BertLSTMError  # with the registry below: only to explain
+    from .tasks.registry import open_model  # torch and transformers
 
     logger.info(f"explaining the {len(whole)} most confidently wrong dev texts ...")
     try:

@@ -1,11 +1,11 @@
-"""A training run from files, as ``bertlstm train`` does it: data files in, a model folder and its plots out.
+"""A training run from files, as ``bertlstm train`` does it: data files in, a model folder out.
 
 Every setting, data file and the output are checked before anything is created; the output is then locked
-for the whole run. Each epoch leaves a checkpoint in ``OUTPUT.checkpoint/`` beside the future model folder,
-together with the run's settings (``run.json``), so that ``bertlstm train --resume OUTPUT`` continues a
-killed run with nothing else given. Several seeds train one model each (``OUTPUT/seed-N``) and report
-mean ± standard deviation. The plots are run output, drawn into the model folder once it is saved.
-"""
+for the whole run. Checkpoints (one every ``checkpoint_minutes``, at an epoch's end) go to
+``OUTPUT.checkpoint/`` beside the future model folder, together with the run's settings (``run.json``), so that
+``bertlstm train --resume OUTPUT`` continues a killed run with nothing else given. Several seeds train one
+model each (``OUTPUT/seed-N``) and report mean ± standard deviation. Plots are drawn when asked for
+(``bertlstm report --plots``)."""
 
 from __future__ import annotations
 

@@ -139,6 +139,7 @@ def test_prediction_shared_by_two_processes_is_the_same_file(tiny_encoder: str, 
     model = clf.fit(texts, labels).save_pretrained(tmp_path / "model")
     pd.DataFrame({"id": range(2300), "text": make_sentiment(2300, seed=9)[0]}).to_csv(tmp_path / "in.csv", index=False)
     command = ["-m", "bertlstm", "predict", "--model", str(model), "--input", str(tmp_path / "in.csv"), "-q"]
+    command += ["--backend", "torch"]  # one process alone would run on onnxruntime (within 1e-4, not to the byte)
     subprocess.run([*TORCHRUN, *command, "--output", str(tmp_path / "two.jsonl")], env=ENV, check=True, timeout=600)
     subprocess.run(
         [sys.executable, *command, "--output", str(tmp_path / "one.jsonl")], env=ENV, check=True, timeout=600
@@ -151,7 +152,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_result(tiny_encoder: str, 
     def train(output: Path) -> list[str]:
         args = ["-m", "bertlstm", "train", "--train", str(files["train"]), "--dev", str(files["dev"]), "--mode"]
         args += ["finetune", "--encoder", tiny_encoder, "--epochs", "3", "--lr", "0.01", "--encoder-lr", "0.001"]
-        return [*TORCHRUN, *args, "--device", "cpu", "--no-cache", "--output", str(output)]
+        return [*TORCHRUN, *args, "--device", "cpu", "--no-cache", "--checkpoint-minutes", "0", "--output", str(output)]
 
     env = {**ENV, "BERTLSTM_CACHE": str(tmp_path / "cache")}
     subprocess.run(train(tmp_path / "whole"), env=env, check=True, capture_output=True, timeout=600)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,27 @@ class StopAfter(Callback):
         if row["epoch"] == self.epoch:
             raise KeyboardInterrupt  # as a killed run
         return False
+
+
+def test_a_checkpoint_waits_for_its_minutes(tmp_path: Path) -> None:
+    """Epochs of a few seconds do not each write a checkpoint: one is due once the minutes have passed."""
+    now = [0.0]
+    saved: list[int] = []
+
+    class Clocked(Checkpoint):
+        def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
+            now[0] += 40.0  # each epoch takes 40 s on this clock
+            super().on_epoch_end(trainer, row)
+            state = self.folder / "state" / "trainer_state.json"
+            if state.is_file() and json.loads(state.read_text())["epoch"] == row["epoch"]:
+                saved.append(row["epoch"])  # written at this epoch's end
+            return False
+
+    train([Clocked(tmp_path / "c", minutes=1.5, clock=lambda: now[0])], epochs=6)
+    assert saved == [3, 6]  # at 120 s and 240 s: 90 s had passed since the last
+    saved.clear()
+    train([Clocked(tmp_path / "d", clock=lambda: now[0])], epochs=3)
+    assert saved == [1, 2, 3]  # 0 minutes: after every epoch
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:

@@ -110,6 +110,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_encoder: str, tm
             "--device",
             "cpu",
             "--no-progress",
+            "--checkpoint-minutes",
+            "0",
             "--output",
             str(output),
         ]

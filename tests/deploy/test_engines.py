@@ -81,3 +81,21 @@ def test_pytorch_runs_a_folder_when_asked_for(asked: dict, auto: Path) -> None:
 def test_the_environment_pins_pytorch(monkeypatch: pytest.MonkeyPatch, auto: Path) -> None:
     monkeypatch.setenv("BERTLSTM_BACKEND", "torch")
     assert runs_on_onnx("auto", None, "cpu", False, 1) is False
+
+
+def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
+    model_dir: Path, auto: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    from bertlstm.deploy import export
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("an operator the exporter does not know")
+
+    monkeypatch.setattr(export, "export_onnx", fails)
+    for _ in range(2):  # the failure is remembered: the second run does not try again
+        predictor = open_predictor(find_model(model_dir))
+        assert predictor.engine.kind == "torch"
+    assert caplog.text.count("exporting") == 1 and "an operator the exporter does not know" in caplog.text
+    assert len(list(auto.glob("*.failed"))) == 1
+    with pytest.raises(Exception, match="its export failed before"):
+        open_predictor(find_model(model_dir), backend="onnx")  # asked for: an error, not PyTorch

@@ -140,6 +140,51 @@ def gradient_scores(
     return per_piece, {"attribution_sum": round(float(per_piece.sum()), 6), "score_difference": round(difference, 6)}
 
 
+def path_points(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where on the path from the baseline (0) to the text (1) gradients are taken, and each point's weight:
+    Gauss-Legendre's ``steps`` points for integrated gradients, the text alone for gradient x input."""
+    if method == "gradient-x-input":
+        return np.ones(1), np.ones(1)
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    return (nodes + 1) / 2, weights / 2  # from [-1, 1] to [0, 1]
+
+
+def padded_windows(windows: list[list[int]], pad_id: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Windows as ids and mask (Nw, T), and the baseline (Nw, T): [CLS] pad ... pad [SEP], then padding."""
+    longest = max(len(w) for w in windows)
+    ids = torch.tensor([w + [pad_id] * (longest - len(w)) for w in windows], device=device)
+    mask = torch.tensor([[1] * len(w) + [0] * (longest - len(w)) for w in windows], device=device)
+    inner = torch.tensor([[0] + [1] * (len(w) - 2) + [0] * (longest - len(w) + 1) for w in windows], device=device)
+    return ids, mask, torch.where(inner.bool(), torch.full_like(ids, pad_id), ids)
+
+
+@dataclass
+class WindowPath:
+    """A document's windows on the straight path from their baseline to their text: the window vectors at any
+    of its points, with the embeddings' output swapped for the point's."""
+
+    model: Any  # with encoder and window_vectors(input_ids, attention_mask) (n, T) -> (n, D)
+    ids: Tensor  # (Nw, T)
+    mask: Tensor  # (Nw, T)
+    text: Tensor  # (Nw, T, H): the windows' word-piece embeddings
+    base: Tensor  # (Nw, T, H): the baseline's
+    alpha: Tensor  # (S,): where the path's points are, 0 (baseline) to 1 (text)
+
+    def points(self, part: Tensor) -> Tensor:
+        """(point, window) pairs (n, 2) -> the path's points (n, T, H)."""
+        window = part[:, 1]
+        return self.base[window] + self.alpha[part[:, 0]].view(-1, 1, 1) * (self.text[window] - self.base[window])
+
+    def vectors(self, rows: Tensor, points: Tensor) -> Tensor:
+        """The vectors (n, D) of windows ``rows`` (n,) at ``points`` (n, T, H)."""
+        embeddings = self.model.encoder.get_input_embeddings()
+        hook = embeddings.register_forward_hook(lambda module, args, output: points)
+        try:
+            return self.model.window_vectors(self.ids[rows], self.mask[rows])
+        finally:
+            hook.remove()
+
+
 def window_gradient_scores(
     model: Any,
     score: Callable[[Tensor], Tensor],
@@ -156,59 +201,31 @@ def window_gradient_scores(
     ``model`` has ``window_vectors(input_ids, attention_mask)`` (Nw, T) -> (Nw, D) and ``score`` maps the
     window vectors of documents (S, Nw, D) to one score per document (S,)."""
     embeddings = model.encoder.get_input_embeddings()
-    longest = max(len(w) for w in windows)
-    ids = torch.tensor([w + [pad_id] * (longest - len(w)) for w in windows], device=device)  # (Nw, T)
-    mask = torch.tensor([[1] * len(w) + [0] * (longest - len(w)) for w in windows], device=device)  # (Nw, T)
-    inner = torch.tensor([[0] + [1] * (len(w) - 2) + [0] * (longest - len(w) + 1) for w in windows], device=device)
-    baseline = torch.where(inner.bool(), torch.full_like(ids, pad_id), ids)  # (Nw, T): [CLS] pad ... pad [SEP]
-    if method == "gradient-x-input":
-        alphas, weights = np.ones(1), np.ones(1)  # one point, the text itself
-    else:
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        alphas, weights = (nodes + 1) / 2, weights / 2  # on [0, 1]
-    count = len(windows)
+    ids, mask, baseline = padded_windows(windows, pad_id, device)  # (Nw, T) each
+    alphas, weights = path_points(method, steps)
     with gradients_to_inputs(model):
         with torch.no_grad():
             text, base = embeddings(ids), embeddings(baseline)  # (Nw, T, H)
-
-        def vectors(rows: Tensor, points: Tensor) -> Tensor:
-            """The window vectors of ``rows`` (n,) at path points (n, T, H): the embeddings' output swapped in."""
-            hook = embeddings.register_forward_hook(lambda module, args, output: points)
-            try:
-                return model.window_vectors(ids[rows], mask[rows])  # (n, D)
-            finally:
-                hook.remove()
-
-        # (point, window) pairs, in batches of windows
-        pairs = torch.cartesian_prod(torch.arange(len(alphas)), torch.arange(count)).to(device)  # (S*Nw, 2)
-        alpha = torch.tensor(alphas, dtype=text.dtype, device=device)  # (S,)
-        weight = torch.tensor(weights, dtype=text.dtype, device=device)  # (S,)
-
-        def points(part: Tensor) -> Tensor:  # (n, 2) -> (n, T, H)
-            scale = alpha[part[:, 0]].view(-1, 1, 1)
-            return base[part[:, 1]] + scale * (text[part[:, 1]] - base[part[:, 1]])
-
+        path = WindowPath(model, ids, mask, text, base, torch.tensor(alphas, dtype=text.dtype, device=device))
+        pairs = torch.cartesian_prod(torch.arange(len(alphas)), torch.arange(len(windows))).to(device)  # (S*Nw, 2)
         parts = torch.split(pairs, batch_size)
         with torch.no_grad():  # 1. every point's window vectors
-            found = torch.cat([vectors(part[:, 1], points(part)) for part in parts])  # (S*Nw, D)
-        found = found.view(len(alphas), count, -1).requires_grad_()  # (S, Nw, D)
+            found = torch.cat([path.vectors(part[:, 1], path.points(part)) for part in parts])  # (S*Nw, D)
+        found = found.view(len(alphas), len(windows), -1).requires_grad_()  # (S, Nw, D)
+        weight = torch.tensor(weights, dtype=text.dtype, device=device)  # (S,)
         (to_vectors,) = torch.autograd.grad((score(found) * weight).sum(), found)  # 2. the head's gradient
-        to_vectors = to_vectors.reshape(len(alphas) * count, -1)  # (S*Nw, D)
         total = torch.zeros_like(text)  # (Nw, T, H): the weighted sum of the gradients along the path
-        start = 0
-        for part in parts:  # 3. back through the encoder, a batch of windows at a time
-            at = points(part).requires_grad_()
-            (grads,) = torch.autograd.grad(vectors(part[:, 1], at), at, to_vectors[start : start + len(part)])
+        for part, upstream in zip(parts, torch.split(to_vectors.flatten(0, 1), batch_size), strict=True):
+            at = path.points(part).requires_grad_()  # 3. back through the encoder, a batch of windows at a time
+            (grads,) = torch.autograd.grad(path.vectors(part[:, 1], at), at, upstream)
             total.index_add_(0, part[:, 1], grads)
-            start += len(part)
         with torch.no_grad():
-            moved = text if method == "gradient-x-input" else text - base
-            per_piece = (moved * total).sum(-1) * mask  # (Nw, T)
+            per_piece = ((text if method == "gradient-x-input" else text - base) * total).sum(-1) * mask  # (Nw, T)
             scores = [row[: len(w)].cpu().numpy() for row, w in zip(per_piece, windows, strict=True)]
             if method == "gradient-x-input":
                 return scores, None
-            everything = torch.arange(count, device=device)
-            ends = torch.stack([vectors(everything, base), vectors(everything, text)])  # (2, Nw, D)
+            everything = torch.arange(len(windows), device=device)
+            ends = torch.stack([path.vectors(everything, base), path.vectors(everything, text)])  # (2, Nw, D)
             at_base, at_text = score(ends).tolist()
     attributed = float(sum(s.sum() for s in scores))
     return scores, {"attribution_sum": round(attributed, 6), "score_difference": round(at_text - at_base, 6)}

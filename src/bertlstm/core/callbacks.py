@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,19 +126,28 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """After every epoch, a checkpoint in ``folder`` (written by the main process); at the start, resume from
-    one (every process, from the same folder)."""
+    """A checkpoint in ``folder`` (written by the main process) at the end of an epoch once ``minutes`` have
+    passed since the last one, or since training began (0: after every epoch), so that epochs of a few seconds
+    do not each pay for one; at the start, resume from one (every process, from the same folder). A resume
+    redoes the epochs after the checkpoint, to the same result."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
+    def __init__(
+        self, folder: str | os.PathLike, minutes: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.folder, self.seconds, self.clock = Path(folder), 60 * minutes, clock
+        self.last = clock()
 
     def on_train_begin(self, trainer: Trainer) -> None:
+        self.last = self.clock()
         if (self.folder / "state").is_dir():
             trainer.first_epoch = trainer.load_checkpoint(self.folder) + 1
             logger.info(f"resumed from {self.folder} after epoch {trainer.first_epoch - 1}")
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
-        trainer.save_checkpoint(self.folder, row["epoch"])  # every process: their random states are gathered
-        if trainer.shard.is_main:
-            logger.info(f"checkpoint saved: epoch {row['epoch']} -> {self.folder}")
+        due = trainer.shard.gather(self.clock() - self.last >= self.seconds)[0]  # the main process decides for all
+        if due:
+            trainer.save_checkpoint(self.folder, row["epoch"])  # every process: their random states are gathered
+            self.last = self.clock()
+            if trainer.shard.is_main:
+                logger.info(f"checkpoint saved: epoch {row['epoch']} -> {self.folder}")
         return False

@@ -79,6 +79,9 @@ class TrainConfig(Settings):
     warmup_ratio: float = setting(0.1, "share of optimizer steps with linear warmup (finetune)")
     max_grad_norm: float = setting(1.0, "gradient clipping norm; 0 turns it off")
     patience: int = setting(0, "stop after this many epochs without a better dev metric; 0: never")
+    checkpoint_minutes: float = setting(
+        10.0, "a checkpoint to resume from at the first epoch's end after this many minutes; 0: after every epoch"
+    )
     metric: Metric = setting("auto", "dev metric picking the best epoch (auto: the task's own, such as accuracy)")
     class_weight: Literal["balanced"] | tuple[float, ...] | None = setting(
         None, "loss weights: 'balanced', or one number per class such as 1,5", metavar="balanced|W1,W2,..."
@@ -118,6 +121,7 @@ class TrainConfig(Settings):
         if self.head_threads is not None:
             check_int(self.head_threads, "head_threads", 1)
         check_int(self.patience, "patience", 0)
+        check_number(self.checkpoint_minutes, "checkpoint_minutes")
         check_int(self.seed, "seed", 0)
         check_number(self.lr, "lr", strict=True)
         if self.encoder_lr != "auto":

@@ -172,7 +172,7 @@ class Estimator(BaseEstimator):
         from .training import Trainer  # only when training: prediction never imports the training loop
 
         if checkpoint_dir is not None:
-            callbacks.append(Checkpoint(checkpoint_dir))
+            callbacks.append(Checkpoint(checkpoint_dir, self.training_.checkpoint_minutes))
         if self.training_.patience:
             callbacks.append(EarlyStopping(metric, self.training_.patience))
         weight = self._loss_weight(train)

@@ -388,6 +388,27 @@ def cached_store(
     return store
 
 
+def feature_pass(model: EncoderModel, way: str | None, device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
+    """What the cache stores for a batch of ids and mask, computed ``way``: fp32 (None), int8 linear layers (a
+    copy of the model; the model is untouched), or bf16 where ``device`` computes in it natively."""
+    if way == "bf16" and not native_bf16(device):
+        raise BertLSTMError(
+            f"`feature_pass` bf16 needs hardware that computes in bf16 (a CPU with AVX512-BF16 or AMX, or a GPU); "
+            f"{device.type} here has none, and emulated bf16 is slower than fp32: use fp32",
+            "feature_pass",
+        )
+    source = quantize_int8(model, device) if way == "int8" else model
+
+    def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
+        # torch warns at every quantized pass that torch.ao is moving to torchao
+        with warnings.catch_warnings(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=way == "bf16"):
+            if way:
+                warnings.simplefilter("ignore")
+            return source.cache_encode(ids.to(device), attention_mask.to(device)).float()
+
+    return encode
+
+
 def model_features(
     model: EncoderModel,
     tokenizer: Any,
@@ -415,22 +436,7 @@ def model_features(
         quantized=None if training.feature_pass == "fp32" else training.feature_pass,
         cut=model.cache_cut,
     )
-    if key.quantized == "bf16" and not native_bf16(device):
-        raise BertLSTMError(
-            f"`feature_pass` bf16 needs hardware that computes in bf16 (a CPU with AVX512-BF16 or AMX, or a GPU); "
-            f"{device.type} here has none, and emulated bf16 is slower than fp32: use fp32",
-            "feature_pass",
-        )
-    source = quantize_int8(model, device) if key.quantized == "int8" else model  # a copy; the model is untouched
-    bf16 = key.quantized == "bf16"
-
-    def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
-        # torch warns at every quantized pass that torch.ao is moving to torchao
-        with warnings.catch_warnings(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if key.quantized:
-                warnings.simplefilter("ignore")
-            return source.cache_encode(ids.to(device), attention_mask.to(device)).float()
-
+    encode = feature_pass(model, key.quantized, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache, size, batch = FeatureCache(training.cache_dir), model.cache_feature_size, training.encode_batch_size
     return cached_store(cache, key, encode, size, input_ids, pad_id, batch, what, shard)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from ..core.backends import EXPORT_FORMAT, Predictor
-from ..core.errors import BertLSTMError
+from ..core.errors import BertLSTMError, first_line
 from ..core.folders import CONFIG_NAME
 from ..core.model_folder import check_files
 from ..tasks.registry import ModelRef, find_model
@@ -65,12 +65,20 @@ def open_predictor(
 ) -> Predictor:
     """``ref`` ready to predict on the engine chosen as the module says (``gradients``: an explanation will
     follow them; ``world``: the processes sharing the work)."""
-    if ref.backend == "torch" and (backend == "onnx" or runs_on_onnx(backend, quantize, device, gradients, world)):
+    if ref.backend == "torch" and backend == "onnx":
         if quantize:
             raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
-        graph = cached_graph(ref)
-        return find_model(graph, "onnx").predictor(None, "cpu", batch_size)
+        return find_model(cached_graph(ref), "onnx").predictor(None, "cpu", batch_size)
+    if ref.backend == "torch" and runs_on_onnx(backend, quantize, device, gradients, world):
+        try:
+            return find_model(cached_graph(ref), "onnx").predictor(None, "cpu", batch_size)
+        except ExportFailed as err:  # auto: the model as it is, on PyTorch
+            logger.warning(f"{ref.path} runs on PyTorch: {err}")
     return ref.predictor(quantize, device, batch_size)
+
+
+class ExportFailed(BertLSTMError):
+    """A model folder whose graph could not be exported (remembered in the cache: not tried again)."""
 
 
 def runs_on_onnx(backend: str, quantize: str | None, device: str, gradients: bool, world: int) -> bool:
@@ -101,17 +109,24 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
     root = root or default_graph_dir()
     check_files(ref.path, ref.meta)  # the folder's weights and tokenizer, as recorded in its config.json
     key = hashlib.sha256((ref.path / CONFIG_NAME).read_bytes() + str(EXPORT_FORMAT).encode()).hexdigest()[:32]
-    final = root / key
+    final, failed = root / key, root / f"{key}.failed"
     if (final / GRAPH).is_file():
         logger.debug(f"{ref.path} runs on its cached ONNX graph {final / GRAPH}")
         return final / GRAPH
+    if failed.is_file():
+        raise ExportFailed(f"its export failed before ({failed.read_text().strip()})")
     from .export import export_onnx  # torch and transformers: only to export
 
     root.mkdir(parents=True, exist_ok=True)
     logger.info(f"exporting {ref.path} to an ONNX graph for onnxruntime, once (into {root}) ...")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{key}.tmp-") as tmp:
-        export_onnx(ref.path, Path(tmp) / GRAPH)
+        try:
+            export_onnx(ref.path, Path(tmp) / GRAPH)
+        except Exception as err:  # noqa: BLE001  an encoder the exporter cannot take: remembered, not retried
+            why = first_line(err)
+            failed.write_text(why + "\n")
+            raise ExportFailed(f"its export to ONNX failed ({why})") from None
         try:
             os.rename(tmp, final)  # whole or not at all
         except OSError:

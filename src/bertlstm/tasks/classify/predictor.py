@@ -175,7 +175,7 @@ class ClassifierPredictor(Predictor):
 
     @staticmethod
     def format_report(report: dict[str, Any]) -> str:
-        from .metrics import format_report
+        from .metrics import format_report  # scikit-learn: only for a report
 
         return format_report(report)
 

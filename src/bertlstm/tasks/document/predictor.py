@@ -124,9 +124,10 @@ class DocumentPredictor(ClassifierPredictor):
                 return np.concatenate(out)
 
             return attribution.occlusion_scores(pieces, scores), None
-        engine: Any = self.engine  # a TorchEngine over a DocumentHead: the model in memory
+        import torch  # the gradient methods run on the model in memory: torch is there
+
+        engine: Any = self.engine  # a TorchEngine over a DocumentHead
         model = engine.model.model
-        import torch
 
         def score(vectors: Any) -> Any:  # (S, Nw, D) -> (S,)
             counts = torch.full((vectors.size(0),), vectors.size(1), dtype=torch.long)
