@@ -99,3 +99,16 @@ def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
     assert len(list(auto.glob("*.failed"))) == 1
     with pytest.raises(Exception, match="its export failed before"):
         open_predictor(find_model(model_dir), backend="onnx")  # asked for: an error, not PyTorch
+
+
+def test_the_cache_keeps_the_most_recently_used_graphs(tmp_path: Path) -> None:
+    import os
+
+    from bertlstm.deploy.engines import GRAPH, evict
+
+    for i in range(4):
+        (tmp_path / f"g{i}").mkdir()
+        (tmp_path / f"g{i}" / GRAPH).write_bytes(b"graph")
+        os.utime(tmp_path / f"g{i}", (i, 100 + (i if i != 1 else 10)))  # g1 used last
+    evict(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g1", "g3"]

@@ -16,7 +16,7 @@ Otherwise the folder runs on PyTorch, as with ``backend`` torch. ``backend`` onn
 cached graph whatever the device. The graph cache is ``$BERTLSTM_GRAPHS``, else
 ``$XDG_CACHE_HOME/bertlstm/graphs``, else ``~/.cache/bertlstm/graphs``: one folder per model, named by the
 SHA-256 of its ``config.json``, which records the SHA-256 of every weight and tokenizer file; those files are
-verified at every use, as a folder's are when PyTorch loads it.
+verified at every use, as a folder's are when PyTorch loads it. The 8 most recently used graphs are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from ..tasks.registry import ModelRef, find_model
 
 logger = logging.getLogger(__name__)
 GRAPH = "model.onnx"  # in each model's folder of the cache, with model.json and model.tokenizer.json
+KEEP = 8  # graphs kept in the cache: the most recently used
 
 
 def default_graph_dir() -> Path:
@@ -112,6 +114,7 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
     final, failed = root / key, root / f"{key}.failed"
     if (final / GRAPH).is_file():
         logger.debug(f"{ref.path} runs on its cached ONNX graph {final / GRAPH}")
+        os.utime(final)  # used now: the last to be evicted
         return final / GRAPH
     if failed.is_file():
         raise ExportFailed(f"its export failed before ({failed.read_text().strip()})")
@@ -121,12 +124,17 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
     logger.info(f"exporting {ref.path} to an ONNX graph for onnxruntime, once (into {root}) ...")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=root, prefix=f".{key}.tmp-") as tmp:
+        export_log = logging.getLogger("bertlstm.deploy.export")
+        level = export_log.level
+        export_log.setLevel(logging.WARNING)  # its temporary paths are not the user's business
         try:
             export_onnx(ref.path, Path(tmp) / GRAPH)
         except Exception as err:  # noqa: BLE001  an encoder the exporter cannot take: remembered, not retried
             why = first_line(err)
             failed.write_text(why + "\n")
             raise ExportFailed(f"its export to ONNX failed ({why})") from None
+        finally:
+            export_log.setLevel(level)
         try:
             os.rename(tmp, final)  # whole or not at all
         except OSError:
@@ -135,4 +143,14 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
         else:
             Path(tmp).mkdir()  # for TemporaryDirectory to remove
     logger.info(f"exported in {time.perf_counter() - start:.1f}s; later runs of this model start from it")
+    evict(root, KEEP)
     return final / GRAPH
+
+
+def evict(root: Path, keep: int) -> None:
+    """Only the ``keep`` most recently used graphs stay (a model trained again is a new graph; each is the size
+    of its weights)."""
+    graphs = sorted((p for p in root.iterdir() if (p / GRAPH).is_file()), key=lambda p: p.stat().st_mtime)
+    for old in graphs[: max(0, len(graphs) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+        logger.debug(f"removed the cached graph {old}, used least recently")
