@@ -324,8 +324,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .reports import draw_plots, report_dict, summarize, write_html, write_markdown  # pandas, matplotlib
 
     if args.plots or args.markdown:
-        drawn = draw_plots(args.run)
-        logging.getLogger("bertlstm").info(f"drew {', '.join(drawn) or 'no plots (matplotlib is missing)'}")
+        drawn = draw_plots(args.run)  # none without matplotlib: it says so
+        if drawn:
+            logging.getLogger("bertlstm").info(f"drew {', '.join(drawn)} into {args.run}")
     if args.markdown:
         logging.getLogger("bertlstm").info(f"wrote {write_markdown(args.run, args.markdown)}")
     if args.html:
