@@ -1,10 +1,10 @@
 """Which engine runs a model folder for ``predict``, ``evaluate`` and ``serve``: the fastest exact one at hand.
 
-On a CPU, onnxruntime runs this project's graphs faster than PyTorch (1.7x on the AMD EPYC of BENCHMARKS.md),
-with the same probabilities (within 1e-4: every export is checked against PyTorch before it is written, and a
-test checks a folder's predictions both ways), and without importing torch or transformers (seconds of a
-short command). So with ``backend`` auto a model folder runs on onnxruntime through its graph, exported once
-into a cache of graphs and reused after, when:
+On a CPU, onnxruntime runs this project's graphs at least as fast as PyTorch (1.03x to 1.7x on the AMD EPYC of
+BENCHMARKS.md, sittings apart), with the same probabilities (within 1e-4: every export is checked against
+PyTorch before it is written, and a test checks a folder's predictions both ways), and without importing torch
+or transformers: 5 s of a short command's 6. So with ``backend`` auto a model folder runs on onnxruntime
+through its graph, exported once into a cache of graphs and reused after, when:
 
 * onnxruntime is installed (and, to export the graph the first time, onnxscript);
 * the run is on a CPU: ``device`` cpu, or auto on a machine without CUDA;
