@@ -147,7 +147,7 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
         "--html", metavar="FILE", help="write one self-contained page to FILE (images embedded) to open in a browser"
     )
     r.add_argument("--json", action="store_true", help="print settings, labels and metrics as one JSON object")
-    c = sub.add_parser("cache", parents=common, help="show or free the frozen-encoder feature cache")
+    c = sub.add_parser("cache", parents=common, help="show or free the feature cache and the model graphs' cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
     c.add_argument(
         "--cache-dir",
@@ -339,14 +339,21 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_cache(args: argparse.Namespace) -> None:
     from .core.feature_cache import FeatureCache  # torch, only for this command
+    from .deploy.engines import clear_graphs, default_graph_dir, graph_folders  # the folders' ONNX graphs too
 
-    cache = FeatureCache(args.cache_dir)
+    cache, graphs_root = FeatureCache(args.cache_dir), default_graph_dir()
     if args.action == "clear":
         print(f"freed {cache.clear() / 2**20:.1f} MiB in {cache.root}")
-    elif args.json:
-        print(json.dumps({"root": str(cache.root), "entries": cache.entries()}))
+        print(f"freed {clear_graphs(graphs_root) / 2**20:.1f} MiB of ONNX graphs in {graphs_root}")
+        return
+    graphs = graph_folders(graphs_root)
+    size = sum(p.stat().st_size for folder in graphs for p in folder.rglob("*") if p.is_file())
+    if args.json:
+        found = {"root": str(graphs_root), "models": len(graphs), "bytes": size}
+        print(json.dumps({"root": str(cache.root), "entries": cache.entries(), "graphs": found}))
     else:
         print(cache.summary())
+        print(f"ONNX graphs of model folders: {len(graphs)} ({size / 2**20:.1f} MiB) in {graphs_root}")
 
 
 COMMANDS = {

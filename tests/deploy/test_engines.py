@@ -26,7 +26,9 @@ def auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "graphs"
 
 
-def test_a_folder_predicts_on_its_cached_graph_as_pytorch_does(model_dir: Path, auto: Path, tmp_path: Path, caplog):
+def test_a_folder_predicts_on_its_cached_graph_as_pytorch_does(
+    model_dir: Path, auto: Path, tmp_path: Path, caplog, capsys
+) -> None:
     data = write_csv(tmp_path / "in.csv", n=30, seed=5)
     out = {backend: tmp_path / f"{backend}.csv" for backend in ("auto", "torch")}
     for backend, path in out.items():
@@ -43,6 +45,11 @@ def test_a_folder_predicts_on_its_cached_graph_as_pytorch_does(model_dir: Path, 
     assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--json"]) == 0
     assert main(["predict", "--model", str(model_dir), "--text", "good", "--backend", "onnx"]) == 0
     assert "exporting" not in caplog.text and graphs[0].stat().st_mtime_ns == stamp  # ... and reused after
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0 and "ONNX graphs of model folders: 1 (" in capsys.readouterr().out
+    (auto / "mine.txt").write_text("not a graph")
+    assert main(["cache", "clear"]) == 0 and "MiB of ONNX graphs in" in capsys.readouterr().out
+    assert [p.name for p in auto.iterdir()] == ["mine.txt"]  # the graphs went, nothing else
 
 
 def test_the_graph_is_that_of_the_folders_files(model_dir: Path, auto: Path, tmp_path: Path, capsys) -> None:

@@ -154,3 +154,25 @@ def evict(root: Path, keep: int) -> None:
     for old in graphs[: max(0, len(graphs) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
         logger.debug(f"removed the cached graph {old}, used least recently")
+
+
+def graph_folders(root: Path | None = None) -> list[Path]:
+    """The cache's graphs (``root``, else :func:`default_graph_dir`), one folder per model."""
+    root = root or default_graph_dir()
+    return sorted(p for p in root.iterdir() if (p / GRAPH).is_file()) if root.is_dir() else []
+
+
+def clear_graphs(root: Path | None = None) -> int:
+    """Remove every cached graph, remembered export failure and unfinished export; returns bytes freed. Nothing
+    else in the folder is touched."""
+    root = root or default_graph_dir()
+    if not root.is_dir():
+        return 0
+    leftovers = [p for p in root.iterdir() if p.name.startswith(".") and ".tmp-" in p.name and p.is_dir()]
+    freed = 0
+    for folder in graph_folders(root) + leftovers:
+        freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+    for failed in root.glob("*.failed"):
+        failed.unlink()
+    return freed
