@@ -339,7 +339,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_cache(args: argparse.Namespace) -> None:
     from .core.feature_cache import FeatureCache  # torch, only for this command
-    from .deploy.engines import clear_graphs, default_graph_dir, graph_folders  # the folders' ONNX graphs too
+    from .deploy.engines import clear_graphs, default_graph_dir, graph_folders, size_of  # the folders' graphs
 
     cache, graphs_root = FeatureCache(args.cache_dir), default_graph_dir()
     if args.action == "clear":
@@ -347,7 +347,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
         print(f"freed {clear_graphs(graphs_root) / 2**20:.1f} MiB of ONNX graphs in {graphs_root}")
         return
     graphs = graph_folders(graphs_root)
-    size = sum(p.stat().st_size for folder in graphs for p in folder.rglob("*") if p.is_file())
+    size = sum(size_of(folder) for folder in graphs)
     if args.json:
         found = {"root": str(graphs_root), "models": len(graphs), "bytes": size}
         print(json.dumps({"root": str(cache.root), "entries": cache.entries(), "graphs": found}))

@@ -150,7 +150,7 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
 def evict(root: Path, keep: int) -> None:
     """Only the ``keep`` most recently used graphs stay (a model trained again is a new graph; each is the size
     of its weights)."""
-    graphs = sorted((p for p in root.iterdir() if (p / GRAPH).is_file()), key=lambda p: p.stat().st_mtime)
+    graphs = sorted(graph_folders(root), key=lambda p: p.stat().st_mtime)
     for old in graphs[: max(0, len(graphs) - keep)]:
         shutil.rmtree(old, ignore_errors=True)
         logger.debug(f"removed the cached graph {old}, used least recently")
@@ -171,8 +171,13 @@ def clear_graphs(root: Path | None = None) -> int:
     leftovers = [p for p in root.iterdir() if p.name.startswith(".") and ".tmp-" in p.name and p.is_dir()]
     freed = 0
     for folder in graph_folders(root) + leftovers:
-        freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        freed += size_of(folder)
         shutil.rmtree(folder, ignore_errors=True)
     for failed in root.glob("*.failed"):
         failed.unlink()
     return freed
+
+
+def size_of(folder: Path) -> int:
+    """Bytes in the files under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
