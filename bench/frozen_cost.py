@@ -2,7 +2,7 @@
 frozen cost).
 
     python bench/frozen_cost.py                          # every part below
-    python bench/frozen_cost.py --only feature-pass      # or run-cost, threads
+    python bench/frozen_cost.py --only feature-pass      # or run-cost, cache-bar, threads
 
 1. feature-pass: building the cache of a fixed 8,000-sentence SST-2 subset (``random.Random(0).sample``, as
    bench/train_speed.py) with the fp32 encoder and with each ``feature_pass`` of --passes (int8, and bf16 where
@@ -12,7 +12,10 @@ frozen cost).
 2. run-cost: ``bertlstm train`` of the frozen recipe on the same subset, 3 epochs, full SST-2 dev, as a whole
    process: cold cache, then warm, with the wall time split into import, loading, preparing (tokenizing, cache),
    epochs, saving and the rest.
-3. threads: cached epochs (the LSTM alone) and the encoder pass with 1 and 2 intra-op threads, alone and beside
+3. cache-bar: ``bertlstm train`` of the frozen recipe on a 4,000-sentence subset, 5 epochs, full SST-2 dev, as a
+   whole process each: without the cache, with a cold cache, with a warm one; the ratios, and the warm run against
+   the sum of its own epochs (train and dev, as it logs them).
+4. threads: cached epochs (the LSTM alone) and the encoder pass with 1 and 2 intra-op threads, alone and beside
    a process that keeps one core busy.
 
 Data come from ../shared/data (see its README); every run uses the default encoder.
@@ -109,9 +112,13 @@ def feature_pass(args: argparse.Namespace) -> None:
 # --- 2. the fixed cost of a run ---------------------------------------------------------------------------
 PHASES = {  # phase -> functions (file suffix, name) whose cumulative times add up to it
     "read data": [("data.py", "load_labelled")],
-    "load encoder": [("encoders.py", "load_encoder")],
+    "load encoder": [("encoders.py", "load_encoder"), ("encoders.py", "open_encoder")],
     "tokenize": [("data.py", "__call__")],
-    "hash encoder and texts": [("feature_cache.py", "encoder_fingerprint"), ("feature_cache.py", "texts_fingerprint")],
+    "hash encoder and texts": [
+        ("feature_cache.py", "encoder_fingerprint"),  # before the encoders module kept it
+        ("encoders.py", "encoder_fingerprint"),
+        ("feature_cache.py", "texts_fingerprint"),
+    ],
     "cache: encode and write": [("feature_cache.py", "build")],
     "cache: open and verify": [("feature_cache.py", "open")],
     "epochs (train + dev)": [("training.py", "train_epoch"), ("training.py", "evaluate")],
@@ -200,7 +207,39 @@ def run_cost(args: argparse.Namespace) -> None:
             print(f"{warmth} run: {before:.1f} s before, {now:.1f} s now ({before / now:.2f}x)")
 
 
-# --- 3. threads -----------------------------------------------------------------------------------------
+# --- 3. the cache bar --------------------------------------------------------------------------------------
+def cache_bar(args: argparse.Namespace) -> None:
+    """No cache, cold, warm: 4k SST-2, 5 epochs, each a whole process, one after the other."""
+    work = Path(tempfile.mkdtemp(prefix="bench-bar-"))
+    (texts, labels), _ = sst2_subset(args.data, 4000)
+    import pandas as pd
+
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(work / "4k.csv", index=False)
+    dev = args.data / "sst2" / "dev.tsv"
+    env = {**os.environ, "BERTLSTM_CACHE": tempfile.mkdtemp(prefix="bench-bar-cache-")}
+    walls = {}
+    for way, extra in (("no cache", ["--no-cache"]), ("cold", []), ("warm", [])):
+        argv = ["train", "--train", str(work / "4k.csv"), "--dev", str(dev), "--epochs", "5", "--no-progress"]
+        cmd = [sys.executable, "-m", "bertlstm", *argv, "--output", str(work / "model"), "--overwrite", *extra]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        walls[way] = time.perf_counter() - start
+        if done.returncode:
+            sys.exit(f"{way} failed:\n{done.stderr[-3000:]}")
+        epochs = sum(float(t) + float(d) for t, d in re.findall(r"\(train ([0-9.]+)s.*; dev ([0-9.]+)s\)", done.stderr))
+        accuracy = re.findall(r"best epoch: \d+ \(dev accuracy ([0-9.]+)\)", done.stderr)
+        print(
+            f"{way:8}: whole process {walls[way]:6.1f} s; its epochs {epochs:5.1f} s "
+            f"(whole / epochs {walls[way] / epochs:.2f}x); best dev accuracy {accuracy}",
+            flush=True,
+        )
+    print(
+        f"no cache / cold {walls['no cache'] / walls['cold']:.2f}x (bar 3x); "
+        f"no cache / warm {walls['no cache'] / walls['warm']:.2f}x (bar 6x)"
+    )
+
+
+# --- 4. threads -----------------------------------------------------------------------------------------
 def _busy(stop: multiprocessing.synchronize.Event) -> None:
     """A neighbour: keeps one core busy until told to stop."""
     x = 0
@@ -256,7 +295,7 @@ def threads(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="feature-pass,run-cost,threads")
+    parser.add_argument("--only", default="feature-pass,run-cost,cache-bar,threads")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--n-train", type=int, default=8000)
     parser.add_argument("--baseline", help="run-cost: also time this source folder (a checkout's src) as 'before'")
@@ -267,7 +306,7 @@ def main() -> None:
         return run_child(json.loads(args.child))
     if not (args.data / "sst2" / "train.tsv").is_file():
         sys.exit(f"SST-2 not found under {args.data}; pass --data")
-    parts = {"feature-pass": feature_pass, "run-cost": run_cost, "threads": threads}
+    parts = {"feature-pass": feature_pass, "run-cost": run_cost, "cache-bar": cache_bar, "threads": threads}
     for name in args.only.split(","):
         print(f"== {name}", flush=True)
         parts[name](args)

@@ -12,7 +12,8 @@ from transformers import AutoModel, AutoTokenizer
 
 from bertlstm import BertLSTMClassifier, BertLSTMError, BertLSTMModel, ModelConfig
 from bertlstm.core.batching import pad_batch
-from bertlstm.core.feature_cache import CacheKey, FeatureCache, FeatureStore, encoder_fingerprint, texts_fingerprint
+from bertlstm.core.encoders import encoder_fingerprint
+from bertlstm.core.feature_cache import CacheKey, FeatureCache, FeatureStore, texts_fingerprint
 from bertlstm.core.inference import as_tensors
 from bertlstm.tasks.classify.data import FeatureDataset, tokenize
 from conftest import make_sentiment
@@ -154,15 +155,15 @@ def test_a_bf16_feature_pass_runs_only_where_the_hardware_has_bf16(tiny_encoder:
 
 
 def test_the_encoder_hash_is_computed_once_until_a_weight_changes(tiny_encoder: str, monkeypatch) -> None:
-    from bertlstm.core import feature_cache
+    from bertlstm.core import encoders
 
     encoder, tokenizer = AutoModel.from_pretrained(tiny_encoder), AutoTokenizer.from_pretrained(tiny_encoder)
     calls: list[int] = []
-    real = feature_cache.encoder_fingerprint
-    monkeypatch.setattr(feature_cache, "encoder_fingerprint", lambda *a: calls.append(1) or real(*a))
-    first = feature_cache.known_fingerprint(encoder, tokenizer)
-    assert feature_cache.known_fingerprint(encoder, tokenizer) == first and len(calls) == 1
+    real = encoders.encoder_fingerprint
+    monkeypatch.setattr(encoders, "encoder_fingerprint", lambda *a: calls.append(1) or real(*a))
+    first = encoders.known_fingerprint(encoder, tokenizer)
+    assert encoders.known_fingerprint(encoder, tokenizer) == first and len(calls) == 1
     with torch.no_grad():
         encoder.embeddings.word_embeddings.weight[0, 0] += 1.0  # in place: a new version
-    assert feature_cache.known_fingerprint(encoder, tokenizer) != first and len(calls) == 2
-    assert feature_cache.known_fingerprint(encoder, tokenizer, split=1) != first and len(calls) == 3
+    assert encoders.known_fingerprint(encoder, tokenizer) != first and len(calls) == 2
+    assert encoders.known_fingerprint(encoder, tokenizer, split=1) != first and len(calls) == 3

@@ -37,15 +37,23 @@ from .callbacks import Checkpoint, EarlyStopping, KeepBest, LogEpoch
 from .config import EncoderSettings, TrainConfig
 from .device import resolve_device
 from .encoder_names import check_max_length
-from .encoders import load_encoder
+from .encoders import EncoderSource, notes_folder, open_encoder
 from .errors import BertLSTMError
 from .export_graph import ExportGraph
-from .feature_cache import FeatureStore, model_features
+from .feature_cache import FeatureCache, FeatureStore, model_features
 from .folders import check_output
 from .hub import local_folder, push_folder
 from .inference import Predict, as_tensors, predict_logits
 from .model_card import CardInfo, model_card
-from .model_folder import FORMAT_VERSION, RECORDS, SavedModel, load_model_folder, load_trained, save_trained
+from .model_folder import (
+    ENCODER_DIR,
+    FORMAT_VERSION,
+    RECORDS,
+    SavedModel,
+    load_model_folder,
+    load_trained,
+    save_trained,
+)
 from .modeling import EncoderModel
 from .torch_engine import TorchEngine
 
@@ -157,7 +165,13 @@ class Estimator(BaseEstimator):
         from accelerate.utils import set_seed  # only to train: loading a model for prediction never imports it
 
         set_seed(training.seed)
-        encoder, self.tokenizer_ = load_encoder(config.encoder)
+        # A frozen encoder may never run: its features may all be cached (see core.encoders).
+        notes = (
+            notes_folder(FeatureCache(training.cache_dir).root)
+            if config.mode != "finetune" and training.cache
+            else None
+        )
+        encoder, self.tokenizer_ = open_encoder(config.encoder, notes)
         check_max_length(config.encoder, config.max_length, encoder.config)
         self.model_ = self._new_model(config, encoder)
         # the settings this model was trained with (encoder_lr auto resolved), whatever set_params does later
@@ -340,11 +354,20 @@ class Estimator(BaseEstimator):
         estimator._restore_labels(saved.meta["labels"], where + "labels")
         estimator.training_, estimator.tokenizer_ = training, saved.tokenizer
         estimator.device_ = resolve_device(device)
-        model = estimator._new_model(config, saved.encoder)
+        model = estimator._new_model(config, _folder_encoder(saved))
         estimator.history_, estimator.metrics_ = load_trained(model, saved)
         estimator.model_ = model.to(estimator.device_).eval()
         estimator.predictor_ = estimator.predictor()
         return estimator
+
+
+def _folder_encoder(saved: SavedModel) -> EncoderSource:
+    """A model folder's encoder, with its files as config.json records them (verified on load): saving the model
+    again copies them, if it stays unchanged."""
+    files = saved.meta.get("files")
+    prefix = f"{ENCODER_DIR}/"
+    mine = {n.removeprefix(prefix): d for n, d in files.items() if n.startswith(prefix)} if files else None
+    return EncoderSource(saved.folder / ENCODER_DIR, mine, saved.encoder)
 
 
 def _without_texts(report: Any) -> Any:

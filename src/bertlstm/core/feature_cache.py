@@ -27,7 +27,6 @@ import re
 import shutil
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import Tensor
 
 from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
+from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
 from .folders import atomic_folder
 from .model_folder import file_sha256
@@ -52,7 +52,6 @@ CACHE_FORMAT = 1
 LATER = ("split", "quantized", "cut")  # CacheKey fields added after the first entries were written
 TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
 _ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
-_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")  # a weight of a BERT-style encoder's layer
 _UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.(tmp|old)-.+)")  # an interrupted build's folder
 
 
@@ -62,40 +61,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["BERTLSTM_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "bertlstm" / "features"
-
-
-def encoder_fingerprint(encoder: Any, tokenizer: Any, split: int | None = None) -> str:
-    """SHA-256 of the encoder's config, every weight, and the tokenizer: what decides the features. With
-    ``split``, only the weights of the embeddings and the layers below it (those the cache stands in for)."""
-    h = hashlib.sha256(encoder.config.to_json_string(use_diff=False).encode())
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # without the truncation and padding its last call left behind
-        rules = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
-        h.update(json.dumps(rules, sort_keys=True).encode())
-    else:
-        h.update(repr(sorted(tokenizer.get_vocab().items())).encode())
-    for name, tensor in sorted(encoder.state_dict().items()):
-        layer = _LAYER.match(name)
-        if split is not None and not (name.startswith("embeddings.") or (layer and int(layer[1]) < split)):
-            continue
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
-
-
-def known_fingerprint(encoder: Any, tokenizer: Any, split: int | None = None) -> str:
-    """:func:`encoder_fingerprint`, computed once while the weights stay the same (a run's train and dev sets
-    share it): every in-place change of a tensor bumps its version counter, and a new version is a new hash."""
-    versions = tuple(t._version for t in encoder.state_dict().values())
-    memo = _FINGERPRINTS.setdefault(encoder, {})
-    key = (id(tokenizer), split, versions)
-    if key not in memo:
-        memo.clear()
-        memo[key] = encoder_fingerprint(encoder, tokenizer, split)
-    return memo[key]
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -109,7 +74,7 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class CacheKey:
     encoder: str  # the encoder's name as the user gave it (for `cache info`)
-    encoder_hash: str  # encoder_fingerprint()
+    encoder_hash: str  # encoders.encoder_fingerprint()
     layers: str  # which hidden states ("last")
     max_length: int  # truncation length in word pieces
     pooling: str  # what a text's rows are: "tokens" (one per word piece), else one row ("mean": pooled)
@@ -305,8 +270,8 @@ class FeatureCache:
         return "\n".join(lines)
 
     def _kinds(self) -> dict[str, list[Path]]:
-        """What the cache folder holds: entries, unfinished builds, its tag, and anything else."""
-        kinds: dict[str, list[Path]] = {"entry": [], "unfinished": [], "tag": [], "other": []}
+        """What the cache folder holds: entries, unfinished builds, its tag, notes on encoders, and anything else."""
+        kinds: dict[str, list[Path]] = {"entry": [], "unfinished": [], "tag": [], "notes": [], "other": []}
         for path in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             if (
                 path.is_dir()
@@ -319,12 +284,14 @@ class FeatureCache:
                 kinds["unfinished"].append(path)
             elif path.name == TAG_NAME and path.is_file():
                 kinds["tag"].append(path)
+            elif path.name == NOTES_DIR and path.is_dir() and not path.is_symlink():
+                kinds["notes"].append(path)
             else:
                 kinds["other"].append(path)
         return kinds
 
     def clear(self) -> int:
-        """Remove every entry and every unfinished build; returns bytes freed.
+        """Remove every entry, every unfinished build and the notes on encoders; returns bytes freed.
 
         A folder holding anything else is not a feature cache: nothing in it is deleted.
         """
@@ -337,7 +304,7 @@ class FeatureCache:
                 f"{self.root} is not a bertlstm feature cache (it holds {names}); nothing was deleted", "cache_dir"
             )
         freed = 0
-        for folder in kinds["entry"] + kinds["unfinished"]:
+        for folder in kinds["entry"] + kinds["unfinished"] + kinds["notes"]:
             freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             shutil.rmtree(folder, ignore_errors=True)
         return freed
@@ -397,9 +364,12 @@ def feature_pass(model: EncoderModel, way: str | None, device: torch.device) -> 
             f"{device.type} here has none, and emulated bf16 is slower than fp32: use fp32",
             "feature_pass",
         )
-    source = quantize_int8(model, device) if way == "int8" else model
+    quantized: list[EncoderModel] = []  # made at the first batch: a cache hit encodes nothing
 
     def encode(ids: Tensor, attention_mask: Tensor) -> Tensor:
+        if way == "int8" and not quantized:
+            quantized.append(quantize_int8(model, device))
+        source = quantized[0] if quantized else model
         # torch warns at every quantized pass that torch.ao is moving to torchao
         with warnings.catch_warnings(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=way == "bf16"):
             if way:
@@ -425,7 +395,7 @@ def model_features(
     config = model.config
     key = CacheKey(
         encoder=config.encoder,
-        encoder_hash=known_fingerprint(model.encoder, tokenizer, model.split),
+        encoder_hash=model.encoder_hash(tokenizer),
         layers=config.layers,
         max_length=config.max_length,
         pooling=model.cache_pooling,

@@ -50,9 +50,10 @@ def checked_files(folder: Path) -> list[str]:
     return [name for name in names if (folder / name).is_file()]
 
 
-def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of each of :func:`checked_files`."""
-    return {name: file_sha256(folder / name) for name in checked_files(folder)}
+def digests(folder: Path, known: dict[str, str] | None = None) -> dict[str, str]:
+    """SHA-256 of each of :func:`checked_files` (those in ``known`` were taken as the files were written)."""
+    known = known or {}
+    return {name: known.get(name) or file_sha256(folder / name) for name in checked_files(folder)}
 
 
 # --- reading --------------------------------------------------------------------------------------------
@@ -153,11 +154,13 @@ def save_model_folder(
 ) -> Path:
     """Write a model folder atomically at ``target`` (a path the caller has checked with
     :func:`~bertlstm.core.folders.check_output`): config.json (``sections`` plus format, versions and
-    checksums), model.safetensors (``head_state``), encoder/ (the encoder's and tokenizer's own
-    ``save_pretrained``) and the ``records`` files. Non-finite weights are refused: such a model could only
-    predict NaN."""
+    checksums), model.safetensors (``head_state``), encoder/ and the ``records`` files. ``encoder``: a loaded
+    encoder, saved by its and the tokenizer's own ``save_pretrained``, or an
+    :class:`~bertlstm.core.encoders.EncoderSource` whose files are copied. Non-finite weights are refused: such
+    a model could only predict NaN."""
     path = Path(target)
-    state = {**head_state, **{f"encoder.{k}": v for k, v in encoder.state_dict().items()}}
+    copied = hasattr(encoder, "copy_to")  # an EncoderSource: files as they were loaded, finite
+    state = head_state if copied else {**head_state, **{f"encoder.{k}": v for k, v in encoder.state_dict().items()}}
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise BertLSTMError(f"the model has non-finite weights ({', '.join(bad[:3])}); it was not saved")
@@ -169,20 +172,29 @@ def save_model_folder(
             str(tmp / WEIGHTS_NAME),
             metadata={"format": "pt"},
         )
-        with quiet_transformers():
-            encoder.save_pretrained(tmp / ENCODER_DIR)
-            _clean_copy(tokenizer).save_pretrained(tmp / ENCODER_DIR)
+        known = _write_encoder(tmp / ENCODER_DIR, encoder, tokenizer)
         meta = {
             "format_version": FORMAT_VERSION,
             "library_versions": {p: version(p) for p in ("bertlstm", "torch", "transformers", "safetensors")},
             **sections,
             "tokenizer_size": len(tokenizer),
-            "files": digests(tmp),  # SHA-256 of every weight and tokenizer file, verified on load
+            "files": digests(tmp, known),  # SHA-256 of every weight and tokenizer file, verified on load
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
         for name, text in records.items():
             (tmp / name).write_text(text)
     return path
+
+
+def _write_encoder(folder: Path, encoder: Any, tokenizer: Any) -> dict[str, str]:
+    """The encoder's files into ``folder``: copied from an EncoderSource (returns their SHA-256, by path in the model
+    folder), or written by the encoder's and the tokenizer's ``save_pretrained`` (returns nothing)."""
+    if hasattr(encoder, "copy_to"):
+        return {f"{ENCODER_DIR}/{name}": digest for name, digest in encoder.copy_to(folder).items()}
+    with quiet_transformers():
+        encoder.save_pretrained(folder)
+        _clean_copy(tokenizer).save_pretrained(folder)
+    return {}
 
 
 def _clean_copy(tokenizer: Any) -> Any:
@@ -274,14 +286,16 @@ def save_trained(
     tokenizer: Any,
     records: dict[str, Any],
 ) -> Path:
-    """:func:`save_model_folder` for a trained model (``head_state_dict()`` and ``encoder``) with its training
-    record: ``records`` holds the model card (``README.md``), the ``history`` rows and the ``metrics``."""
+    """:func:`save_model_folder` for a trained model (``head_state_dict()``, and its encoder's files or the
+    encoder) with its training record: ``records`` holds the model card (``README.md``), the ``history`` rows
+    and the ``metrics``."""
     texts = {"README.md": records["README.md"]}
     if records.get("history"):
         texts["history.csv"] = history_to_csv(records["history"])
     if records.get("metrics"):
         texts["metrics.json"] = json.dumps(records["metrics"], indent=2) + "\n"
-    return save_model_folder(directory, sections, model.head_state_dict(), model.encoder, tokenizer, texts)
+    encoder = model.encoder_files() or model.encoder
+    return save_model_folder(directory, sections, model.head_state_dict(), encoder, tokenizer, texts)
 
 
 def load_trained(model: Any, saved: SavedModel) -> tuple[list[dict[str, Any]], dict[str, Any]]:

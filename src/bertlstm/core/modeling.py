@@ -12,16 +12,18 @@ model (the classifier's in :mod:`bertlstm.tasks.classify.model`, the tagger's in
 from __future__ import annotations
 
 import warnings
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
-from transformers import PreTrainedModel
-from transformers.masking_utils import create_bidirectional_mask
 
 from .config import TrainConfig, encoder_lr_for
+from .encoders import EncoderSource, known_fingerprint
 from .errors import BertLSTMError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -93,6 +95,8 @@ def encoder_parts(encoder: PreTrainedModel) -> tuple[nn.Module, nn.ModuleList]:
 def run_layers(encoder: PreTrainedModel, layers: Any, hidden: Tensor, attention_mask: Tensor) -> list[Tensor]:
     """Each of ``layers`` in turn over ``hidden`` (B, T, H), attending to real tokens only: the output of
     every layer, (B, T, H) each."""
+    from transformers.masking_utils import create_bidirectional_mask  # the encoder runs: transformers is loaded
+
     bias = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
     states = []
     for layer in layers:
@@ -104,25 +108,51 @@ def run_layers(encoder: PreTrainedModel, layers: Any, hidden: Tensor, attention_
 class EncoderModel(nn.Module):
     """What every model here shares: an ``encoder`` under a head (everything else), frozen unless
     ``config.mode`` is ``finetune``, trained with two learning rates, and saved as head weights plus the
-    encoder's own folder."""
+    encoder's own folder.
+
+    The encoder may be attached as an :class:`~bertlstm.core.encoders.EncoderSource` not loaded yet (a frozen
+    encoder whose features are cached): it is loaded the first time ``encoder`` is read, onto the head's
+    device, frozen. Until then its sizes come from ``encoder_config``."""
 
     config: Any
-    encoder: PreTrainedModel
+    encoder_config: Any  # the encoder's config (or, not loaded yet, the sizes a note kept of it)
+    encoder_source: EncoderSource | None = None  # where the encoder came from, when known
     layer_ids: list[int]  # the hidden states the head reads (layer_ids())
     feature_size: int  # what encode() returns per position
     scalar_mix: ScalarMix | None
     split: int | None = None  # partial fine-tuning: the first trained layer (the layers below are frozen)
     attributing: bool = False  # gradients flow through the encoder even when frozen (core.attribution)
 
-    def attach(self, config: Any, encoder: PreTrainedModel) -> int:
-        """Set the settings, the encoder, the layers read and their mix (``scalar-mix``); returns the width of
-        what reaches the head per position."""
-        self.config, self.encoder = config, encoder
-        hidden = encoder.config.hidden_size
-        self.layer_ids = layer_ids(config.layers, encoder.config.num_hidden_layers)
+    def attach(self, config: Any, encoder: PreTrainedModel | EncoderSource) -> int:
+        """Set the settings, the encoder (or its source), the layers read and their mix (``scalar-mix``);
+        returns the width of what reaches the head per position."""
+        self.config, self.encoder_config = config, encoder.config
+        if isinstance(encoder, EncoderSource):
+            self.encoder_source = encoder
+            if encoder.module is not None:
+                self._modules["encoder"] = encoder.module  # not add_module: it would read the property below
+        else:
+            self._modules["encoder"] = encoder
+        hidden = self.encoder_config.hidden_size
+        self.layer_ids = layer_ids(config.layers, self.encoder_config.num_hidden_layers)
         self.feature_size = hidden * len(self.layer_ids)  # what encode() returns per position
         self.scalar_mix = ScalarMix(len(self.layer_ids)) if config.layers == "scalar-mix" else None
         return hidden if self.scalar_mix is not None else self.feature_size
+
+    @property
+    def encoder(self) -> PreTrainedModel:
+        """The encoder, loaded now if it was attached as a source not loaded yet."""
+        if "encoder" not in self._modules:
+            assert self.encoder_source is not None
+            device = next(self.parameters()).device
+            self._modules["encoder"] = self.encoder_source.load().to(device)
+            self.freeze()
+            self.train(self.training)
+        return self._modules["encoder"]  # type: ignore[return-value]
+
+    @property
+    def encoder_loaded(self) -> bool:
+        return "encoder" in self._modules
 
     @property
     def encoder_frozen(self) -> bool:
@@ -150,9 +180,12 @@ class EncoderModel(nn.Module):
 
     def freeze(self) -> None:
         """Freeze what does not train: the whole encoder (frozen recipes), or with ``train_top_layers`` K
-        below the encoder's depth its embeddings and every layer under the top K; always the pooler."""
-        depth = self.encoder.config.num_hidden_layers
+        below the encoder's depth its embeddings and every layer under the top K; always the pooler. (An encoder
+        not loaded yet is frozen when it is.)"""
+        depth = self.encoder_config.num_hidden_layers
         top = getattr(self.config, "train_top_layers", None)
+        if not self.encoder_loaded:
+            return
         if self.encoder_frozen:
             self.encoder.requires_grad_(False)
         elif top is not None and top < depth:
@@ -168,6 +201,8 @@ class EncoderModel(nn.Module):
 
     def train(self, mode: bool = True) -> EncoderModel:
         super().train(mode)
+        if not self.encoder_loaded:
+            return self
         if self.encoder_frozen:
             self.encoder.eval()  # a frozen encoder never runs dropout
         elif self.split is not None:  # nor do the frozen embeddings and lower layers
@@ -186,14 +221,14 @@ class EncoderModel(nn.Module):
         """Partial fine-tuning: the hidden states (0: embeddings) the cache holds, side by side: those the
         head reads from the frozen part, and the input of the first trained layer."""
         assert self.split is not None
-        total = self.encoder.config.num_hidden_layers + 1
+        total = self.encoder_config.num_hidden_layers + 1
         return sorted({i % total for i in self.layer_ids if i % total < self.split} | {self.split})
 
     @property
     def cache_feature_size(self) -> int:
         if self.split is None:
             return self.feature_size
-        return self.encoder.config.hidden_size * len(self.cached_ids)
+        return self.encoder_config.hidden_size * len(self.cached_ids)
 
     def cache_encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """What the feature cache stores per position: the features (:meth:`encode`) of a frozen encoder, or
@@ -210,7 +245,7 @@ class EncoderModel(nn.Module):
         real tokens (B,): with partial fine-tuning, the trained top layers run over the cached states."""
         if self.split is None:
             return cached
-        hidden_size, total = self.encoder.config.hidden_size, self.encoder.config.num_hidden_layers + 1
+        hidden_size, total = self.encoder_config.hidden_size, self.encoder_config.num_hidden_layers + 1
         states = dict(zip(self.cached_ids, cached.split(hidden_size, dim=-1), strict=True))  # state id -> (B, T, H)
         mask = torch.arange(cached.size(1), device=cached.device) < lengths.to(cached.device).unsqueeze(1)  # (B, T)
         top = run_layers(self.encoder, encoder_parts(self.encoder)[1][self.split :], states[self.split], mask.long())
@@ -227,10 +262,27 @@ class EncoderModel(nn.Module):
         head = [p for name, p in self.named_parameters() if self.is_head(name)]
         groups = [{"params": head, "lr": training.lr, "weight_decay": training.weight_decay}]
         if not self.encoder_frozen:
-            lr = encoder_lr_for(training.encoder_lr, self.encoder.config.hidden_size)
+            lr = encoder_lr_for(training.encoder_lr, self.encoder_config.hidden_size)
             encoder = {"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": lr}
             groups.insert(0, {**encoder, "weight_decay": training.encoder_weight_decay})
         return groups
+
+    def encoder_hash(self, tokenizer: Any) -> str:
+        """What keys the encoder's features in the cache (:func:`~bertlstm.core.encoders.encoder_fingerprint`):
+        for an encoder not loaded yet, what the note on its files says."""
+        if not self.encoder_loaded and self.split is None:
+            assert self.encoder_source is not None and self.encoder_source.note is not None
+            return self.encoder_source.note.fingerprint
+        return known_fingerprint(self.encoder, tokenizer, self.split)
+
+    def encoder_files(self) -> EncoderSource | None:
+        """Where a model folder may copy the encoder's files from: a frozen encoder, unchanged since it was
+        loaded from a folder whose files were checked (None: it is saved by serialising it)."""
+        source = self.encoder_source
+        module = self._modules.get("encoder")
+        if source is None or not self.encoder_frozen or not source.copyable(module):
+            return None
+        return source
 
     def head_state_dict(self) -> dict[str, Tensor]:
         """Everything but the encoder: what ``model.safetensors`` holds (the encoder is saved on its own)."""
@@ -254,6 +306,8 @@ def quantize_int8(model: M, device: torch.device) -> M:
     the fly (CPU only)."""
     if device.type != "cpu":
         raise BertLSTMError("int8 quantization runs on the CPU: use `device` cpu", "device")
+    if isinstance(model, EncoderModel):
+        model.encoder  # noqa: B018  an encoder not loaded yet is loaded now, to be quantized with the rest
     # One scale per output row of each linear layer: a single scale per tensor cost 2.2 SST-2 dev points.
     spec = {nn.Linear: per_channel_dynamic_qconfig, nn.LSTM: default_dynamic_qconfig}
     with warnings.catch_warnings():

@@ -32,7 +32,6 @@ from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from .batching import LengthGroupedBatches
 from .callbacks import Callback, as_callback
@@ -139,6 +138,8 @@ class Trainer:
         """Linear warmup and decay when fine-tuning; a constant rate for the frozen recipes."""
         if self.base_model.encoder_frozen:
             return LambdaLR(optimizer, lambda step: 1.0)
+        from transformers import get_linear_schedule_with_warmup  # fine-tuning: transformers is loaded already
+
         warmup = math.ceil(self.config.warmup_ratio * total_steps)
         return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
 

@@ -16,15 +16,20 @@ encoder, the layers it reads, freezing, the feature cache's side, the parameter 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
-from transformers import PreTrainedModel
 
 from ...core.modeling import EncoderModel, encode_layers, make_lstm, mean_pool
 from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ...core.encoders import EncoderSource
 
 
 @dataclass
@@ -37,7 +42,7 @@ class BertLSTMModel(EncoderModel):
     """Encoder → LSTM → dropout → linear. Built from a :class:`ModelConfig`, a loaded encoder and the number
     of labels (what the data decides), and nothing else."""
 
-    def __init__(self, config: ModelConfig, encoder: PreTrainedModel, num_labels: int) -> None:
+    def __init__(self, config: ModelConfig, encoder: PreTrainedModel | EncoderSource, num_labels: int) -> None:
         super().__init__()
         if num_labels < 2:
             raise ValueError("a classifier needs at least two labels")

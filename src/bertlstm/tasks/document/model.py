@@ -13,13 +13,19 @@ are encoded in batches of a fixed size whatever the documents' lengths.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
-from transformers import PreTrainedModel
 
 from ...core.modeling import encode_layers, mean_pool
 from ..classify.model import BertLSTMModel, ClassifierOutput
 from .config import DocumentConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ...core.encoders import EncoderSource
 
 
 class BertLSTMDocumentModel(BertLSTMModel):
@@ -27,7 +33,7 @@ class BertLSTMDocumentModel(BertLSTMModel):
 
     config: DocumentConfig
 
-    def __init__(self, config: DocumentConfig, encoder: PreTrainedModel, num_labels: int) -> None:
+    def __init__(self, config: DocumentConfig, encoder: PreTrainedModel | EncoderSource, num_labels: int) -> None:
         super().__init__(config, encoder, num_labels)
 
     @property

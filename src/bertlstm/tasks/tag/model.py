@@ -14,16 +14,21 @@ and ``frozen`` reads them from the feature cache.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import PreTrainedModel
 
 from ...core.modeling import EncoderModel, encode_layers, make_lstm
 from .config import TaggerConfig
 from .crf import CRF, allowed_transitions
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ...core.encoders import EncoderSource
 
 
 @dataclass
@@ -36,7 +41,7 @@ class BertTaggerModel(EncoderModel):
     """Encoder → word representations → BiLSTM → emissions → (CRF). Built from a :class:`TaggerConfig`, a
     loaded encoder and the tag names (IOB2, what the data decides)."""
 
-    def __init__(self, config: TaggerConfig, encoder: PreTrainedModel, tags: list[str]) -> None:
+    def __init__(self, config: TaggerConfig, encoder: PreTrainedModel | EncoderSource, tags: list[str]) -> None:
         super().__init__()
         if len(tags) < 2:
             raise ValueError("a tagger needs at least two tags")
