@@ -120,6 +120,7 @@ def test_clearing_the_cache_clears_the_notes(tiny_encoder: str, tmp_path: Path) 
     cache = tmp_path / "cache"
     _fit(tiny_encoder, cache)
     assert any((cache / "encoders").iterdir())
+    assert "notes on 1 encoder folder(s)" in FeatureCache(cache).summary()
     FeatureCache(cache).clear()
     assert not (cache / "encoders").exists()
     assert _fit(tiny_encoder, cache).model_.encoder_loaded

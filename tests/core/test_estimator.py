@@ -73,3 +73,17 @@ def test_a_model_folder_of_one_task_is_refused_by_the_other(tiny_encoder: str, t
     folder = clf.save_pretrained(tmp_path / "clf")
     with pytest.raises(BertLSTMError, match="a classification model, not a tagging model"):
         BertLSTMTagger.from_pretrained(folder)
+
+
+def test_the_dev_report_is_the_best_epochs_own_outputs_computed_once(tiny_encoder: str, monkeypatch) -> None:
+    from bertlstm.core import training
+
+    calls: list[int] = []
+    real = training.Trainer.eval_step
+    monkeypatch.setattr(training.Trainer, "eval_step", lambda self, data: calls.append(1) or real(self, data))
+    texts, labels = make_sentiment(80, seed=3)
+    options = {"encoder": tiny_encoder, "epochs": 3, "lstm_units": 8, "max_length": 16}
+    clf = BertLSTMClassifier(**options).fit(texts[:60], labels[:60], texts[60:], labels[60:])
+    assert len(calls) == 3  # one per epoch, and no fourth pass for the report
+    assert clf.metrics_["dev"]["accuracy"] == clf.metrics_["dev_accuracy"]
+    assert clf.metrics_["dev"]["accuracy"] == (clf.predict(texts[60:]) == labels[60:]).mean()

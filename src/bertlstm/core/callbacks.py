@@ -28,6 +28,7 @@ class Trainer(Protocol):
     base_model: Any  # the model being trained (a TrainableModel)
     shard: Shard  # this process among those of the run
     first_epoch: int  # where training starts (later, after a resume)
+    dev_outputs: Any  # the outputs of the last dev evaluation (an array), None before the first
 
     def save_checkpoint(self, folder: Path, epoch: int) -> None: ...
 
@@ -87,16 +88,19 @@ class LogEpoch(Callback):
 
 
 class KeepBest(Callback):
-    """Remember the weights of the best epoch by ``dev_<metric>`` and put them back when training ends."""
+    """Remember the weights of the best epoch by ``dev_<metric>`` (and its dev outputs, so that they need not be
+    computed again) and put them back when training ends."""
 
     def __init__(self, metric: str) -> None:
         self.key = f"dev_{metric}"
         self.best: dict[str, Any] = {}  # the best epoch's history row
         self.weights: dict[str, Tensor] = {}
+        self.outputs: Any = None  # its dev outputs; None when it was an epoch before a resume
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> bool:
         if best_row(trainer.history, self.key) is row:
             self.best, self.weights = row, trainer.base_model.trainable_state_dict()
+            self.outputs = trainer.dev_outputs
         return False
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -108,7 +112,7 @@ class KeepBest(Callback):
         return self.weights
 
     def load_tensors(self, tensors: dict[str, Tensor]) -> None:
-        self.weights = tensors
+        self.weights, self.outputs = tensors, None
 
 
 class EarlyStopping(Callback):

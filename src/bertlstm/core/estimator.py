@@ -147,7 +147,8 @@ class Estimator(BaseEstimator):
         self.history_ = trainer.fit(train_set, dev_set)
         self.device_ = trainer.accelerator.device
         self.model_.eval()  # ready to use, as after from_pretrained
-        dev_report = self._after_fit(dev, dev_set, trainer.eval_step(dev_set))
+        outputs = best.outputs if best.outputs is not None else trainer.eval_step(dev_set)  # the best epoch's
+        dev_report = self._after_fit(dev, dev_set, outputs)
         self.metrics_ = {
             "best_epoch": best.best["epoch"],
             **{k: v for k, v in best.best.items() if k.startswith("dev_")},

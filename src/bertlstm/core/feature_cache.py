@@ -267,6 +267,9 @@ class FeatureCache:
                 f"{layers}, max_length {key['max_length']}{cut}, {key['pooling']} {key['dtype']}; "
                 f"{e['bytes'] / 2**20:.1f} MiB  [{e['entry']}]"
             )
+        notes = [p for folder in self._kinds()["notes"] for p in folder.glob("*.json")]
+        if notes:
+            lines.append(f"  notes on {len(notes)} encoder folder(s), so that a cached frozen run need not load them")
         return "\n".join(lines)
 
     def _kinds(self) -> dict[str, list[Path]]:

@@ -126,6 +126,7 @@ class Trainer:
         self.callbacks = [as_callback(c) for c in callbacks]
         self.loss_weight = loss_weight  # (C,) per-class loss weights (pos_weight when multi-label)
         self.history: list[dict[str, Any]] = []
+        self.dev_outputs: np.ndarray | None = None  # the last evaluation's outputs
         self.first_epoch = 1  # a resumed run starts later
         self.shard = shard_of(self.accelerator)  # this process among those of the run
 
@@ -207,7 +208,9 @@ class Trainer:
         return sharded_outputs(self.base_model, dataset, batch, device, self.shard, self.predict)
 
     def evaluate(self, dataset: Dataset) -> dict[str, float]:
-        return self.score(self.eval_step(dataset), dataset)
+        """The scores of the model's outputs over ``dataset``; the outputs stay in ``dev_outputs``."""
+        self.dev_outputs = self.eval_step(dataset)
+        return self.score(self.dev_outputs, dataset)
 
     # --- the loop -------------------------------------------------------------------------------
     def threads(self, train: Dataset) -> AbstractContextManager[Any]:
