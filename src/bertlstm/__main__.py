@@ -1,7 +1,5 @@
 """``python -m bertlstm``, and so ``torchrun -m bertlstm`` and ``accelerate launch -m bertlstm``."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

@@ -10,6 +10,7 @@ only it sets up logging (``-q``/``-v``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import logging
@@ -467,5 +468,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``bertlstm`` command (and ``python -m bertlstm``): :func:`main`, then a quick exit. Tearing down
+    every module a run imported (torch, its compiler stack, scikit-learn, pandas) takes about a second after
+    the work is done and serves nothing: exit handlers still run and output is flushed, then the process ends.
+    (``main`` itself returns, for callers in the same process.)"""
+    code = main()
+    atexit._run_exitfuncs()  # what libraries registered: temporary folders, logging, child processes
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
