@@ -112,7 +112,7 @@ def feature_pass(args: argparse.Namespace) -> None:
 # --- 2. the fixed cost of a run ---------------------------------------------------------------------------
 PHASES = {  # phase -> functions (file suffix, name) whose cumulative times add up to it
     "read data": [("data.py", "load_labelled")],
-    "load encoder": [("encoders.py", "load_encoder"), ("encoders.py", "open_encoder")],
+    "load encoder (and import transformers)": [("encoders.py", "load_encoder"), ("encoders.py", "open_encoder")],
     "tokenize": [("data.py", "__call__")],
     "hash encoder and texts": [
         ("feature_cache.py", "encoder_fingerprint"),  # before the encoders module kept it
@@ -124,7 +124,8 @@ PHASES = {  # phase -> functions (file suffix, name) whose cumulative times add 
     "epochs (train + dev)": [("training.py", "train_epoch"), ("training.py", "evaluate")],
     "checkpoints": [("callbacks.py", "on_epoch_end")],
     "final dev pass": [("estimator.py", "_after_fit")],
-    "save model folder": [("estimator.py", "save_pretrained")],
+    "create the optimizer (torch imports its compiler)": [("training.py", "create_optimizer")],
+    "save model folder": [("model_folder.py", "save_trained")],
     "plots": [("reports.py", "write_plots")],
 }
 
@@ -198,9 +199,9 @@ def run_cost(args: argparse.Namespace) -> None:
                         f"(train and dev) {epochs:.1f} s + fixed cost {wall - encoder - epochs:.1f} s"
                     )
     columns = list(rows)
-    print("phase (profiled run)      " + "".join(f"{n + ' ' + w:>14}" for n, w in columns))
+    print(f"{'phase (profiled run)':50}" + "".join(f"{n + ' ' + w:>14}" for n, w in columns))
     for phase in rows[columns[0]]["phases"]:
-        print(f"{phase:26}" + "".join(f"{rows[c]['phases'].get(phase, 0.0):14.1f}" for c in columns))
+        print(f"{phase[:50]:50}" + "".join(f"{rows[c]['phases'].get(phase, 0.0):14.1f}" for c in columns))
     for warmth in ("cold", "warm"):
         if ("before", warmth) in rows:
             before, now = rows["before", warmth]["wall"], rows["now", warmth]["wall"]

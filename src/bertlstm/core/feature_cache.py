@@ -14,6 +14,9 @@ float16 by default), ``offsets.npy`` (where each text's rows start) and ``meta.j
 SHA-256 of the features), and appears only once complete (written to a temporary folder, then renamed). A
 truncated or corrupt entry fails its size or checksum check and is rebuilt. Reads are positioned reads of one
 text at a time, so memory stays bounded by a few batches, not by the data set.
+
+Beside the entries, ``encoders/`` holds the notes on encoder folders that let a run whose features are all
+cached skip loading its encoder (:mod:`bertlstm.core.encoders`).
 """
 
 from __future__ import annotations
