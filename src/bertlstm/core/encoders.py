@@ -232,12 +232,13 @@ def open_encoder(name: str, notes: Path | None = None) -> tuple[EncoderSource, A
 
 def _stamp(folder: Path) -> str | None:
     """What names an encoder folder's files as they are now (path, sizes, times, inodes, and the transformers
-    that reads them): a changed file is another stamp. None: a folder that cannot be copied as it is."""
+    that reads them and the bertlstm that fingerprints them): a changed file is another stamp. None: a folder
+    that cannot be copied as it is."""
     if not all((folder / n).is_file() for n in _NEEDED):
         return None
     present = [n for n in ENCODER_FILES if (folder / n).is_file()]
     stats = [(n, s.st_size, s.st_mtime_ns, s.st_ino) for n in present for s in [(folder / n).stat()]]
-    blob = json.dumps([str(folder.resolve()), version("transformers"), stats])
+    blob = json.dumps([str(folder.resolve()), version("transformers"), version("bertlstm"), stats])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
