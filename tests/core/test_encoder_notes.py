@@ -124,3 +124,28 @@ def test_clearing_the_cache_clears_the_notes(tiny_encoder: str, tmp_path: Path) 
     FeatureCache(cache).clear()
     assert not (cache / "encoders").exists()
     assert _fit(tiny_encoder, cache).model_.encoder_loaded
+
+
+@pytest.mark.parametrize("task", ["tagger", "document"])
+def test_every_task_trains_on_cached_features_without_its_encoder(tiny_encoder: str, tmp_path: Path, task: str):
+    from bertlstm import BertLSTMDocumentClassifier, BertLSTMTagger
+    from conftest import make_tagged
+
+    settings = {"encoder": tiny_encoder, "epochs": 1, "lstm_units": 8, "cache_dir": str(tmp_path)}
+    if task == "tagger":
+        X, y = make_tagged(40, seed=2)
+        runs = [BertLSTMTagger(**settings).fit(X, y) for _ in range(2)]
+        sample: list = X[:3]
+    else:
+        X, y = make_sentiment(40, seed=2)
+        X = [" ".join([text] * 6) for text in X]  # a few windows each
+        settings = {**settings, "max_length": 32, "chunk_length": 12, "chunk_stride": 4}
+        runs = [BertLSTMDocumentClassifier(**settings).fit(X, y) for _ in range(2)]
+        sample = X[:3]
+    assert runs[0].model_.encoder_loaded and not runs[1].model_.encoder_loaded
+    a, b = runs[0].save_pretrained(tmp_path / "a"), runs[1].save_pretrained(tmp_path / "b")
+    assert json.loads((a / "config.json").read_text())["files"] == json.loads((b / "config.json").read_text())["files"]
+    if task == "tagger":
+        assert runs[1].predict(sample) == runs[0].predict(sample)
+    else:
+        np.testing.assert_allclose(runs[1].predict_proba(sample), runs[0].predict_proba(sample), atol=1e-6)
