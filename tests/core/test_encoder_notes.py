@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from bertlstm import BertLSTMClassifier, BertLSTMError
+from bertlstm import BertLSTMClassifier, BertLSTMDocumentClassifier, BertLSTMError, BertLSTMTagger
 from bertlstm.core.feature_cache import FeatureCache
 from bertlstm.core.model_folder import file_sha256
-from conftest import make_sentiment, repo_root
+from conftest import make_sentiment, make_tagged, repo_root
 
 
 def _fit(encoder: str, cache: Path, **settings: object) -> BertLSTMClassifier:
@@ -128,9 +128,6 @@ def test_clearing_the_cache_clears_the_notes(tiny_encoder: str, tmp_path: Path) 
 
 @pytest.mark.parametrize("task", ["tagger", "document"])
 def test_every_task_trains_on_cached_features_without_its_encoder(tiny_encoder: str, tmp_path: Path, task: str):
-    from bertlstm import BertLSTMDocumentClassifier, BertLSTMTagger
-    from conftest import make_tagged
-
     settings = {"encoder": tiny_encoder, "epochs": 1, "lstm_units": 8, "cache_dir": str(tmp_path)}
     if task == "tagger":
         X, y = make_tagged(40, seed=2)
