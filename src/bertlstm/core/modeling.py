@@ -182,10 +182,10 @@ class EncoderModel(nn.Module):
         """Freeze what does not train: the whole encoder (frozen recipes), or with ``train_top_layers`` K
         below the encoder's depth its embeddings and every layer under the top K; always the pooler. (An encoder
         not loaded yet is frozen when it is.)"""
-        depth = self.encoder_config.num_hidden_layers
-        top = getattr(self.config, "train_top_layers", None)
         if not self.encoder_loaded:
             return
+        depth = self.encoder_config.num_hidden_layers
+        top = getattr(self.config, "train_top_layers", None)
         if self.encoder_frozen:
             self.encoder.requires_grad_(False)
         elif top is not None and top < depth:
