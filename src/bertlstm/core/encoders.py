@@ -65,11 +65,13 @@ def _load(where: str, name: str) -> tuple[Any, Any, dict[str, Any]]:
     """The encoder at ``where``, its fast tokenizer, and what loading its weights left out or found extra."""
     from transformers import AutoModel, AutoTokenizer  # only to load an encoder: a cached frozen run never does
 
-    safe = {"trust_remote_code": False, "local_files_only": _local_only(where)}
+    local = _local_only(where)
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(where, **safe)
-            model, info = AutoModel.from_pretrained(where, output_loading_info=True, **safe)
+            tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False, local_files_only=local)
+            model, info = AutoModel.from_pretrained(
+                where, output_loading_info=True, trust_remote_code=False, local_files_only=local
+            )
     except (OSError, ValueError) as err:
         if isinstance(err, BertLSTMError):
             raise

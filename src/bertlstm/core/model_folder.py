@@ -238,11 +238,12 @@ def _load_encoder(folder: Path) -> tuple[Any, Any]:
     """The encoder inside a model folder: local files only, safetensors only, no code from the folder run."""
     from transformers import AutoModel, AutoTokenizer  # only to load the encoder
 
-    safe = {"local_files_only": True, "trust_remote_code": False}
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(folder, **safe)
-            encoder, info = AutoModel.from_pretrained(folder, use_safetensors=True, output_loading_info=True, **safe)
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+            encoder, info = AutoModel.from_pretrained(
+                folder, use_safetensors=True, output_loading_info=True, local_files_only=True, trust_remote_code=False
+            )
     except Exception as err:  # torn or foreign files: safetensors, tokenizers and transformers raise many kinds
         raise BertLSTMError(f"could not load the encoder in {folder}: {first_line(err)}") from None
     # Weights the config has no place for, or places without weights: an edited config, never a silent drop.
