@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bertlstm import open_model
 from bertlstm.core.attribution import Pieces
 from bertlstm.tasks.classify.data import TokenDataset
 from bertlstm.tasks.classify.predictor import activate
-from bertlstm.tasks.registry import open_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "dev.tsv"
 RESULTS = Path(__file__).resolve().parent / "results" / "faithfulness.jsonl"
@@ -106,7 +106,7 @@ def main() -> None:
         pass
     print(f"{cpu}; SST-2 dev, first {len(texts)} sentences\n")
     for model in args.model:
-        predictor = open_model(model, device="cpu")
+        predictor = open_model(model, backend="torch", device="cpu")
         print(f"### {model}\n")
         print("| method | s / sentence | comp@10 | comp@20 | comp@50 | suff@10 | suff@20 | suff@50 |")
         print("|---|---|---|---|---|---|---|---|")

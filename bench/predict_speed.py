@@ -65,9 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from bertlstm import open_model
     from bertlstm.deploy.export import export_onnx
     from bertlstm.tasks.classify.data import load_labelled
-    from bertlstm.tasks.registry import open_model
 
     model = args.model or default_model(args.data)
     dev, test = load_labelled(args.data / "dev.tsv"), load_labelled(args.data / "test.tsv")
@@ -79,8 +79,8 @@ def main() -> None:
         print(f"export {path.name}: {seconds:.1f}s, {path.stat().st_size / 2**20:.1f} MiB", flush=True)
 
     backends = {
-        "torch fp32": lambda: open_model(model, device="cpu"),
-        "torch int8": lambda: open_model(model, device="cpu", quantize="int8"),
+        "torch fp32": lambda: open_model(model, backend="torch", device="cpu"),
+        "torch int8": lambda: open_model(model, backend="torch", device="cpu", quantize="int8"),
         "onnx fp32": lambda: open_model(onnx[None]),
         "onnx int8": lambda: open_model(onnx["int8"]),
     }

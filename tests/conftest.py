@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 from collections.abc import Iterator
@@ -30,7 +31,6 @@ def _session_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     patch = pytest.MonkeyPatch()
     patch.setenv("BERTLSTM_CACHE", str(tmp_path_factory.mktemp("session-feature-cache")))
     patch.setenv("BERTLSTM_GRAPHS", str(tmp_path_factory.mktemp("session-graphs")))
-    patch.setenv("BERTLSTM_BACKEND", "torch")  # model folders on PyTorch; tests/deploy/test_engines.py lifts it
     yield
     patch.undo()
 
@@ -46,6 +46,35 @@ def _seed() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+class Said(logging.Handler):
+    """What the ``bertlstm`` logger said during a test, whether the CLI has set up its own handler or not."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+
+@pytest.fixture
+def logs() -> Iterator[Said]:
+    logger, handler = logging.getLogger("bertlstm"), Said()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def write_tiny_bert(folder: Path, layers: int) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bertlstm import open_model
 from bertlstm.cli import main
-from bertlstm.tasks.registry import open_model
 from conftest import cli_train, one_error, write_csv
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens
@@ -195,7 +195,7 @@ def test_report_html_is_one_page_with_every_section_and_its_images(run, tmp_path
     assert all(e["whole"] and "explanation" not in e for e in errors)  # training does not explain them ...
     shaded = re.findall(r'<span style="background: rgba\([^"]*\)" title="(-?[0-9.]+)">([^<]*)</span>', html)
     assert [word for _, word in shaded] == [w for e in errors for w in e["text"].split()]  # ... the page does
-    predictor = open_model(run["output"], device="cpu")
+    predictor = open_model(run["output"], backend="torch", device="cpu")
     first = predictor.explain([errors[0]["text"]], label=errors[0]["predicted"])[0]["explanation"]
     assert [float(score) for score, _ in shaded[: len(first)]] == [round(w["score"], 4) for w in first]
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from bertlstm import BertLSTMClassifier, BertLSTMError, Labels
+from bertlstm import BertLSTMClassifier, BertLSTMError, Labels, open_model
 from bertlstm.cli import main
 from bertlstm.core.folders import output_lock
-from bertlstm.tasks.registry import open_model
 from conftest import copy_of, make_sentiment, one_error, train, write_csv
 
 
@@ -39,16 +38,18 @@ def test_another_tools_folder_with_a_format_version_is_not_replaced(tiny_encoder
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"format_version": 1}))
     (other / "data.db").write_bytes(b"precious")
-    assert train(tiny_encoder, other, "--train", write_csv(tmp_path / "t.csv")) == 2
-    one_error(capsys, "not a bertlstm model folder", "--overwrite")
+    for overwrite in ([], ["--overwrite"]):
+        assert train(tiny_encoder, other, "--train", write_csv(tmp_path / "t.csv"), *overwrite) == 2
+        one_error(capsys, "holds what bertlstm did not write (config.json, data.db)", "even with --overwrite")
     assert (other / "data.db").read_bytes() == b"precious"
 
 
 def test_a_model_folder_with_the_users_own_files_is_not_replaced(model_dir, tiny_encoder, tmp_path, capsys) -> None:
     folder = copy_of(model_dir, tmp_path)
     (folder / "NOTES.txt").write_text("my notes")
-    assert train(tiny_encoder, folder, "--train", write_csv(tmp_path / "t.csv")) == 2
-    one_error(capsys, "holds files of yours (NOTES.txt)")
+    for overwrite in ([], ["--overwrite"]):
+        assert train(tiny_encoder, folder, "--train", write_csv(tmp_path / "t.csv"), *overwrite) == 2
+        one_error(capsys, "a bertlstm model folder that also holds what bertlstm did not write (NOTES.txt)")
     assert (folder / "NOTES.txt").read_text() == "my notes"
 
 

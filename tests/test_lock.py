@@ -5,8 +5,8 @@ Makefile's torch. ``make lock`` writes it; this says when it is due."""
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version

@@ -25,6 +25,7 @@ _WHERE = {
     "TagData": "tasks.tag.config",
     "TaggerConfig": "tasks.tag.config",
     "TrainConfig": "core.config",
+    "open_model": "deploy.engines",
 }
 __all__ = [
     "BertLSTMClassifier",
@@ -43,11 +44,13 @@ __all__ = [
     "TagData",
     "TaggerConfig",
     "TrainConfig",
+    "open_model",
 ]
 
 if TYPE_CHECKING:
     from .core.config import DataConfig, TrainConfig
     from .core.errors import BertLSTMError
+    from .deploy.engines import open_model
     from .run_config import RunConfig
     from .tasks.classify.config import ClassifyData, ModelConfig
     from .tasks.classify.estimator import BertLSTMClassifier

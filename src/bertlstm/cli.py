@@ -292,8 +292,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .deploy.files import evaluate_file  # the model's back end, only for this command
 
     given = _given_settings(args)
-    report, tables = evaluate_file(EvaluateConfig.from_dict(given["evaluate"]), given.get("data"))
-    print(json.dumps(report) if args.json else tables)
+    evaluate_file(EvaluateConfig.from_dict(given["evaluate"]), given.get("data"), sys.stdout, args.json)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -319,10 +318,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     if not is_model_folder(args.run):
         raise BertLSTMError(f"{args.run} is not a model folder written by bertlstm train")
+    from .reports import check_report_file, draw_plots, report_dict, summarize, write_html, write_markdown  # pandas
+
     for option, file in (("--markdown", args.markdown), ("--html", args.html)):
-        if file is not None and not Path(file).expanduser().resolve().parent.is_dir():
-            raise BertLSTMError(f"{option} {file}: folder {Path(file).parent} does not exist")
-    from .reports import draw_plots, report_dict, summarize, write_html, write_markdown  # pandas, matplotlib
+        if file is not None:
+            check_report_file(file, option)  # before anything is drawn
 
     if args.plots or args.markdown:
         drawn = draw_plots(args.run)  # none without matplotlib: it says so
@@ -339,6 +339,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> None:
+    if args.cache_dir is not None and Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir():
+        raise BertLSTMError(f"--cache-dir {args.cache_dir} is a file, not a feature cache folder")
     from .core.feature_cache import FeatureCache  # torch, only for this command
     from .deploy.engines import clear_graphs, default_graph_dir, graph_folders, size_of  # the folders' graphs
 

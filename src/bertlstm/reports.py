@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .core.folders import atomic_file
+from .core.errors import BertLSTMError
+from .core.folders import REPORT_MARKS, atomic_file, is_report
 from .core.model_card import summary_markdown
 from .core.model_folder import history_from_csv, read_config
 
@@ -154,15 +155,30 @@ def report_dict(folder: str | Path) -> dict[str, Any]:
     return {**{k: meta[k] for k in keep if k in meta}, "metrics": metrics, "history": history}
 
 
+def check_report_file(path: str | Path, what: str = "report") -> Path:
+    """Where a report may be written: a new file, or a report bertlstm wrote before, in an existing folder
+    (``what``: how messages name it)."""
+    path = Path(path).expanduser()
+    if not path.resolve().parent.is_dir():
+        raise BertLSTMError(f"{what} {path}: folder {path.parent} does not exist")
+    if path.is_dir() or ((path.exists() or path.is_symlink()) and not is_report(path)):
+        raise BertLSTMError(
+            f"{what} {path} exists and is not a report bertlstm wrote (bertlstm replaces only its own outputs): "
+            "name a new file, or move it away"
+        )
+    return path
+
+
 def write_markdown(folder: str | Path, markdown: str | Path) -> Path:
     """The summary of ``folder`` written to the file ``markdown``, its plots linked from where that file is."""
-    folder, path = Path(folder), Path(markdown).expanduser()
+    folder, path = Path(folder), check_report_file(markdown)
     meta, metrics, history = _record(folder)
     plots = [
         os.path.relpath(folder / name, path.resolve().parent) for name in PLOTS.values() if (folder / name).is_file()
     ]
+    text = summary_markdown(f"Run {folder.name}", meta, metrics, history, plots)
     with atomic_file(path) as tmp:
-        tmp.write_text(summary_markdown(f"Run `{folder.name}`", meta, metrics, history, plots), encoding="utf-8")
+        tmp.write_text(f"{REPORT_MARKS[0]}\n{text}", encoding="utf-8")
     return path
 
 
@@ -191,7 +207,7 @@ def write_html(folder: str | Path, html_file: str | Path) -> Path:
     """One self-contained page (its images embedded) for a browser: the run's metrics and settings, the
     per-class table, the confusion matrix, the training curves, the reliability diagram with its expected
     calibration error, and the dev texts the model got most confidently wrong."""
-    folder, path = Path(folder), Path(html_file).expanduser()
+    folder, path = Path(folder), check_report_file(html_file)
     meta, metrics, history = _record(folder)
     report = metrics.get("test") or metrics.get("dev") or {}
     which = "test" if metrics.get("test") else "dev"
@@ -209,12 +225,11 @@ def explain_errors(folder: Path, errors: list[dict[str, Any]]) -> None:
     whole = [e for e in errors if "explanation" not in e and e.get("whole", len(e["text"]) < 300)]
     if not whole:
         return
-    from .core.errors import BertLSTMError  # with the registry below: only to explain
-    from .tasks.registry import open_model  # torch and transformers
+    from .tasks.registry import find_model  # torch and transformers
 
     logger.info(f"explaining the {len(whole)} most confidently wrong dev texts ...")
     try:
-        predictor = open_model(folder, device="cpu")
+        predictor = find_model(folder, "torch").predictor(device="cpu")  # gradients: the model in memory
         if not predictor.explains:
             return
         for error in whole:
@@ -254,7 +269,7 @@ def report_page(
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>\n" for title, content in sections)
     title = html.escape(f"bertlstm report: {name}")
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{REPORT_MARKS[1]}<title>{title}</title>'
         f"<style>{_STYLE}</style></head>\n<body><h1>{title}</h1>\n{body}</body></html>\n"
     )
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from .core.config import PRESETS, DataConfig, EncoderSettings, TrainConfig
 from .core.encoder_names import check_max_length, resolve_encoder
 from .core.errors import BertLSTMError, needs_packages
-from .core.folders import check_output, is_replaceable, is_seeds_folder
+from .core.folders import check_output, is_checkpoint_folder, is_replaceable, is_seeds_folder
 from .core.hub import check_dataset_reachable
 from .core.settings import Settings, setting, typed_values
 from .core.task import Task
@@ -36,9 +36,16 @@ class RunConfig(Settings):
         None, "a named recipe: strong = concat-last-4 layers into a 2-layer BiLSTM; settings given beside it win"
     )
     output: str | None = setting(None, "model folder to write (replaced atomically at the end)", metavar="DIR")
-    overwrite: bool = setting(False, "replace output even if it is not a bertlstm model folder (never input data)")
+    overwrite: bool = setting(
+        False, "replace output even if it is a bertlstm output of another kind (never what bertlstm did not write)"
+    )
     seeds: tuple[int, ...] = setting((), "several seeds such as 0,1,2: one model each in OUTPUT/seed-N", metavar="S")
     tensorboard: str | None = setting(None, "also log each epoch to TensorBoard in this folder", metavar="DIR")
+    prepare_graph: bool = setting(
+        True,
+        "export the saved model's ONNX graph into the graph cache where predict would run it on onnxruntime (a "
+        "CPU), so that its first predict answers at once (about 15 s for the default encoder)",
+    )
     data: DataConfig = field(default_factory=ClassifyData)
     model: EncoderSettings = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -77,7 +84,18 @@ class RunConfig(Settings):
         encoder = Path(resolve_encoder(self.model.encoder)).expanduser()
         reads = [*self.data.files(), *inputs, *([encoder] if encoder.exists() else [])]
         replaceable = replaceable or (is_seeds_folder if len(self.seeds) > 1 else is_replaceable)
-        return check_output(self.output, overwrite=self.overwrite, inputs=reads, replaceable=replaceable)
+        caches = [self.training.cache_dir] if self.training.cache_dir else []
+        output = check_output(
+            self.output, overwrite=self.overwrite, inputs=reads, replaceable=replaceable, caches=caches
+        )
+        checkpoints = output.with_name(output.name + ".checkpoint")  # runs.checkpoint_dir: replaced by a new run
+        if (checkpoints.exists() or checkpoints.is_symlink()) and not is_checkpoint_folder(checkpoints):
+            raise BertLSTMError(
+                f"{checkpoints} holds what bertlstm did not write, and a run into {self.output} keeps its checkpoints "
+                "there: move it away, or name another output",
+                "output",
+            )
+        return output
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "") -> RunConfig:

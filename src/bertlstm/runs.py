@@ -23,7 +23,7 @@ from typing import Any
 from .core.device import check_precision, resolve_device
 from .core.distributed import current_shard
 from .core.errors import BertLSTMError
-from .core.folders import is_model_folder, is_seeds_folder, output_lock, remove_leftovers
+from .core.folders import is_replaceable, is_seeds_folder, output_lock, remove_leftovers
 from .core.task import Data, RunData
 from .run_config import RunConfig
 
@@ -99,7 +99,7 @@ def train_run(
         if command:
             run.estimator.metrics_["command"] = command
         if shard.is_main:
-            _finish(run, ckpt)
+            _finish(run, ckpt, shard.world)
         shard.barrier()
     return run.estimator.metrics_
 
@@ -114,12 +114,17 @@ def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
         (ckpt / "run.json").write_text(json.dumps(_absolute(run.config).to_dict(), indent=2) + "\n")
 
 
-def _finish(run: PreparedRun, ckpt: Path) -> None:
-    """The model folder; the checkpoint goes once the model is safe. Plots are drawn when asked for
-    (``bertlstm report --plots``): a second of matplotlib is not added to every run."""
+def _finish(run: PreparedRun, ckpt: Path, world: int) -> None:
+    """The model folder; the checkpoint goes once the model is safe; then the graph that predict will run
+    (``prepare_graph``). Plots are drawn when asked for (``bertlstm report --plots``): a second of matplotlib is
+    not added to every run."""
     folder = run.estimator.write_folder(run.output)  # checked before the run, and locked since
     shutil.rmtree(ckpt, ignore_errors=True)
     logger.info(f"model saved to {folder}")
+    if run.config.prepare_graph:
+        from .deploy.engines import prepare_graph  # the ONNX exporter: only once the model is safe
+
+        prepare_graph(folder, run.estimator, world)
 
 
 def _evaluate_test(estimator: Any, test: Data) -> None:
@@ -176,7 +181,7 @@ def train_seeds(config: RunConfig, command: str | None = None, inputs: Sequence[
         if shard.is_main:
             (output / "seeds.json").write_text(json.dumps({"seeds": config.seeds, "summary": summary}, indent=2))
             for stale in output.glob("seed-*"):  # models of an earlier run's other seeds
-                if stale.name not in {f"seed-{s}" for s in config.seeds} and is_model_folder(stale):
+                if stale.name not in {f"seed-{s}" for s in config.seeds} and is_replaceable(stale):
                     shutil.rmtree(stale)
     return summary
 

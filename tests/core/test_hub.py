@@ -43,7 +43,7 @@ def test_the_model_card(trained: Path) -> None:
     assert meta["labels"] == ["neg", "pos"] and meta["license"] == "other" and "base_model" not in meta  # a folder
     scores = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert set(scores) == {"dev accuracy", "dev macro f1"}
-    assert "Trained with `bertlstm train --encoder" in card and "--epochs 1" in card  # the exact command
+    assert "Trained with\n\n```\nbertlstm train --encoder" in card and "--epochs 1" in card  # the exact command
     assert "## Settings" in card and "| lstm_units | 64 |" in card and "## History" in card  # the report's summary
     sections = json.loads((trained / "config.json").read_text())
     with_default = {**sections, "model": {**sections["model"], "encoder": "minilm"}}

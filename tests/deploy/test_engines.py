@@ -1,8 +1,11 @@
-"""The engine a model folder runs on (deploy/engines.py): onnxruntime through a graph exported once into the
-cache, with PyTorch's probabilities; PyTorch where something asks for it."""
+"""The engine a model folder runs on (deploy/engines.py): onnxruntime through a graph in the cache, exported
+when the model is trained (or after a first answer on PyTorch), checked at every use against the folder it came
+from, with PyTorch's probabilities; PyTorch where something asks for it."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,58 +13,76 @@ import pandas as pd
 import pytest
 
 from bertlstm.cli import main
-from bertlstm.deploy.engines import cached_graph, open_predictor, runs_on_onnx
+from bertlstm.deploy.engines import cached_graph, graph_folders, open_predictor, runs_on_onnx
 from bertlstm.tasks.registry import find_model
-from conftest import copy_of, make_sentiment, one_error, write_csv
+from conftest import copy_of, make_sentiment, one_error, train, write_csv
 
 pytest.importorskip("onnxruntime", reason="the onnx extra")
 pytest.importorskip("onnxscript", reason="the onnx extra")
 
+TEXTS = make_sentiment(12, 7)[0]
+
 
 @pytest.fixture
-def auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """``backend`` auto as a user has it (conftest pins PyTorch), with the graphs in a fresh folder."""
-    monkeypatch.delenv("BERTLSTM_BACKEND")
+def graphs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The graphs in a fresh folder: nothing exported yet."""
     monkeypatch.setenv("BERTLSTM_GRAPHS", str(tmp_path / "graphs"))
     return tmp_path / "graphs"
 
 
-def test_a_folder_predicts_on_its_cached_graph_as_pytorch_does(
-    model_dir: Path, auto: Path, tmp_path: Path, caplog, capsys
+def torch_proba(folder: Path, texts: list[str] = TEXTS) -> np.ndarray:
+    return open_predictor(find_model(folder), backend="torch").predict_proba(texts)
+
+
+def test_training_exports_the_graph_and_the_first_predict_runs_on_it(
+    tiny_encoder: str, graphs: Path, tmp_path: Path, logs, capsys
 ) -> None:
+    data = write_csv(tmp_path / "train.csv", 60, 1)
+    assert train(tiny_encoder, tmp_path / "model", "--train", data) == 0
+    assert len(graph_folders(graphs)) == 1 and "exporting the model's graph" in logs.text
+    logs.clear()
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "model"), "--text", "good film"]) == 0
+    assert "exporting" not in logs.text and "PyTorch" not in logs.text
+    assert capsys.readouterr().out.startswith("text,label,prob_neg,prob_pos")
+    predictor = open_predictor(find_model(tmp_path / "model"))
+    assert predictor.engine.kind == "onnx"
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS), torch_proba(tmp_path / "model"), atol=1e-4)
+
+
+def test_a_folder_without_its_graph_answers_on_pytorch_then_exports_it(
+    model_dir: Path, graphs: Path, tmp_path: Path, logs, capsys
+) -> None:
+    """A folder copied or downloaded: its first predict answers at once, and the next runs on onnxruntime."""
     data = write_csv(tmp_path / "in.csv", n=30, seed=5)
-    out = {backend: tmp_path / f"{backend}.csv" for backend in ("auto", "torch")}
-    for backend, path in out.items():
+    out = [tmp_path / f"{name}.csv" for name in ("first", "second", "torch")]
+    for path, backend in zip(out, ("auto", "auto", "torch"), strict=True):
         argv = ["predict", "--model", str(model_dir), "--input", str(data), "--output", str(path)]
         assert main([*argv, "--backend", backend]) == 0
-    graphs = list(auto.glob("*/model.onnx"))
-    assert len(graphs) == 1 and "exporting" in caplog.text  # exported once, on first use ...
-    onnx, torch = pd.read_csv(out["auto"]), pd.read_csv(out["torch"])
-    assert (onnx["predicted_label"] == torch["predicted_label"]).all()
-    columns = [c for c in onnx.columns if c.startswith("predicted_prob_")]
-    assert np.abs(onnx[columns].to_numpy() - torch[columns].to_numpy()).max() <= 1e-4
-    caplog.clear()
-    stamp = graphs[0].stat().st_mtime_ns
+        if path == out[0]:
+            assert "answers on PyTorch this time" in logs.text and len(graph_folders(graphs)) == 1
+            logs.clear()
+    assert "exporting" not in logs.text
+    first, second, torch = (pd.read_csv(p) for p in out)
+    columns = [c for c in second.columns if c.startswith("predicted_prob_")]
+    assert (second["predicted_label"] == torch["predicted_label"]).all()
+    assert np.abs(second[columns].to_numpy() - torch[columns].to_numpy()).max() <= 1e-4
+    assert np.abs(first[columns].to_numpy() - torch[columns].to_numpy()).max() <= 1e-6
+    stamp = graph_folders(graphs)[0].stat().st_mtime_ns
     assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--json"]) == 0
-    assert main(["predict", "--model", str(model_dir), "--text", "good", "--backend", "onnx"]) == 0
-    assert "exporting" not in caplog.text and graphs[0].stat().st_mtime_ns == stamp  # ... and reused after
+    assert "exporting" not in logs.text and graph_folders(graphs)[0].stat().st_mtime_ns >= stamp
     capsys.readouterr()
     assert main(["cache", "info"]) == 0 and "ONNX graphs of model folders: 1 (" in capsys.readouterr().out
-    (auto / "mine.txt").write_text("not a graph")
+    (graphs / "mine.txt").write_text("not a graph")
     assert main(["cache", "clear"]) == 0 and "MiB of ONNX graphs in" in capsys.readouterr().out
-    assert [p.name for p in auto.iterdir()] == ["mine.txt"]  # the graphs went, nothing else
+    assert [p.name for p in graphs.iterdir()] == ["mine.txt"]  # the graphs went, nothing else
 
 
-def test_the_graph_is_that_of_the_folders_files(model_dir: Path, auto: Path, tmp_path: Path, capsys) -> None:
-    """Another model is another graph, and a damaged weight file is refused before its graph is used."""
+def test_a_damaged_weight_file_is_refused_before_its_graph_is_used(
+    model_dir: Path, graphs: Path, tmp_path: Path, capsys
+) -> None:
     folder = copy_of(model_dir, tmp_path)
     first = cached_graph(find_model(folder))
-    predictor = open_predictor(find_model(folder))
-    assert predictor.engine.kind == "onnx" and predictor.metadata()["backend"] == "onnx"
-    texts = make_sentiment(8, 2)[0]
-    torch = open_predictor(find_model(folder), backend="torch")
-    assert torch.engine.kind == "torch"
-    assert np.abs(predictor.predict_proba(texts) - torch.predict_proba(texts)).max() <= 1e-4
     weights = folder / "model.safetensors"  # the LSTM and head
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     assert main(["predict", "--model", str(folder), "--text", "good"]) == 2
@@ -69,6 +90,64 @@ def test_the_graph_is_that_of_the_folders_files(model_dir: Path, auto: Path, tmp
     assert first.is_file()
 
 
+# --- the cache gives the folder's answers, or none (issue #30) -------------------------------------------------
+def reversed_labels(graph: Path) -> None:
+    """What a hand, a tool or a bad disk may do to a cached graph's metadata: the classes in another order."""
+    meta_file = graph.with_suffix(".json")
+    meta = json.loads(meta_file.read_text())
+    meta["labels"]["names"] = meta["labels"]["names"][::-1]
+    meta_file.write_text(json.dumps(meta))
+
+
+def test_an_edited_cached_metadata_is_exported_again_never_used(
+    model_dir: Path, graphs: Path, tmp_path: Path, logs, capsys
+) -> None:
+    folder = copy_of(model_dir, tmp_path)
+    graph = cached_graph(find_model(folder))
+    reversed_labels(graph)
+    predictor = open_predictor(find_model(folder))
+    assert predictor.engine.kind == "onnx" and predictor.labels.names == ("neg", "pos")
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS), torch_proba(folder), atol=1e-4)
+    assert "the cached graph of" in logs.text and "exporting it again" in logs.text
+    assert json.loads(graph.with_suffix(".json").read_text())["labels"]["names"] == ["neg", "pos"]  # anew
+    capsys.readouterr()
+    data = write_csv(tmp_path / "test.csv", 40, 3)
+    reversed_labels(graph)
+    assert main(["evaluate", "--model", str(folder), "--data", str(data), "--json"]) == 0
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
+    ref = find_model(folder)
+    assert accuracy == open_predictor(ref, backend="torch").evaluate_file(str(data), ref.reading())["accuracy"]
+
+
+def test_another_models_graph_on_this_models_key_is_exported_again(
+    tiny_encoder: str, model_dir: Path, graphs: Path, tmp_path: Path, logs
+) -> None:
+    other = tmp_path / "other"
+    texts, _ = make_sentiment(60, 2)
+    multi = pd.DataFrame({"text": texts, "label": [f"c{i % 4}" for i in range(60)]})
+    multi.to_csv(tmp_path / "four.csv", index=False)
+    assert train(tiny_encoder, other, "--train", tmp_path / "four.csv") == 0  # four classes, its graph exported
+    mine = cached_graph(find_model(model_dir)).parent
+    theirs = cached_graph(find_model(other)).parent
+    shutil.rmtree(mine)
+    shutil.copytree(theirs, mine)
+    predictor = open_predictor(find_model(model_dir))
+    assert predictor.engine.kind == "onnx" and predictor.predict_proba(TEXTS).shape == (len(TEXTS), 2)
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS), torch_proba(model_dir), atol=1e-4)
+    assert "exported from another model folder" in logs.text
+
+
+@pytest.mark.parametrize("part", ["model.onnx", "model.tokenizer.json"])
+def test_a_damaged_cached_graph_is_exported_again(model_dir: Path, graphs: Path, part: str, logs) -> None:
+    graph = cached_graph(find_model(model_dir))
+    damaged = graph.with_name(part)
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+    predictor = open_predictor(find_model(model_dir))
+    np.testing.assert_allclose(predictor.predict_proba(TEXTS), torch_proba(model_dir), atol=1e-4)
+    assert "is damaged" in logs.text and "exporting it again" in logs.text
+
+
+# --- which engine -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "asked",
     [
@@ -79,31 +158,31 @@ def test_the_graph_is_that_of_the_folders_files(model_dir: Path, auto: Path, tmp
         {"backend": "torch"},
     ],
 )
-def test_pytorch_runs_a_folder_when_asked_for(asked: dict, auto: Path) -> None:
+def test_pytorch_runs_a_folder_when_asked_for(asked: dict, graphs: Path) -> None:
     plain = {"backend": "auto", "quantize": None, "device": "auto", "gradients": False, "world": 1}
     assert runs_on_onnx(**plain) is True  # a CPU build of torch: no CUDA
     assert runs_on_onnx(**{**plain, **asked}) is False
 
 
-def test_the_environment_pins_pytorch(monkeypatch: pytest.MonkeyPatch, auto: Path) -> None:
+def test_the_environment_pins_pytorch(monkeypatch: pytest.MonkeyPatch, graphs: Path) -> None:
     monkeypatch.setenv("BERTLSTM_BACKEND", "torch")
     assert runs_on_onnx("auto", None, "cpu", False, 1) is False
 
 
 def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
-    model_dir: Path, auto: Path, monkeypatch: pytest.MonkeyPatch, caplog
+    model_dir: Path, graphs: Path, monkeypatch: pytest.MonkeyPatch, logs
 ) -> None:
     from bertlstm.deploy import export
 
     def fails(*args, **kwargs):
         raise RuntimeError("an operator the exporter does not know")
 
-    monkeypatch.setattr(export, "export_onnx", fails)
+    monkeypatch.setattr(export, "export_estimator", fails)
     for _ in range(2):  # the failure is remembered: the second run does not try again
         predictor = open_predictor(find_model(model_dir))
         assert predictor.engine.kind == "torch"
-    assert caplog.text.count("exporting") == 1 and "an operator the exporter does not know" in caplog.text
-    assert len(list(auto.glob("*.failed"))) == 1
+    assert logs.text.count("exporting") == 1 and "an operator the exporter does not know" in logs.text
+    assert len(list(graphs.glob("*.failed"))) == 1
     with pytest.raises(Exception, match="its export failed before"):
         open_predictor(find_model(model_dir), backend="onnx")  # asked for: an error, not PyTorch
 

@@ -11,13 +11,12 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from bertlstm import BertLSTMClassifier, BertLSTMError
+from bertlstm import BertLSTMClassifier, BertLSTMError, open_model
 from bertlstm.cli import main
 from bertlstm.core.masked_lstm import MaskedLSTM
 from bertlstm.deploy.config import PredictConfig
 from bertlstm.deploy.export import export_onnx
 from bertlstm.deploy.files import predict_file
-from bertlstm.tasks.registry import open_model
 from conftest import make_multilabel, make_sentiment
 
 pytest.importorskip("onnxruntime")
@@ -66,7 +65,7 @@ def test_every_recipe_exports_and_onnxruntime_agrees_with_pytorch(models, tmp_pa
     assert path.is_file() and (tmp_path / "model.tokenizer.json").is_file()
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["labels"]["names"] and meta["max_length"] == 128 and meta["quantized"] is None
-    torch_proba = open_model(models[recipe], device="cpu").predict_proba(PROBE)
+    torch_proba = open_model(models[recipe], backend="torch", device="cpu").predict_proba(PROBE)
     onnx = open_model(path, batch_size=16)  # batches of mixed lengths: padding inside the graph
     np.testing.assert_allclose(onnx.predict_proba(PROBE), torch_proba, atol=1e-4)
     assert onnx.labels.multi_label == (recipe == "multi-label")
@@ -87,15 +86,15 @@ def test_onnxruntime_and_tokenizers_alone_can_serve_an_export(models, tmp_path: 
         "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
     }
     logits = onnxruntime.InferenceSession(str(tmp_path / "m.onnx")).run(["logits"], feeds)[0]
-    expected = open_model(models["bidirectional"], device="cpu").predict_proba(PROBE[:8])
+    expected = open_model(models["bidirectional"], backend="torch", device="cpu").predict_proba(PROBE[:8])
     proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(proba, expected, atol=1e-4)
     assert [meta["labels"]["names"][i] for i in logits.argmax(1)] == list(np.array(["neg", "pos"])[expected.argmax(1)])
 
 
 def test_int8_paths_run_and_stay_close(models, tmp_path: Path) -> None:
-    fp32 = open_model(models["frozen"], device="cpu").predict_proba(PROBE)
-    torch_int8 = open_model(models["frozen"], device="cpu", quantize="int8").predict_proba(PROBE)
+    fp32 = open_model(models["frozen"], backend="torch", device="cpu").predict_proba(PROBE)
+    torch_int8 = open_model(models["frozen"], backend="torch", device="cpu", quantize="int8").predict_proba(PROBE)
     path = export_onnx(models["frozen"], tmp_path / "q.onnx", quantize="int8")
     onnx_int8 = open_model(path).predict_proba(PROBE)
     assert json.loads((tmp_path / "q.json").read_text())["quantized"] == "int8"
@@ -114,7 +113,7 @@ def test_prediction_streams_a_file_in_chunks_in_order(models, tmp_path: Path) ->
     rows = predict_file(PredictConfig(**settings, chunk_rows=700))
     out = pd.read_json(tmp_path / "out.jsonl", lines=True)
     assert rows == 2500 and out["text"].tolist() == texts
-    whole = open_model(models["frozen"], device="cpu").predict_proba(texts)
+    whole = open_model(models["frozen"], backend="torch", device="cpu").predict_proba(texts)
     np.testing.assert_allclose(out[["prob_neg", "prob_pos"]].to_numpy(), whole, atol=1e-5)
 
 

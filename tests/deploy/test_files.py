@@ -109,8 +109,8 @@ def test_an_exported_tagger_has_a_dynamic_word_axis_and_runs_without_warnings(
 ) -> None:
     """The emissions used to be declared (sentences, 18, tags): onnxruntime warned at every other length."""
     onnx = pytest.importorskip("onnx")
+    from bertlstm import open_model
     from bertlstm.deploy.export import export_onnx
-    from bertlstm.tasks.registry import open_model
     from bertlstm.tasks.tag.data import Sentence
 
     path = export_onnx(folders["tagger"], tmp_path / "tagger.onnx", quantize)

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bertlstm import BertLSTMClassifier
-from bertlstm.tasks.registry import open_model
+from bertlstm import BertLSTMClassifier, open_model
 from conftest import make_multilabel, make_sentiment, make_tagged
 
 pytest.importorskip("fastapi")
@@ -102,7 +101,7 @@ def test_predict_health_metadata_and_docs(server: Server, model: Path) -> None:
     texts = ["good film", "awful boring plot", "it was fine"]
     status, answer = server.request("POST", "/predict", {"texts": texts})
     assert status == 200 and len(answer["predictions"]) == 3
-    expected = open_model(model, device="cpu").predict_proba(texts)
+    expected = open_model(model, backend="torch", device="cpu").predict_proba(texts)
     for row, proba in zip(answer["predictions"], expected, strict=True):
         assert row["label"] == ["neg", "pos"][int(proba.argmax())]
         np.testing.assert_allclose([row["probabilities"]["neg"], row["probabilities"]["pos"]], proba, atol=1e-5)

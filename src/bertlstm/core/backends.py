@@ -10,8 +10,10 @@ neither torch nor transformers, and a PyTorch model and its export answer throug
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,7 +29,11 @@ from .progress import Progress
 # Texts per forward pass when predicting: on a CPU small batches are fastest (SST-2 dev, 2 cores: 2.7 s at 32
 # against 3.8 s at 256, BENCHMARKS.md); elsewhere large ones.
 CPU_PREDICT_BATCH, DEVICE_PREDICT_BATCH = 32, 256
-EXPORT_FORMAT = 1  # the format of an export's metadata (NAME.json)
+logger = logging.getLogger(__name__)
+# The format of an export's metadata (NAME.json). 2: the metadata records its tokenizer's SHA-256 and the
+# config.json it was exported from, and each graph carries the SHA-256 of the metadata (STAMP).
+EXPORT_FORMAT = 2
+STAMP = "bertlstm.metadata_sha256"  # the key of that checksum in a graph's metadata_props
 
 
 class Engine(ABC):
@@ -43,11 +49,20 @@ class Engine(ABC):
 
 
 class OnnxEngine(Engine):
-    """An exported graph (``bertlstm export``) through onnxruntime."""
+    """An exported graph (``bertlstm export``) through onnxruntime. With ``meta`` (its export's metadata), the
+    graph must carry that metadata's checksum (:data:`STAMP`): a metadata or tokenizer file changed, or taken
+    from another export, is refused."""
 
     kind = "onnx"
 
-    def __init__(self, path: str | Path, output: str, quantized: str | None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        output: str,
+        quantized: str | None,
+        threads: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         try:
             import onnxruntime as ort  # the export extra: only for an .onnx model
         except ImportError as err:
@@ -58,6 +73,8 @@ class OnnxEngine(Engine):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.output, self.quantized = output, quantized
         self.inputs = [i.name for i in self.session.get_inputs()]
+        if meta is not None:
+            check_stamp(Path(path), self.session.get_modelmeta().custom_metadata_map.get(STAMP), meta)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.output], {name: inputs[name] for name in self.inputs})[0]
@@ -80,25 +97,53 @@ def plain_tokenizer(tokenizer: Any, truncate_at: int | None) -> Any:
     return plain
 
 
+class DamagedExport(BertLSTMError):
+    """An export whose files do not match each other: damaged, edited, or put together from two exports."""
+
+
+def metadata_digest(meta: dict[str, Any]) -> str:
+    """The SHA-256 of an export's metadata but the graphs' own checksums: what each graph carries (:data:`STAMP`)."""
+    described = {k: v for k, v in meta.items() if k not in ("sha256", "graphs")}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def check_stamp(path: Path, stamp: str | None, meta: dict[str, Any]) -> None:
+    """``stamp``, the checksum the graph ``path`` carries, against its metadata ``meta``."""
+    if stamp is None and int(meta.get("format_version") or 1) < 2:
+        logger.warning(f"{path} was exported by an earlier bertlstm: its metadata cannot be checked; export it again")
+        return
+    if stamp != metadata_digest(meta):
+        raise DamagedExport(
+            f"{path.with_suffix('.json')} or the tokenizer beside it is not what {path.name} was exported with "
+            "(changed since, or taken from another export): export the model again"
+        )
+
+
 def read_export_metadata(path: Path) -> dict[str, Any]:
-    """The metadata beside an exported graph (``NAME.json``), checked: format, tokenizer and checksum."""
+    """The metadata beside an exported graph (``NAME.json``), checked: format, and the checksums of the graphs
+    and the tokenizer (the graphs' own stamp is checked as they are loaded, :class:`OnnxEngine`)."""
     companion = path.with_suffix(".json")
     if path.suffix != ".onnx" or not path.is_file():
         raise BertLSTMError(f"{path} is not an exported .onnx file (bertlstm export writes one)")
     try:
         meta = json.loads(companion.read_text())
     except (OSError, ValueError):
-        raise BertLSTMError(f"{companion} is missing or not JSON: export the model again") from None
+        raise DamagedExport(f"{companion} is missing or not JSON: export the model again") from None
     if not isinstance(meta, dict) or meta.get("format") != "bertlstm-onnx":
-        raise BertLSTMError(f"{companion} does not describe a bertlstm export: export the model again")
-    if not path.with_name(str(meta.get("tokenizer"))).is_file():
-        raise BertLSTMError(f"{companion}: the tokenizer it names, {meta.get('tokenizer')}, is not beside it")
+        raise DamagedExport(f"{companion} does not describe a bertlstm export: export the model again")
+    tokenizer = path.with_name(str(meta.get("tokenizer")))
+    if not tokenizer.is_file():
+        raise DamagedExport(f"{companion}: the tokenizer it names, {meta.get('tokenizer')}, is not beside it")
+    if int(meta.get("format_version") or 1) > EXPORT_FORMAT:
+        raise BertLSTMError(f"{path} was exported by a newer bertlstm (format {meta['format_version']}); upgrade")
     if file_sha256(path) != meta.get("sha256"):
-        raise BertLSTMError(f"{path} is damaged: its SHA-256 differs from the one recorded at export")
+        raise DamagedExport(f"{path} is damaged: its SHA-256 differs from the one recorded at export")
+    if "tokenizer_sha256" in meta and file_sha256(tokenizer) != meta["tokenizer_sha256"]:
+        raise DamagedExport(f"{tokenizer} is damaged: its SHA-256 differs from the one recorded at export")
     for graph in (meta.get("graphs") or {}).values():  # an export in several graphs: the others too
         other = path.with_name(str(graph.get("file")))
         if not other.is_file() or file_sha256(other) != graph.get("sha256"):
-            raise BertLSTMError(f"{other} is missing or damaged: export the model again")
+            raise DamagedExport(f"{other} is missing or damaged: export the model again")
     if "model" not in meta:  # exported before the metadata held the model's settings whole
         meta["model"] = {k: meta[k] for k in ("mode", "encoder", "max_length", "word_pooling", "context") if k in meta}
     return meta
@@ -121,6 +166,7 @@ class Predictor(ABC):
     explains: ClassVar[bool] = False  # whether it can say why (:meth:`explain`)
     follows_gradients: ClassVar[bool] = False  # whether it can say why by gradients, not only by occlusion
     explaining: dict[str, Any] | None = None  # explain's keywords: every prediction then says why
+    graph_due: bool = False  # a model folder on PyTorch until its graph is exported (deploy.engines.finish)
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -131,11 +177,20 @@ class Predictor(ABC):
         self.pad_id = int(meta["pad_token_id"])
 
     @classmethod
-    def from_export(cls, path: str | Path, meta: dict[str, Any], batch_size: int | None = None) -> Predictor:
-        """An exported graph with its tokenizer, through onnxruntime."""
+    def from_export(
+        cls,
+        path: str | Path,
+        meta: dict[str, Any],
+        batch_size: int | None = None,
+        stamped: dict[str, Any] | None = None,
+    ) -> Predictor:
+        """An exported graph with its tokenizer (``meta["tokenizer"]``: beside it, or a path), through
+        onnxruntime; the graph is checked against ``stamped``, the metadata it was exported with (default:
+        ``meta``)."""
         path = Path(path)
-        tokenizer = plain_tokenizer(path.with_name(meta["tokenizer"]), cls.truncation(meta))
-        return cls(OnnxEngine(path, cls.output, meta.get("quantized")), meta, tokenizer, batch_size)
+        tokenizer = plain_tokenizer(path.parent / meta["tokenizer"], cls.truncation(meta))
+        engine = OnnxEngine(path, cls.output, meta.get("quantized"), meta=meta if stamped is None else stamped)
+        return cls(engine, meta, tokenizer, batch_size)
 
     @classmethod
     def truncation(cls, meta: dict[str, Any]) -> int | None:

@@ -133,11 +133,35 @@ def refuse_rows(bad: list[int], what: str, path: str, kind: str, start: int = 0)
 
 
 def clean_cells(values: pd.Series, what: str, path: str) -> list[str]:
-    """Cells as stripped strings; empty or non-text cells are an error naming the first rows."""
+    """Cells as stripped strings; empty or non-text cells, and texts that are not Unicode, are an error naming
+    the first rows."""
     cells = [cell_text(v) for v in values.tolist()]
     bad = [i for i, v in enumerate(cells) if v is None]
     refuse_rows(bad, what, path, values.attrs.get("kind", "csv"), values.attrs.get("start", 0))
-    return [cell for cell in cells if cell is not None]  # every cell, now that none is empty
+    texts = [cell for cell in cells if cell is not None]  # every cell, now that none is empty
+    check_unicode(texts, path)
+    return texts
+
+
+def not_unicode(texts: Sequence[str]) -> list[int]:
+    """The positions of texts that are not Unicode: a lone surrogate (``"\\ud800"``, from JSON or from bytes a
+    terminal could not decode) cannot be encoded, nor tokenized."""
+    bad = []
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(i)
+    return bad
+
+
+def check_unicode(texts: Sequence[str], where: str) -> None:
+    bad = not_unicode(texts)
+    if bad:
+        raise BertLSTMError(
+            f"{where}: text {bad[0]} is not valid Unicode (it holds a lone surrogate, such as \\ud800)"
+            + (f", and {len(bad) - 1} more" if len(bad) > 1 else "")
+        )
 
 
 def column_texts(frame: pd.DataFrame, column: str, where: str) -> list[str]:
@@ -194,4 +218,5 @@ def as_texts(data: Any, text_column: str | None = None, where: str = "texts") ->
     bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
     if bad:
         raise BertLSTMError(f"{where}: every text must be a string; item {bad[0]} is {texts[bad[0]]!r}")
+    check_unicode(texts, where)
     return texts

@@ -318,6 +318,8 @@ class Estimator(BaseEstimator):
             "model": model.config.to_dict(),
             "labels": self._labels_section(),
             "training": self.training_.to_dict(),
+            # what the tokenizer's special tokens are: an exported graph reads them from here
+            "special_token_ids": {"pad": self.pad_id, **self.describe()["special_token_ids"]},
         }
         history, metrics = getattr(self, "history_", []), getattr(self, "metrics_", {})
         if repo_id is not None:  # a Hub upload keeps no training texts: the dev examples stay on this machine

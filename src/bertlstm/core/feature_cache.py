@@ -43,7 +43,7 @@ from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
 from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
-from .folders import atomic_folder
+from .folders import atomic_folder, default_cache_dir, is_held
 from .model_folder import file_sha256
 from .modeling import EncoderModel, native_bf16, quantize_int8
 from .progress import Progress
@@ -56,14 +56,6 @@ LATER = ("split", "quantized", "cut")  # CacheKey fields added after the first e
 TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
 _ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
 _UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.(tmp|old)-.+)")  # an interrupted build's folder
-
-
-def default_cache_dir() -> Path:
-    """``$BERTLSTM_CACHE``, else ``$XDG_CACHE_HOME/bertlstm/features``, else ``~/.cache/bertlstm/features``."""
-    if os.environ.get("BERTLSTM_CACHE"):
-        return Path(os.environ["BERTLSTM_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bertlstm" / "features"
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -248,10 +240,16 @@ class FeatureCache:
         shard.barrier()  # every share is written before the main process checksums the file
 
     def entries(self) -> list[dict[str, Any]]:
-        """Complete entries with their key, size and creation time."""
+        """Complete entries with their key, size and creation time (one whose record is torn is skipped: the
+        next run that needs it rebuilds it)."""
         found = []
         for folder in self._kinds()["entry"]:
-            meta = json.loads((folder / "meta.json").read_text())
+            try:
+                meta = json.loads((folder / "meta.json").read_text())
+                meta["key"]["n_texts"]  # noqa: B018  a record of an entry, not some other JSON
+            except (OSError, ValueError, TypeError, KeyError):
+                logger.warning(f"{folder / 'meta.json'} is not a cache entry's record; skipped")
+                continue
             size = sum(p.stat().st_size for p in folder.iterdir())
             found.append({"entry": folder.name, "bytes": size, **meta})
         return found
@@ -309,8 +307,11 @@ class FeatureCache:
             raise BertLSTMError(
                 f"{self.root} is not a bertlstm feature cache (it holds {names}); nothing was deleted", "cache_dir"
             )
+        busy = [folder for folder in kinds["unfinished"] if is_held(folder)]
+        if busy:
+            logger.warning(f"left {len(busy)} entr{'y' if len(busy) == 1 else 'ies'} that another run is building now")
         freed = 0
-        for folder in kinds["entry"] + kinds["unfinished"] + kinds["notes"]:
+        for folder in kinds["entry"] + [f for f in kinds["unfinished"] if f not in busy] + kinds["notes"]:
             freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             shutil.rmtree(folder, ignore_errors=True)
         return freed

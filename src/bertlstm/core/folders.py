@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -34,6 +35,9 @@ MODEL_ENTRIES = frozenset(
 
 
 # --- where output may go -----------------------------------------------------------------------------
+REPORT_MARKS = ("<!-- written by bertlstm -->", '<meta name="generator" content="bertlstm">', "<title>bertlstm report:")
+
+
 def is_model_folder(path: str | os.PathLike) -> bool:
     """A folder bertlstm wrote: a ``config.json`` with an integer format version and a ``model`` section, and
     the head weights and the encoder folder beside it (another tool's ``config.json`` is not enough)."""
@@ -49,9 +53,43 @@ def is_model_folder(path: str | os.PathLike) -> bool:
     )
 
 
+def is_report(path: Path) -> bool:
+    """A file ``bertlstm report`` wrote (``--markdown``, ``--html``): its first kilobytes carry its mark."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return path.is_file() and not path.is_symlink() and any(mark in head for mark in REPORT_MARKS)
+
+
+def is_checkpoint_folder(path: Path) -> bool:
+    """A training run's checkpoint folder (``OUTPUT.checkpoint``): its settings and its last state, and what
+    a killed write of the state left."""
+    return path.is_dir() and all(
+        p.name in ("run.json", "state") or p.name.startswith((".state.tmp-", ".state.old-")) for p in path.iterdir()
+    )
+
+
 def foreign_entries(path: str | os.PathLike) -> list[str]:
-    """What a model folder holds that bertlstm did not write there."""
-    return sorted(p.name for p in Path(path).iterdir() if p.name not in MODEL_ENTRIES)
+    """What a folder holds that bertlstm did not write there: in a model folder, anything but the model, its
+    record, its plots and bertlstm's reports; in a several-seeds folder, anything but its summary, its
+    ``seed-N`` model folders and their checkpoints; in any other folder, everything."""
+    path = Path(path)
+    entries = list(path.iterdir())
+    if is_model_folder(path):
+        return sorted(p.name for p in entries if p.name not in MODEL_ENTRIES and not is_report(p))
+    if any(p.name == "seeds.json" or p.name.startswith("seed-") for p in entries):  # a killed run has no summary
+        return sorted(p.name for p in entries if not _seeds_entry(p))
+    return sorted(p.name for p in entries)
+
+
+def _seeds_entry(p: Path) -> bool:
+    if p.name == "seeds.json" or p.name.startswith(".seed-"):
+        return True
+    if not p.name.startswith("seed-"):
+        return False
+    return is_checkpoint_folder(p) if p.name.endswith(".checkpoint") else is_model_folder(p) and not foreign_entries(p)
 
 
 def is_replaceable(path: Path) -> bool:
@@ -61,12 +99,56 @@ def is_replaceable(path: Path) -> bool:
 
 def is_seeds_folder(path: Path) -> bool:
     """A folder written by a several-seeds run: ``seeds.json``, ``seed-N`` model folders and checkpoints."""
-    return all(
-        p.name == "seeds.json"
-        or p.name.startswith(".seed-")
-        or (p.name.startswith("seed-") and (is_replaceable(p) or p.name.endswith(".checkpoint")))
-        for p in path.iterdir()
-    )
+    return not foreign_entries(path) and not is_model_folder(path)
+
+
+def cache_folders() -> dict[str, Path]:
+    """The caches whose folders (and the folders that hold them) no output may be: bertlstm's feature and
+    graph caches and the Hugging Face cache, where the environment puts them."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    hf_home = Path(os.environ.get("HF_HOME") or base / "huggingface")
+    found = {
+        "the feature cache": default_cache_dir(),
+        "the graph cache": default_graph_dir(),
+        "the Hugging Face cache": hf_home,
+    }
+    if os.environ.get("HF_HUB_CACHE"):
+        found["the Hugging Face hub cache"] = Path(os.environ["HF_HUB_CACHE"])
+    return {what: folder.expanduser().resolve() for what, folder in found.items()}
+
+
+def default_cache_dir() -> Path:
+    """``$BERTLSTM_CACHE``, else ``$XDG_CACHE_HOME/bertlstm/features``, else ``~/.cache/bertlstm/features``."""
+    if os.environ.get("BERTLSTM_CACHE"):
+        return Path(os.environ["BERTLSTM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bertlstm" / "features"
+
+
+def default_graph_dir() -> Path:
+    """``$BERTLSTM_GRAPHS``, else ``$XDG_CACHE_HOME/bertlstm/graphs``, else ``~/.cache/bertlstm/graphs``."""
+    if os.environ.get("BERTLSTM_GRAPHS"):
+        return Path(os.environ["BERTLSTM_GRAPHS"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bertlstm" / "graphs"
+
+
+def protected(path: Path, caches: Iterable[str | os.PathLike] = ()) -> str | None:
+    """Why the folder ``path`` (absolute) may never be an output, or None: the home folder or one that holds
+    it; a cache's folder (``caches``, and those of :func:`cache_folders`) or one that holds it; a Python
+    environment's root; a git work tree's root."""
+    home = Path.home().expanduser().resolve()
+    if path == home or path in home.parents:
+        return "is your home folder" if path == home else "holds your home folder"
+    named = {**cache_folders(), **{f"the cache {c}": Path(c).expanduser().resolve() for c in caches}}
+    for what, folder in named.items():
+        if path == folder or path in folder.parents:
+            return f"is {what}" if path == folder else f"holds {what} ({folder})"
+    if (path / "pyvenv.cfg").is_file() or (path / "conda-meta").is_dir():
+        return "is a Python environment"
+    if (path / ".git").exists():
+        return "is a git work tree"
+    return None
 
 
 def check_output(
@@ -75,13 +157,16 @@ def check_output(
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
     replaceable: Callable[[Path], bool] = is_replaceable,
+    caches: Iterable[str | os.PathLike] = (),
 ) -> Path:
     """The absolute path ``target`` names, if a new folder may be written there; else a clear error.
 
-    Refused always: the working folder or one of its parents, and a folder that is or holds one of ``inputs``
-    (data, settings files, checkpoints, the encoder: everything the command reads). Refused unless
-    ``overwrite``: an existing file, and a non-empty folder that ``replaceable`` does not accept (by default,
-    anything but a model folder holding only what bertlstm writes).
+    Nothing bertlstm did not write is ever replaced, with or without ``overwrite``. Refused always: the
+    working folder or one of its parents; a folder that is or holds one of ``inputs`` (data, settings files,
+    checkpoints, the encoder: everything the command reads); a :func:`protected` folder (home, caches,
+    environments, git work trees; ``caches``: the run's own); an existing file; a folder holding anything
+    bertlstm did not write (:func:`foreign_entries`). An existing bertlstm output is replaced when
+    ``replaceable`` accepts it (by default, a model folder), or whatever its kind with ``overwrite``.
     """
     path = Path(target).expanduser().resolve()
     if path.parent == path:
@@ -95,24 +180,34 @@ def check_output(
             raise BertLSTMError(
                 f"output {target} holds {item}, which this command reads; name another folder", "output"
             )
+    reason = protected(path, caches)
+    if reason is not None:
+        raise BertLSTMError(f"output {target} {reason}: bertlstm never writes over it; name a new folder", "output")
     if path.is_dir():
-        if any(path.iterdir()) and not replaceable(path) and not overwrite:
-            raise BertLSTMError(
-                f"output {target} {_what_is_in(path)}; name a new folder, or allow replacing it (`overwrite`)",
-                "overwrite",
-            )
-    elif path.exists() and not overwrite:
+        _check_folder(path, target, overwrite, replaceable)
+    elif path.exists() or path.is_symlink():
         raise BertLSTMError(
-            f"output {target} is an existing file; name a folder, or allow replacing it (`overwrite`)", "overwrite"
+            f"output {target} is an existing file, which bertlstm never replaces; name a folder", "output"
         )
     check_writable(path.parent)
     return path
 
 
-def _what_is_in(folder: Path) -> str:
-    if is_model_folder(folder):
-        return f"is a bertlstm model folder that also holds files of yours ({', '.join(foreign_entries(folder)[:5])})"
-    return "is a folder with other files in it, not a bertlstm model folder"
+def _check_folder(path: Path, target: str | os.PathLike, overwrite: bool, replaceable: Callable[[Path], bool]) -> None:
+    if not any(path.iterdir()) or replaceable(path):
+        return
+    foreign = foreign_entries(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        what = "a bertlstm model folder that also holds" if is_model_folder(path) else "a folder that holds"
+        raise BertLSTMError(
+            f"output {target} is {what} what bertlstm did not write ({shown}); bertlstm never replaces that, "
+            "even with `overwrite`: move it away, or name a new folder",
+            "output",
+        )
+    if not overwrite:
+        kind = "model folder" if is_model_folder(path) else "several-seeds folder"
+        raise BertLSTMError(f"output {target} is a bertlstm {kind}; allow replacing it (`overwrite`)", "overwrite")
 
 
 def check_writable(folder: Path) -> None:
@@ -179,19 +274,24 @@ def _locked(lock: Path, target: Path) -> Iterator[None]:
 
 # --- writing -------------------------------------------------------------------------------------------
 @contextmanager
-def atomic_folder(target: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+def atomic_folder(
+    target: str | os.PathLike, *, replace: bool = True, foreign: Callable[[Path], list[str]] | None = None
+) -> Iterator[Path]:
     """A fresh temporary folder beside ``target`` to fill; when the block ends, it becomes ``target``.
 
     An existing ``target`` is replaced, or with ``replace=False`` kept (another writer of the same content
-    finished first) and the new folder discarded. On an error the temporary folder is removed and
-    ``target`` is untouched. Files get the permissions the umask allows (``mkdtemp`` and safetensors
-    write private ones), so a model saved for a team can be read by it.
+    finished first) and the new folder discarded. With ``foreign`` (what in a folder bertlstm did not write),
+    a ``target`` that has come to hold such entries since it was checked is kept as it is, and the new folder
+    is saved beside it under a new name, named in the error. On an error the temporary folder is removed and
+    ``target`` is untouched. Files get the permissions the umask allows (``mkdtemp`` and safetensors write
+    private ones), so a model saved for a team can be read by it.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        yield tmp
+        with hold(tmp):  # a live build: `cache clear` and the next writer's clean-up leave it alone
+            yield tmp
         _permissions_from_umask(tmp)
         if not (target.exists() or target.is_symlink()):
             try:
@@ -203,6 +303,7 @@ def atomic_folder(target: str | os.PathLike, *, replace: bool = True) -> Iterato
         if not replace:
             shutil.rmtree(tmp)
             return
+        _keep_foreign(target, tmp, foreign)
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         _remove(old)
         target.rename(old)
@@ -213,15 +314,72 @@ def atomic_folder(target: str | os.PathLike, *, replace: bool = True) -> Iterato
         raise
 
 
-def remove_leftovers(target: Path) -> list[Path]:
-    """Delete what a killed writer of ``target`` left: hidden ``.NAME.tmp-*`` and ``.NAME.old-*`` folders.
+def _keep_foreign(target: Path, tmp: Path, foreign: Callable[[Path], list[str]] | None) -> None:
+    """Refuse to replace ``target`` if it is not a folder or holds what bertlstm did not write (``foreign``);
+    the new folder ``tmp`` is then kept under a visible new name beside it."""
+    if foreign is None:
+        return
+    found = foreign(target) if target.is_dir() and not target.is_symlink() else [target.name]
+    if not found:
+        return
+    saved = target.with_name(f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    while saved.exists():
+        saved = saved.with_name(saved.name + "-1")
+    tmp.rename(saved)
+    raise BertLSTMError(
+        f"{target} came to hold what bertlstm did not write ({', '.join(found[:5])}) while this run went on, so "
+        f"it was left as it is; the new model is in {saved}"
+    )
 
-    Call it only while holding :func:`output_lock` on ``target``: then no live writer owns them.
-    """
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Delete what a killed writer of ``target`` left: hidden ``.NAME.tmp-*`` and ``.NAME.old-*`` folders and
+    files that no live writer holds (:func:`hold`)."""
     found = [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]
+    found = [path for path in found if not is_held(path)]
     for path in found:
         _remove(path)
     return found
+
+
+@contextmanager
+def hold(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a folder or file) for the block: while it lasts, :func:`is_held` says so.
+    The lock dies with the process, so what a killed writer left is free to remove."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def is_held(path: Path) -> bool:
+    """Whether a live process holds ``path`` (:func:`hold`): a build or an export under way."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it our lock, if we got it
+    return False
+
+
+@contextmanager
+def scratch_folder(target: Path) -> Iterator[Path]:
+    """A held temporary folder beside ``target`` (``.NAME.tmp-*``), removed after the block; what killed
+    writers of ``target`` left there before is removed first."""
+    remove_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        with hold(tmp):
+            yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _remove(path: Path) -> None:

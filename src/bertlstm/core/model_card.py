@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,19 +29,32 @@ def summary_markdown(
 ) -> str:
     """The summary of a model from its config sections, metrics, history and plot files (names relative to
     where the Markdown goes)."""
-    lines = [f"# {title}", "", "## Settings", "", "| setting | value |", "|---|---|"]
+    lines = [f"# {md(title)}", "", "## Settings", "", "| setting | value |", "|---|---|"]
     for section in ("model", "training"):
-        lines += [f"| {name} | {value} |" for name, value in (meta.get(section) or {}).items()]
-    lines.append(f"| labels | {', '.join(map(str, meta['labels']['names']))} |")
+        lines += [f"| {md(name)} | {md(value)} |" for name, value in (meta.get(section) or {}).items()]
+    lines.append(f"| labels | {md(', '.join(map(str, meta['labels']['names'])))} |")
     scores = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scores.items()]
+    lines += [f"| {md(k)} | {v:.4f} |" if isinstance(v, float) else f"| {md(k)} | {v} |" for k, v in scores.items()]
     lines += _per_class(metrics.get("test") or {})
     if history:
         lines += ["", "## History", "", markdown_table(list(history))]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.rsplit('/', 1)[-1]}]({_link(p)})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def md(value: Any) -> str:
+    """Text for a Markdown page or table cell: HTML in it (a label named ``<script>``) shown, never run; a ``|``
+    never ends the cell, a line break never the row."""
+    text = html.escape(str(value), quote=False)
+    return text.replace("|", "\\|").replace("`", "&#96;").replace("\r", " ").replace("\n", " ")
+
+
+def code_block(text: str) -> str:
+    """``text`` as a fenced code block, its fence longer than any run of backticks inside."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    return f"{fence}\n{text}\n{fence}"
 
 
 def _link(path: str) -> str:
@@ -54,7 +69,8 @@ def _per_class(test: dict[str, Any]) -> list[str]:
         return []
     head = ["", f"## Test, per {what}", "", f"| {what} | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     return head + [
-        f"| {n} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |" for n, r in per.items()
+        f"| {md(n)} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
+        for n, r in per.items()
     ]
 
 
@@ -91,9 +107,9 @@ def model_card(
         "model-index": [{"name": name, "results": [results]}],
     }
     command = metrics.get("command")
-    how = f"`{command}`" if command else f"the Python API, `{card.class_name}(...).fit(...)`"
+    how = f"\n\n{code_block(command)}\n\n" if command else f" the Python API, `{card.class_name}(...).fit(...)`; "
     usage = (
-        f"Trained with {how}; every setting is listed below.\n\n"
+        f"Trained with{how}every setting is listed below.\n\n"
         f"```python\nfrom bertlstm import {card.class_name}\n\n"
         f'model = {card.class_name}.from_pretrained("{repo_id or "path/to/this/folder"}")\n'
         f'model.{card.call}(["some text"])\n```\n'
@@ -105,7 +121,7 @@ def model_card(
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """Rows of equal keys as a Markdown table (floats to 4 digits)."""
     columns = list(rows[0])
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else md(v)  # noqa: E731
+    lines = ["| " + " | ".join(map(md, columns)) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)

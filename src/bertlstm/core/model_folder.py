@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BertLSTMError, BertLSTMWarning, first_line
-from .folders import CONFIG_NAME, atomic_folder
+from .folders import CONFIG_NAME, atomic_folder, foreign_entries
 from .quiet import quiet_transformers
 
 # 2: config.json records the SHA-256 of every weight and tokenizer file; 3: labels in their own section
@@ -166,7 +166,7 @@ def save_model_folder(
         raise BertLSTMError(f"the model has non-finite weights ({', '.join(bad[:3])}); it was not saved")
     from safetensors.torch import save_file  # torch: only to write weights (config.json alone needs none)
 
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, foreign=foreign_entries) as tmp:
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in head_state.items()},
             str(tmp / WEIGHTS_NAME),

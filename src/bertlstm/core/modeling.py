@@ -297,8 +297,11 @@ class EncoderModel(nn.Module):
         """The inverse of :meth:`trainable_state_dict` (and of :meth:`head_state_dict`); a state for another
         model is an error."""
         missing, unexpected = self.load_state_dict(state, strict=False)
-        if unexpected or any(self.is_head(k) for k in missing):
-            raise ValueError(f"weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        missing = [k for k in missing if self.is_head(k)]  # the encoder's come from its own folder
+        if unexpected or missing:
+            found = [f"missing {', '.join(missing[:3])}"] if missing else []
+            found += [f"unexpected {', '.join(unexpected[:3])}"] if unexpected else []
+            raise ValueError(f"the head's weights do not fit its settings ({'; '.join(found)})")
 
 
 def quantize_int8(model: M, device: torch.device) -> M:

@@ -113,11 +113,16 @@ class MicroBatcher:
                 self.running = []
 
     async def _answer(self, batch: list[Item]) -> None:
-        """One forward pass for the texts of ``batch``; a failed pass fails its requests, never the server."""
+        """One forward pass for the texts of ``batch``; a failed pass is made again request by request, so that
+        one request's input fails that request alone, never the others' nor the server."""
         texts = [text for request, _ in batch for text in request]
         try:
             answers = await asyncio.get_running_loop().run_in_executor(self.executor, self.predictor.answer, texts)
         except Exception as err:
+            if len(batch) > 1:
+                for item in batch:
+                    await self._answer([item])
+                return
             logger.exception(f"forward pass over {len(texts)} texts failed")
             for _, future in batch:
                 if not future.done():

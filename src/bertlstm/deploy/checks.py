@@ -3,7 +3,9 @@ is loaded (or PyTorch imported): output files, exported graphs' names, API keys,
 
 from __future__ import annotations
 
+import csv
 import ipaddress
+import json
 import os
 import socket
 from collections.abc import Sequence
@@ -17,9 +19,9 @@ KEY_ENV = "BERTLSTM_API_KEY"  # the API key, when not in a file
 
 
 def check_output_file(output: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
-    """A file name predictions may be written to: in an existing folder, not a folder itself, and never one
-    of the ``inputs`` (the data: that would destroy the true labels; the model's files) nor inside an input
-    folder (a model folder)."""
+    """A file name predictions may be written to: in an existing folder, not a folder itself, never one of the
+    ``inputs`` (the data: that would destroy the true labels; the model's files) nor inside an input folder (a
+    model folder), and new or a predictions file bertlstm wrote (:func:`is_predictions_file`)."""
     path = Path(output).expanduser()
     if path.is_dir():
         raise BertLSTMError(f"predictions output {output} is a folder; name a file", "output")
@@ -34,11 +36,52 @@ def check_output_file(output: str | Path, inputs: Sequence[str | Path] = ()) -> 
                 f"predictions output {output} is inside {item}, which this command reads; name a file elsewhere",
                 "output",
             )
+    if (path.exists() or path.is_symlink()) and not is_predictions_file(path):
+        raise BertLSTMError(
+            f"predictions output {output} exists and is not a predictions file bertlstm wrote (bertlstm replaces "
+            "only its own outputs): name a new file, or move it away",
+            "output",
+        )
     if not path.parent.is_dir():
         raise BertLSTMError(f"predictions output {output}: folder {path.parent} does not exist", "output")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise BertLSTMError(f"predictions output {output}: cannot write in {path.parent} (permission denied)")
     return path
+
+
+# What predict adds to a table: a classifier's label and probabilities (or, beside true labels, the same
+# prefixed), a tagger's entities of texts, an explanation. A tagger's tags of tokens look like the user's own
+# tagged data (tokens and tags), so an earlier such output is not replaced.
+PREDICTED = ("prob_", "predicted_prob_", "entities", "explanation", "predicted_explanation")
+
+
+def is_predictions_file(path: Path) -> bool:
+    """A table ``bertlstm predict`` wrote, told by its columns (read from its first line, or a Parquet file's
+    schema); never a link, nor a file it cannot read."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        columns = _columns(path)
+    except (OSError, ValueError, UnicodeDecodeError, ImportError):
+        return False
+    return any(str(c).startswith(PREDICTED) for c in columns)
+
+
+def _columns(path: Path) -> list[str]:
+    """The column names of a CSV, TSV, JSON Lines, JSON (records) or Parquet file, from its first line."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq  # the parquet extra: what wrote such a file
+
+        return list(pq.read_schema(path).names)
+    with open(path, encoding="utf-8") as f:
+        first = f.readline(1 << 20)
+    if suffix in (".jsonl", ".json"):
+        record = json.loads(first.lstrip("[,").strip() or "{}")
+        return list(record) if isinstance(record, dict) else []
+    if suffix in (".csv", ".tsv"):
+        return next(csv.reader([first], delimiter="\t" if suffix == ".tsv" else ","), [])
+    return []
 
 
 def written_files(output: str | Path) -> list[Path]:
@@ -61,13 +104,37 @@ def check_export_output(output: str | Path, reads: list[Path], overwrite: bool) 
             raise BertLSTMError(f"export output {output} would write into {source}, which it reads", "output")
     if any(t.is_dir() for t in targets):
         raise BertLSTMError(f"export output {output}: {', '.join(str(t) for t in targets if t.is_dir())} is a folder")
-    existing = [str(t) for t in targets if t.exists()]
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not is_export(path):
+        raise BertLSTMError(
+            f"export would replace {', '.join(map(str, existing))}, which bertlstm did not write (bertlstm replaces "
+            "only its own exports, even with `overwrite`): name another file",
+            "output",
+        )
     if existing and not overwrite:
         raise BertLSTMError(
-            f"export would replace {', '.join(existing)}; name another file, or allow replacing (`overwrite`)",
+            f"export would replace {', '.join(map(str, existing))}; name another file, or allow replacing "
+            "(`overwrite`)",
             "overwrite",
         )
     return path
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``NAME.onnx`` and the files beside it are an export bertlstm wrote: ``NAME.json`` says so, names
+    ``NAME.tokenizer.json``, and none of them is a link."""
+    meta_file = path.with_suffix(".json")
+    if any(p.is_symlink() for p in written_files(path)):
+        return False
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("format") == "bertlstm-onnx"
+        and meta.get("tokenizer") == (f"{path.stem}.tokenizer.json")
+    )
 
 
 def check_export(settings: ExportConfig) -> tuple[ModelRef, Path]:

@@ -60,6 +60,10 @@ class PredictConfig(ModelSettings):
         super().__post_init__()
         check_int(self.chunk_rows, "chunk_rows", 1)
         check_int(self.explain_steps, "explain_steps", 2)
+        if not self.explain:
+            given = [name for name in ("explain_method", "explain_label") if getattr(self, name) is not None]
+            if given:
+                raise BertLSTMError(f"`{given[0]}` says how to explain, which needs `explain`", given[0])
 
 
 @dataclass(frozen=True)

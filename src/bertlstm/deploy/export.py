@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.backends import EXPORT_FORMAT, plain_tokenizer
+from ..core.backends import EXPORT_FORMAT, STAMP, metadata_digest, plain_tokenizer
 from ..core.errors import BertLSTMError
 from ..core.export_graph import ExportGraph
-from ..core.folders import atomic_file
+from ..core.folders import CONFIG_NAME, atomic_file, scratch_folder
 from ..core.model_folder import file_sha256
 from ..core.progress import Progress
-from .checks import check_export, written_files
+from .checks import check_export, is_export, written_files
 from .config import ExportConfig
 
 logger = logging.getLogger(__name__)
@@ -50,24 +49,56 @@ def export_onnx(
 ) -> Path:
     """Export the model folder ``model_dir`` to ``output`` (``NAME.onnx``, and a model in two halves also
     ``NAME.windows.onnx``), with ``NAME.tokenizer.json`` and ``NAME.json`` beside it; ``quantize="int8"`` writes
-    onnxruntime's dynamically quantized graphs instead. Existing files are replaced only with ``overwrite``,
-    and never the model's own."""
+    onnxruntime's dynamically quantized graphs instead. Existing files are replaced only when they are an
+    earlier export of bertlstm's, with ``overwrite``; never the model's own."""
     given = {"model": str(model_dir), "output": str(output), "quantize": quantize, "overwrite": overwrite}
     settings = ExportConfig.from_dict(given)
     ref, path = check_export(settings)
     logger.info(f"export writes {', '.join(str(t) for t in written_files(path))}")
     estimator = ref.estimator(device="cpu")
-    graphs = estimator.export_graphs()
-    extra = [_graph_file(path, g) for g in graphs[1:]]
-    if any(f.exists() for f in extra) and not overwrite:
-        raise BertLSTMError(f"export would replace {', '.join(map(str, extra))}; allow it (`overwrite`)", "overwrite")
-    stages = len(graphs) * (3 if quantize else 2)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.tmp-") as tmp:
-        with Progress("export", total=stages, unit="stage") as step:
-            written = [_export_checked(graph, Path(tmp), quantize, step) for graph in graphs]
-        _write_beside(estimator, graphs, written, path, quantize)
+    source = file_sha256(ref.path / CONFIG_NAME)
+    export_estimator(estimator, path, quantize, source, overwrite)
     logger.info(f"exported {model_dir} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return path
+
+
+def export_estimator(estimator: Any, path: Path, quantize: str | None, source: str, overwrite: bool = False) -> None:
+    """A trained estimator's graphs to ``path`` (checked by the caller) and beside it; ``source``: the SHA-256
+    of the model folder's config.json, recorded in the metadata."""
+    graphs = estimator.export_graphs()
+    _check_extra(path, [_graph_file(path, g) for g in graphs[1:]], overwrite)
+    stages = len(graphs) * (3 if quantize else 2)
+    with scratch_folder(path) as tmp:  # a killed export's leftovers go at the next one
+        with Progress("export", total=stages, unit="stage") as step:
+            written = [_export_checked(graph, tmp, quantize, step) for graph in graphs]
+        _write_beside(estimator, graphs, written, path, quantize, source, tmp)
+
+
+def _check_extra(path: Path, extra: list[Path], overwrite: bool) -> None:
+    """The export's other graphs (``NAME.windows.onnx``) replace only an earlier export's, with ``overwrite``."""
+    existing = [f for f in extra if f.exists() or f.is_symlink()]
+    if not existing:
+        return
+    ours = {str(g.get("file")) for g in (_earlier(path).get("graphs") or {}).values()}
+    foreign = [f for f in existing if f.name not in ours or f.is_symlink()]
+    if foreign:
+        raise BertLSTMError(
+            f"export would replace {', '.join(map(str, foreign))}, which bertlstm did not write: name another file",
+            "output",
+        )
+    if not overwrite:
+        raise BertLSTMError(
+            f"export would replace {', '.join(map(str, existing))}; allow it (`overwrite`)", "overwrite"
+        )
+
+
+def _earlier(path: Path) -> dict[str, Any]:
+    """The metadata of an earlier export at ``path``, or nothing."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8")) if is_export(path) else {}
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: Progress) -> Path:
@@ -75,13 +106,14 @@ def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: P
     PyTorch model (1e-5) and in onnxruntime (1e-4); optionally quantized. The file written; ``step`` counts
     the stages done (export, check, quantize)."""
     assert graph.sample is not None and graph.reference is not None
-    inputs, other = graph.sample(SAMPLE), graph.sample(SAMPLE[:3])
+    # exported on the first batch; checked on it, on fewer and shorter texts, and on one text alone (axes at 1)
+    inputs, *others = (graph.sample(texts) for texts in (SAMPLE, SAMPLE[:3], SAMPLE[2:3]))
     _check_close(_torch_run(graph, inputs), graph.reference(inputs), graph, inputs, 1e-5, "the exported module")
     fp32 = tmp / f"{graph.name}.fp32.onnx"
     _torch_export(graph, inputs, fp32)
     _declare_shapes(fp32, graph)
     step.update()
-    for sample in (inputs, other):
+    for sample in (inputs, *others):
         _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
     step.update()
     if quantize != "int8":
@@ -191,15 +223,14 @@ def _quantize(source: Path, target: Path) -> None:
 
 
 def metadata(
-    estimator: Any, graphs: list[ExportGraph], written: list[Path], path: Path, quantize: str | None
+    estimator: Any, graphs: list[ExportGraph], path: Path, quantize: str | None, source: str, tokenizer_sha256: str
 ) -> dict[str, Any]:
-    """``NAME.json``: what a predictor needs beside the graphs (the estimator's description), the main graph's
-    inputs, output and checksum, and any other graph's file and checksum."""
+    """``NAME.json`` but the graphs' checksums: what a predictor needs beside the graphs (the estimator's
+    description), the main graph's inputs and output, the tokenizer's checksum and the SHA-256 of the model
+    folder's config.json it came from (``source``)."""
     described, main = estimator.describe(), graphs[0]
     sample = main.sample(SAMPLE[:1]) if main.sample is not None else {}
     axes = {name: ", ".join(main.dynamic[name][axis] for axis in sorted(main.dynamic[name])) for name in main.inputs}
-    pairs = list(zip(graphs, written, strict=True))[1:]
-    others = {g.name: {"file": _graph_file(path, g).name, "sha256": file_sha256(f)} for g, f in pairs}
     return {
         "format": "bertlstm-onnx",
         **described,
@@ -211,22 +242,49 @@ def metadata(
         "quantized": quantize,
         "opset": OPSET,
         "tokenizer": f"{path.stem}.tokenizer.json",
-        "sha256": file_sha256(written[0]),
-        **({"graphs": others} if others else {}),
+        "tokenizer_sha256": tokenizer_sha256,
+        "source": {"config_sha256": source},
     }
 
 
+def _stamp(graph_file: Path, digest: str) -> None:
+    """Write the metadata's checksum into the graph (its ``metadata_props``, which onnxruntime reads back)."""
+    import onnx  # the export extra, checked above
+
+    model = onnx.load(str(graph_file))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = STAMP, digest
+    onnx.save(model, str(graph_file))
+
+
 def _write_beside(
-    estimator: Any, graphs: list[ExportGraph], written: list[Path], path: Path, quantize: str | None
+    estimator: Any,
+    graphs: list[ExportGraph],
+    written: list[Path],
+    path: Path,
+    quantize: str | None,
+    source: str,
+    tmp: Path,
 ) -> None:
     """The tokenizer, the metadata and any other graph, each renamed into place, then the main graph: a
-    complete ``NAME.onnx`` means its companions are there."""
-    meta = metadata(estimator, graphs, written, path, quantize)
-    truncate_at = estimator.predictor_class.truncation(meta)
-    with atomic_file(path.with_name(f"{path.stem}.tokenizer.json")) as tmp:
-        plain_tokenizer(estimator.tokenizer_, truncate_at).save(str(tmp))
-    with atomic_file(path.with_name(f"{path.stem}.json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    for graph, file in [*list(zip(graphs, written, strict=True))[1:], (graphs[0], written[0])]:
-        with atomic_file(_graph_file(path, graph)) as tmp:
-            shutil.copyfile(file, tmp)
+    complete ``NAME.onnx`` means its companions are there. Each graph carries the metadata's checksum, and the
+    metadata each graph's."""
+    truncate_at = estimator.predictor_class.truncation(estimator.describe())
+    tokenizer = tmp / "tokenizer.json"
+    plain_tokenizer(estimator.tokenizer_, truncate_at).save(str(tokenizer))
+    meta = metadata(estimator, graphs, path, quantize, source, file_sha256(tokenizer))
+    digest = metadata_digest(meta)
+    for file in written:
+        _stamp(file, digest)
+    pairs = list(zip(graphs, written, strict=True))
+    meta["sha256"] = file_sha256(written[0])
+    if len(pairs) > 1:
+        meta["graphs"] = {g.name: {"file": _graph_file(path, g).name, "sha256": file_sha256(f)} for g, f in pairs[1:]}
+    with atomic_file(path.with_name(f"{path.stem}.tokenizer.json")) as target:
+        shutil.copyfile(tokenizer, target)
+    with atomic_file(path.with_name(f"{path.stem}.json")) as target:
+        target.write_text(json.dumps(meta, indent=2) + "\n")
+    for graph, file in [*pairs[1:], pairs[0]]:
+        with atomic_file(_graph_file(path, graph)) as target:
+            shutil.copyfile(file, target)

@@ -26,7 +26,7 @@ from ..core.folders import atomic_file
 from ..tasks.registry import ModelRef
 from .checks import check_output_file
 from .config import EvaluateConfig, PredictConfig
-from .engines import find, open_predictor
+from .engines import find, finish, open_predictor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +62,7 @@ def predict_file(
         ref.task.check_file(settings.input, data, False)  # its columns, from its first line
     reads: list[str | Path] = [*([settings.input] if settings.input else []), *ref.files()]
     path = check_output_file(settings.output, reads) if settings.output is not None else None
+    _check_explain_label(ref, settings.explain_label)
     shard = current_shard()
     predictor = _predictor(ref, settings, shard)
     if settings.input is not None:
@@ -76,7 +77,19 @@ def predict_file(
     rows = write(frames, path, kind, stream)
     if path is not None:
         logger.info(f"wrote {rows} predictions to {path}")
+    finish(ref, predictor)  # a folder answered on PyTorch: its graph, for the next run
     return rows
+
+
+def _check_explain_label(ref: ModelRef, label: str | None) -> None:
+    """A label to explain must be one of a classifier's, checked from its config before the model loads."""
+    if label is None or ref.task.name == "tagging":  # a tagger explains the entities it finds
+        return
+    names = [str(name) for name in (ref.meta.get("labels") or {}).get("names") or []]
+    if names and label not in names:
+        raise BertLSTMError(
+            f"`explain_label` {label!r} is not a label of this model: {', '.join(names)}", "explain_label"
+        )
 
 
 def _predictor(ref: ModelRef, settings: PredictConfig, shard: Shard) -> Predictor:
@@ -86,7 +99,7 @@ def _predictor(ref: ModelRef, settings: PredictConfig, shard: Shard) -> Predicto
     if settings.explain_method is None:  # the default follows gradients where Captum is there to follow them
         gradients = gradients and importlib.util.find_spec("captum") is not None
     predictor = open_predictor(
-        ref, settings.backend, settings.quantize, device, settings.batch_size, gradients, shard.world
+        ref, settings.backend, settings.quantize, device, settings.batch_size, gradients, shard.world, wait=False
     )
     if settings.explain:
         method = predictor.explain_method(settings.explain_method)
@@ -106,10 +119,16 @@ def _shared(
     return _in_order(frames, numbers, shard, path.parent if path is not None else None)
 
 
-def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+def evaluate_file(
+    settings: EvaluateConfig,
+    reading: dict[str, Any] | None = None,
+    stream: IO[str] | None = None,
+    as_json: bool = False,
+) -> tuple[dict[str, Any], str]:
     """Score a model (folder, Hub id or export) on the labelled file ``settings.data``, read with the model's
-    task's data settings ``reading``: the full evaluation report, and the report as tables. The data file and
-    the settings are checked before the model is loaded."""
+    task's data settings ``reading``: the full evaluation report, and the report as tables, also written to
+    ``stream`` (as one JSON object with ``as_json``) before a folder scored on PyTorch has its graph exported.
+    The data file and the settings are checked before the model is loaded."""
     if not settings.data or not Path(settings.data).is_file():
         raise BertLSTMError(f"file not found: {settings.data}")
     ref = find(settings.model or "", settings.backend)
@@ -117,11 +136,16 @@ def evaluate_file(settings: EvaluateConfig, reading: dict[str, Any] | None = Non
     ref.task.check_file(settings.data, data, True)  # its columns, from its first line
     world = current_shard().world
     predictor = open_predictor(
-        ref, settings.backend, settings.quantize, settings.device, settings.batch_size, False, world
+        ref, settings.backend, settings.quantize, settings.device, settings.batch_size, False, world, wait=False
     )
     predictor.progress = f"evaluate {Path(settings.data).name}"
     report = predictor.evaluate_file(settings.data, data)
-    return report, predictor.format_report(report)
+    tables = predictor.format_report(report)
+    if stream is not None:
+        stream.write((json.dumps(report) if as_json else tables) + "\n")
+        stream.flush()
+    finish(ref, predictor)  # a folder scored on PyTorch: its graph, for the next run
+    return report, tables
 
 
 def line_chunks(lines: Iterable[str] | None, rows: int) -> Iterator[list[str]]:

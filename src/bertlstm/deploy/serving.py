@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from ..core.backends import Predictor
+from ..core.data import not_unicode
 from ..core.errors import BertLSTMError
 from .batcher import MicroBatcher, Overloaded, ShuttingDown
 from .checks import KEY_ENV, check_serve
@@ -162,6 +163,9 @@ def _check(texts: list[str], limits: Limits) -> None:
     blank = [i for i, text in enumerate(texts) if not text.strip()]
     if blank:
         raise HTTPException(422, f"text {blank[0]} is empty")
+    broken = not_unicode(texts)
+    if broken:
+        raise HTTPException(422, f"text {broken[0]} is not valid Unicode (it holds a lone surrogate)")
 
 
 async def _explain(predictor: Predictor, body: PredictRequest, batcher: MicroBatcher) -> list[dict[str, Any]]:

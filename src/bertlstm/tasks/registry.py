@@ -113,17 +113,6 @@ def find_model(model: str | os.PathLike, backend: str = "auto") -> ModelRef:
     return ModelRef(folder, get_task(meta.get("task"), f"{folder / 'config.json'}: "), meta, backend)
 
 
-def open_model(
-    model: str | os.PathLike,
-    backend: str = "auto",
-    quantize: str | None = None,
-    device: str = "auto",
-    batch_size: int | None = None,
-) -> Predictor:
-    """:func:`find_model`, then the model ready to predict (:meth:`ModelRef.predictor`)."""
-    return find_model(model, backend).predictor(quantize, device, batch_size)
-
-
 def load_estimator(model: str | os.PathLike, device: str = "auto") -> Any:
     """The estimator of a model folder or Hub repository, whatever its task."""
     return find_model(model, "torch").estimator(device)

@@ -11,10 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bertlstm import BertLSTMClassifier
+from bertlstm import BertLSTMClassifier, open_model
 from bertlstm.cli import main
 from bertlstm.core.attribution import Pieces
-from bertlstm.tasks.registry import open_model
 from conftest import make_multilabel, make_sentiment, one_error, write_csv
 
 pytest.importorskip("captum", reason="explanations need captum (the explain extra)")
@@ -87,7 +86,7 @@ def test_integrated_gradients_are_complete_for_every_recipe(tiny_encoder: str, o
 
 
 def test_occlusion_is_the_drop_without_each_word(frozen: Path) -> None:
-    predictor = open_model(frozen, device="cpu")
+    predictor = open_model(frozen, backend="torch", device="cpu")
     why = predictor.explain([TEXT], method="occlusion")[0]
     words = TEXT.split()
     assert [w["word"] for w in why["explanation"]] == words
@@ -107,7 +106,7 @@ def test_the_estimator_explains_texts_and_tables(tiny_encoder: str) -> None:
 
 
 def test_gradient_x_input_and_another_label(frozen: Path) -> None:
-    predictor = open_model(frozen, device="cpu")
+    predictor = open_model(frozen, backend="torch", device="cpu")
     why = predictor.explain([TEXT], method="gradient-x-input", label="neg")[0]
     assert why["explained"] == "neg" and len(why["explanation"]) == 5 and "completeness" not in why
     with pytest.raises(Exception, match="'maybe' is not a label of this model: neg, pos"):
@@ -185,7 +184,8 @@ def test_the_server_explains_when_asked(frozen: Path) -> None:
     from bertlstm.deploy.config import ServeConfig
     from bertlstm.deploy.serving import create_app
 
-    with TestClient(create_app(ServeConfig(model=str(frozen), device="cpu", max_wait_ms=0))) as client:
+    served = ServeConfig(model=str(frozen), backend="torch", device="cpu", max_wait_ms=0)  # gradients: PyTorch
+    with TestClient(create_app(served)) as client:
         plain = client.post("/predict", json={"texts": [TEXT]}).json()["predictions"][0]
         assert "explanation" not in plain
         answer = client.post("/predict", json={"texts": [TEXT, "dull"], "explain": True}).json()["predictions"]
@@ -202,7 +202,7 @@ def test_a_tagger_explains_each_entity_by_occlusion(tiny_encoder: str, tmp_path:
 
     tagger = BertLSTMTagger(encoder=tiny_encoder, epochs=6, lstm_units=16, lr=1e-2, progress=False)
     folder = tagger.fit(*make_tagged(120, 1)).save_pretrained(tmp_path / "tagger")
-    predictor = open_model(folder, device="cpu")
+    predictor = open_model(folder, backend="torch", device="cpu")
     text = "the actor was good in this scene story"
     [answer] = predictor.explain([text])
     assert answer["entities"], "the tagger learnt no entity: the test shows nothing"

@@ -11,14 +11,21 @@ import numpy as np
 import pytest
 import torch
 
-from bertlstm import BertLSTMDocumentClassifier, BertLSTMError, DocumentConfig, ModelConfig, RunConfig, TrainConfig
+from bertlstm import (
+    BertLSTMDocumentClassifier,
+    BertLSTMError,
+    DocumentConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    open_model,
+)
 from bertlstm.core.encoders import load_encoder
 from bertlstm.core.feature_cache import model_features
 from bertlstm.core.inference import as_tensors, predict_logits
 from bertlstm.tasks.classify.data import TextCut
 from bertlstm.tasks.document.model import BertLSTMDocumentModel
 from bertlstm.tasks.document.windows import DocumentDataset, Windows, first_and_last
-from bertlstm.tasks.registry import open_model
 from conftest import NEGATIVE, POSITIVE, WORDS
 
 OPTIONS = {"max_length": 32, "chunk_length": 12, "lstm_units": 8, "progress": False, "device": "cpu"}
@@ -100,7 +107,7 @@ def test_save_load_and_the_same_predictions(trained, tmp_path: Path) -> None:
     folder = trained.save_pretrained(tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
     assert meta["task"] == "documents" and meta["model"]["chunk_length"] == 12
-    loaded = open_model(folder, device="cpu")
+    loaded = open_model(folder, backend="torch", device="cpu")
     np.testing.assert_allclose(loaded.predict_proba(texts), trained.predict_proba(texts), atol=1e-6)
 
 
@@ -165,7 +172,7 @@ def test_the_export_is_two_graphs_that_answer_as_pytorch(trained, tmp_path: Path
     assert (tmp_path / "doc.windows.onnx").is_file()
     texts = make_documents(16, 8)[0]
     onnx = open_model(path).predict_proba(texts)
-    torch_proba = open_model(folder, device="cpu", quantize=quantize).predict_proba(texts)
+    torch_proba = open_model(folder, backend="torch", device="cpu", quantize=quantize).predict_proba(texts)
     if quantize is None:
         np.testing.assert_allclose(onnx, torch_proba, atol=1e-4)
     else:  # two different int8 quantizations (onnxruntime's and torch's): close, not equal
@@ -203,6 +210,47 @@ def test_the_command_line_trains_predicts_and_serves_long_documents(tiny_encoder
     with TestClient(create_app(ServeConfig(model=str(tmp_path / "m")))) as client:
         answer = client.post("/predict", json={"texts": [long_text]})
         assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] in ("neg", "pos")
+
+
+def test_texts_of_one_window_in_training_leave_every_length_to_the_default_engine(
+    tiny_encoder: str, tmp_path: Path, capsys, logs
+) -> None:
+    """Issue #30: a model whose training texts each fit in one window was exported with the window axis fixed at
+    1, and onnxruntime then failed on any longer text. Predict, evaluate and serve long texts on the default
+    engine (the graph exported as the model was saved), as PyTorch does."""
+    pytest.importorskip("onnxruntime")
+    from fastapi.testclient import TestClient
+
+    from bertlstm.cli import main
+    from bertlstm.deploy.config import ServeConfig
+    from bertlstm.deploy.serving import create_app
+    from conftest import cli_train, make_sentiment
+
+    short, labels = make_sentiment(80, 1)  # at most 11 words: one window of 32 pieces each
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(short, labels, strict=True)))
+    options = ["--long-text", "chunks", "--max-length", "32", "--epochs", "1", "--lstm-units", "8"]
+    assert cli_train(tiny_encoder, tmp_path / "m", "--train", train, *options) == 0
+    texts, truth = make_documents(12, 5)  # 36 to 96 words: 2 to 4 windows
+    test = tmp_path / "long.jsonl"
+    test.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in zip(texts, truth, strict=True)))
+    logs.clear()
+    capsys.readouterr()
+    out = {backend: tmp_path / f"{backend}.csv" for backend in ("auto", "torch")}
+    for backend, path in out.items():
+        argv = ["predict", "--model", str(tmp_path / "m"), "--input", str(test), "--output", str(path)]
+        assert main([*argv, "--backend", backend]) == 0
+    assert "PyTorch" not in logs.text and "exporting" not in logs.text  # the graph of training, as it is
+    auto, torch_out = (np.loadtxt(out[b], delimiter=",", skiprows=1, usecols=(-2, -1)) for b in ("auto", "torch"))
+    np.testing.assert_allclose(auto, torch_out, atol=1e-4)
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(test), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 12
+    with TestClient(create_app(ServeConfig(model=str(tmp_path / "m"), max_wait_ms=0))) as client:
+        assert client.get("/metadata").json()["backend"] == "onnx"
+        answer = client.post("/predict", json={"texts": texts[:3]})
+    assert answer.status_code == 200
+    served = [[p["probabilities"]["neg"], p["probabilities"]["pos"]] for p in answer.json()["predictions"]]
+    np.testing.assert_allclose(served, torch_out[:3], atol=1e-4)
 
 
 @pytest.mark.integration

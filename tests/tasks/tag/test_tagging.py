@@ -11,13 +11,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bertlstm import cli
+from bertlstm import cli, open_model
 from bertlstm.core.encoders import load_encoder
 from bertlstm.core.errors import BertLSTMError
 from bertlstm.core.inference import as_tensors
 from bertlstm.deploy.config import ServeConfig
 from bertlstm.deploy.serving import create_app
-from bertlstm.tasks.registry import open_model
 from bertlstm.tasks.tag.data import Sentence, detect_scheme, read_tagged, spans, split_words, to_iob2
 from bertlstm.tasks.tag.estimator import BertLSTMTagger
 from bertlstm.tasks.tag.metrics import tag_metrics
@@ -304,7 +303,7 @@ def test_onnx_export_decodes_like_torch(trained: BertLSTMTagger, tmp_path: Path,
 
     folder = trained.save_pretrained(tmp_path / "tagger")
     path = export_onnx(folder, tmp_path / "tagger.onnx", quantize)
-    onnx, torch_backend = open_model(str(path)), open_model(str(folder))
+    onnx, torch_backend = open_model(str(path)), open_model(str(folder), backend="torch")
     texts = ["An actor in scene story.", "the actor was good, the scene story was not " * 40, ""]
     tokens, _ = make_tagged(30, 4)
     if quantize is None:  # the same tags and entities as PyTorch, long texts (several windows) included

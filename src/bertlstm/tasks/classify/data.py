@@ -31,7 +31,7 @@ from ...core.errors import BertLSTMError
 from ...core.task import RunData
 from .checks import LABEL_COLUMNS
 from .config import ClassifyData, ModelConfig
-from .labels import Labels
+from .labels import Labels, merged
 
 if TYPE_CHECKING:
     from ...core.feature_cache import FeatureStore
@@ -59,6 +59,7 @@ def load_labelled(
             f"{path}: the {l_col!r} column holds lists of labels; for several labels per text set `multi_label`",
             "multi_label",
         )
+    merged(frame[l_col].tolist(), str(path))  # before the cells lose their outer spaces
     return texts, clean_cells(column_of(frame, l_col), "label", str(path))  # class names: Labels.clean
 
 

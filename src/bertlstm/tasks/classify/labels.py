@@ -4,6 +4,7 @@ decision threshold per label. Also turns labels into training targets and probab
 from __future__ import annotations
 
 import math
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,13 +34,21 @@ class Labels:
     def clean(labels: Any, multi_label: bool, where: str = "labels") -> list[Any]:
         """Labels as class names: strings, numbers read as numbers (``1.0`` and ``1`` are one class), or
         lists of strings when multi-label (from lists of names, or from a 0/1 matrix (N, C), whose column
-        numbers become the names). Names that look like missing values (``NaN``) warn."""
+        numbers become the names). Names are Unicode-normalised (NFC) without outer spaces, with a warning
+        where that makes two spellings one class. A missing label (NaN, None) is an error; names that look
+        like one (``"NaN"``) warn."""
         if multi_label:
             if _is_indicator(labels):
                 return [[str(j) for j in np.flatnonzero(row)] for row in labels]
             if any(isinstance(label, str) for label in labels):
                 raise BertLSTMError("with `multi_label`, each label must be a list of names, not a joined string")
-            return [[_name(name) for name in label] for label in labels]
+            rows = [list(label) for label in labels]
+            _check_present([name for row in rows for name in row], where)
+            merged([name for row in rows for name in row], where)
+            return [[_name(name) for name in row] for row in rows]
+        labels = list(labels)
+        _check_present(labels, where)
+        merged(labels, where)
         return tidy([_name(label) for label in labels], where)
 
     @classmethod
@@ -216,12 +225,45 @@ def _is_indicator(labels: Any) -> bool:
 
 
 def _name(value: Any) -> str:
-    """A label as a class name: whole numbers without a decimal point (``1.0`` is ``"1"``)."""
+    """A label as a class name: whole numbers without a decimal point (``1.0`` is ``"1"``); text in Unicode's
+    composed form (NFC: ``e`` + accent is ``é``) without outer spaces."""
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float | np.floating) and math.isfinite(value):
         return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
+    return unicodedata.normalize("NFC", str(value)).strip()
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, pandas' NA: no label at all (the CLI refuses such a cell as empty)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, and pandas' NA and NaT, are not equal to themselves
+    except (TypeError, ValueError):  # NA's comparison cannot be a bool
+        return True
+
+
+def _check_present(labels: Sequence[Any], where: str) -> None:
+    bad = [i for i, label in enumerate(labels) if _missing(label) or (isinstance(label, str) and not label.strip())]
+    if bad:
+        raise BertLSTMError(
+            f"{where}: {len(bad)} label(s) are missing or empty (the first at position {bad[0]}: "
+            f"{labels[bad[0]]!r}); give every example a label, or leave it out"
+        )
+
+
+def merged(labels: Sequence[Any], where: str) -> None:
+    """Warn where different spellings become one class name (``café`` composed and decomposed; ``food`` and
+    ``food `` with a space)."""
+    spellings: dict[str, set[str]] = {}
+    for label in labels:
+        if isinstance(label, str):
+            spellings.setdefault(_name(label), set()).add(label)
+    joined = {name: sorted(found) for name, found in spellings.items() if len(found) > 1}
+    if joined:
+        shown = "; ".join(f"{' and '.join(map(repr, found))} as {name!r}" for name, found in list(joined.items())[:5])
+        warnings.warn(f"{where}: labels spelled differently are one class: {shown}", BertLSTMWarning, stacklevel=4)
 
 
 def _number(text: str) -> float | None:

@@ -4,6 +4,7 @@ documents read whole in windows (:mod:`.windows`) by the model in :mod:`.model`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ...core.backends import plain_tokenizer
@@ -68,11 +69,26 @@ class BertLSTMDocumentClassifier(BertLSTMClassifier):
     def export_graph(self) -> ExportGraph:
         return self.export_graphs()[0]
 
+    SPANS = (1, 3, 2, 5)  # windows of the check documents, by position: no two axes of a batch the same size
+
+    def spanning(self, texts: Sequence[str]) -> list[str]:
+        """Text ``i`` repeated until it fills ``SPANS[i % 4]`` windows."""
+        tokenizer, window = plain_tokenizer(self.tokenizer_, None), self._require_model().config.window
+        out = []
+        for i, text in enumerate(texts):
+            pieces = max(1, len(tokenizer.encode(text, add_special_tokens=False).ids))
+            wanted = (self.SPANS[i % len(self.SPANS)] - 1) * window  # pieces past the first window
+            out.append(" ".join([text] * (1 + -(-wanted // pieces))))
+        return out
+
     def export_graphs(self) -> list[ExportGraph]:
-        """The document reader and the window encoder, each with its check batches and the model's output."""
+        """The document reader and the window encoder, each with its check batches and the model's output. The
+        check texts become documents of several windows (:meth:`spanning`), so that the window axis varies in
+        the batches the graphs are exported and checked on, as it does in use."""
         reader, encoder = export_graphs(self._require_model())
         predictor, model = self.predictor(), self._require_model()
-        reader.sample, encoder.sample = predictor.head_batch_of, predictor.batch_of
+        reader.sample = lambda texts: predictor.head_batch_of(self.spanning(texts))
+        encoder.sample = lambda texts: predictor.batch_of(self.spanning(texts))
         reader.reference = lambda batch: DocumentHead(model)(**as_tensors(batch)).detach().numpy()
         encoder.reference = lambda batch: WindowEncoder(model)(**as_tensors(batch)).detach().numpy()
         return [reader, encoder]

@@ -49,12 +49,21 @@ class DocumentPredictor(ClassifierPredictor):
         return None  # a document is read whole
 
     @classmethod
-    def from_export(cls, path: str | Path, meta: dict[str, Any], batch_size: int | None = None) -> Predictor:
-        """The export's two graphs: the window encoder (``NAME.windows.onnx``) and the document reader."""
-        path = Path(path)
-        tokenizer = plain_tokenizer(path.with_name(meta["tokenizer"]), None)
-        windows = OnnxEngine(path.with_name(meta["graphs"]["windows"]["file"]), "vectors", meta.get("quantized"))
-        return cls(OnnxEngine(path, cls.output, meta.get("quantized")), meta, tokenizer, batch_size, windows=windows)
+    def from_export(
+        cls,
+        path: str | Path,
+        meta: dict[str, Any],
+        batch_size: int | None = None,
+        stamped: dict[str, Any] | None = None,
+    ) -> Predictor:
+        """The export's two graphs: the window encoder (``NAME.windows.onnx``) and the document reader, each
+        checked against the metadata it was exported with (``stamped``, default ``meta``)."""
+        path, stamped = Path(path), meta if stamped is None else stamped
+        tokenizer = plain_tokenizer(path.parent / meta["tokenizer"], None)
+        quantized = meta.get("quantized")
+        windows = OnnxEngine(path.with_name(meta["graphs"]["windows"]["file"]), "vectors", quantized, meta=stamped)
+        reader = OnnxEngine(path, cls.output, quantized, meta=stamped)
+        return cls(reader, meta, tokenizer, batch_size, windows=windows)
 
     def documents(self, texts: Sequence[str]) -> list[list[list[int]]]:
         """Each text's windows of word-piece ids."""
