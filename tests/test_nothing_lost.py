@@ -263,3 +263,67 @@ def test_cache_info_names_what_is_wrong_at_once(tmp_path: Path, capsys) -> None:
     assert "0 entries" in capsys.readouterr().out
     assert main(["cache", "info", "--cache-dir", str(write_csv(tmp_path / "train.csv"))]) == 2
     one_error(capsys, "is a file, not a feature cache folder")
+
+
+# --- one request's input fails that request alone ------------------------------------------------------------------
+def test_a_lone_surrogate_is_a_422_for_its_request_and_the_batch_goes_on(model_dir: Path) -> None:
+    """The real model on the default engine, its requests batched together: a text that cannot be tokenized is
+    refused alone, and the six valid requests sent with it are answered."""
+    pytest.importorskip("fastapi")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from bertlstm.deploy.config import ServeConfig
+    from bertlstm.deploy.serving import create_app
+
+    with TestClient(create_app(ServeConfig(model=str(model_dir), max_wait_ms=200))) as client:
+        bodies = ['{"texts": ["\\ud800 x"]}'] + [json.dumps({"texts": [text]}) for text in make_sentiment(6, 3)[0]]
+        headers = {"Content-Type": "application/json"}
+        with ThreadPoolExecutor(7) as pool:
+            answers = list(pool.map(lambda body: client.post("/predict", content=body, headers=headers), bodies))
+    assert answers[0].status_code == 422 and "not valid Unicode" in answers[0].json()["detail"]
+    assert [a.status_code for a in answers[1:]] == [200] * 6
+
+
+class OneBadText:
+    """A back end whose forward pass fails on a batch that holds one particular text."""
+
+    def answer(self, texts: list[str]) -> list[dict]:
+        if "poison" in texts:
+            raise TypeError("TextInputSequence must be str")
+        return [{"label": "pos", "probabilities": {"neg": 0.25, "pos": 0.75}} for _ in texts]
+
+    def metadata(self) -> dict:
+        return {"backend": "test"}
+
+
+def test_a_failing_request_never_fails_the_others_batched_with_it() -> None:
+    pytest.importorskip("fastapi")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from bertlstm.deploy.config import ServeConfig
+    from bertlstm.deploy.serving import create_app
+
+    settings = ServeConfig(model="unused", max_wait_ms=300)
+    with TestClient(create_app(settings, predictor=OneBadText())) as client:  # type: ignore[arg-type]
+        texts = ["poison", *[f"fine {i}" for i in range(6)]]
+        with ThreadPoolExecutor(7) as pool:
+            answers = list(pool.map(lambda text: client.post("/predict", json={"texts": [text]}), texts))
+        stats = client.get("/health").json()
+    assert answers[0].status_code == 500 and [a.status_code for a in answers[1:]] == [200] * 6
+    assert stats["forward_passes"] >= 1 and stats["texts"] == 6
+
+
+# --- what a page shows is never run --------------------------------------------------------------------------------
+def test_label_names_and_texts_are_escaped_in_markdown_and_the_model_card(tiny_encoder: str, tmp_path: Path) -> None:
+    texts, labels = make_sentiment(40, 1)
+    evil = {"pos": "<script>alert(1)</script>", "neg": "<img src=x onerror=alert(2)>|x"}
+    clf = BertLSTMClassifier(encoder=tiny_encoder, epochs=1, lstm_units=8, progress=False)
+    folder = clf.fit(texts, [evil[label] for label in labels]).save_pretrained(tmp_path / "model")
+    assert main(["report", str(folder), "--markdown", str(tmp_path / "report.md")]) == 0
+    for page in ((tmp_path / "report.md").read_text(), (folder / "README.md").read_text().split("---", 2)[2]):
+        assert "<script>" not in page and "<img" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "\\|x" in page
