@@ -111,7 +111,7 @@ def onnx_encoder(encoder, ids: list[list[int]], folder: Path):
     import onnxruntime as ort
 
     from bertlstm.core.export_graph import ExportGraph
-    from bertlstm.deploy.export import _torch_export
+    from bertlstm.core.onnx_export import _torch_export
 
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:

@@ -98,7 +98,7 @@ def probabilities(path: Path) -> np.ndarray:
     frame = pd.read_json(path, lines=True)
     if "entities" in frame.columns:  # a tagger's answers: entities, not probabilities
         return np.zeros((len(frame), 0))
-    return frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy(dtype=float)
+    return frame[[c for c in frame.columns if c.startswith(("prob_", "predicted_prob_"))]].to_numpy(dtype=float)
 
 
 def one(task: str, epochs: int) -> dict:

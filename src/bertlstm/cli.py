@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args, get_origin
 
-from .core.config import TrainConfig, encoder_lr_for
+from .core.config import EncoderSettings, TrainConfig, encoder_lr_for
 from .core.distributed import end_process, leave_process_group, process_rank
 from .core.encoder_names import encoder_config
 from .core.errors import BertLSTMError, BertLSTMWarning, missing_package
@@ -79,13 +79,19 @@ def _option(section: str, field: dataclasses.Field, hint: Any, required: bool) -
     return options
 
 
-def add_settings(parser: argparse.ArgumentParser, sections: dict[str, type], required: tuple[str, ...] = ()) -> None:
-    """One option per settings field, grouped by section (a run's sections are not options themselves)."""
+def add_settings(
+    parser: argparse.ArgumentParser,
+    sections: dict[str, type],
+    required: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+) -> None:
+    """One option per settings field, grouped by section (a run's sections are not options themselves, nor
+    the run's settings in ``skip``)."""
     for section, cls in sections.items():
         group = parser.add_argument_group(f"{section} settings")
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            if section == "run" and field.name in SECTIONS:
+            if section == "run" and field.name in (*SECTIONS, *skip):
                 continue
             options = _option(section, field, hints[field.name], field.name in required)
             group.add_argument("--" + field.name.replace("_", "-"), **options)
@@ -127,6 +133,13 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     _train_parser(
         sub.add_parser("train", parents=common, help="train a model (a classifier; --task tag: a tagger)"), task
     )
+    _train_parser(
+        sub.add_parser(
+            "distill", parents=common, help="distil a trained classifier (--teacher) into an LSTM with no encoder"
+        ),
+        TASKS["student"],
+        distill=True,
+    )
     p = sub.add_parser("predict", parents=common, help="predict labels (or a tagger's tags and entities)")
     add_settings(p, {"predict": PredictConfig}, required=("model",))
     add_reading(p)
@@ -159,20 +172,28 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _train_parser(t: argparse.ArgumentParser, task: Task | None) -> None:
+def _train_parser(t: argparse.ArgumentParser, task: Task | None, distill: bool = False) -> None:
     task = task or get_task(None)
     tasks = ", ".join(f"{name} ({spec.summary})" for name, spec in TASKS.items())
     t.description = f"Train a model. Tasks: {tasks}. The settings below are those of the {task.name} task."
+    if distill:
+        t.description = (
+            "Distil a trained classifier (--teacher: a model folder, Hub id or .onnx export) into a student: the "
+            "teacher's word-piece embeddings, an LSTM and a linear head, trained on the teacher's logits over the "
+            "training texts, augmented copies of them and texts without labels (--unlabeled)."
+        )
     t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
     t.add_argument("--dump-config", action="store_true", help="print the resolved settings as YAML and stop")
     t.add_argument("--resume", metavar="DIR", help="continue the killed run whose output was DIR")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
-    add_settings(t, RunConfig.sections_of(task))
+    add_settings(t, RunConfig.sections_of(task), skip=("task", "preset") if distill else ())
 
 
 def _train_task(argv: list[str]) -> Task | None:
     """The task whose settings ``train`` takes: ``--task``, else the ``--config`` file's; None if unknown (a
-    bad name is reported when the settings are checked)."""
+    bad name is reported when the settings are checked). ``distill`` is the student's."""
+    if argv and argv[0] == "distill":
+        return TASKS["student"]
     if not argv or argv[0] != "train":
         return None
     first = argparse.ArgumentParser(add_help=False)
@@ -217,6 +238,8 @@ def _merge(base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 # --- commands: each calls one library function --------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> None:
     given = _given_settings(args)
+    if args.command == "distill":  # `train` for the student task
+        given["task"] = "student"
     if args.resume:
         from .runs import resume_run  # the training machinery, once the run is known
 
@@ -246,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _resolved_note(text: str, config: RunConfig) -> str:
     """The dumped settings, with what ``encoder_lr: auto`` comes to for this encoder in a comment."""
-    if config.training.encoder_lr != "auto":
+    if config.training.encoder_lr != "auto" or not isinstance(config.model, EncoderSettings):
         return text
     try:
         hidden = (encoder_config(config.model.encoder) or {}).get("hidden_size")
@@ -342,7 +365,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
     if args.cache_dir is not None and Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir():
         raise BertLSTMError(f"--cache-dir {args.cache_dir} is a file, not a feature cache folder")
     from .core.feature_cache import FeatureCache  # torch, only for this command
-    from .deploy.engines import clear_graphs, default_graph_dir, graph_folders, size_of  # the folders' graphs
+    from .core.graph_cache import clear_graphs, default_graph_dir, graph_folders, size_of  # the folders' graphs
 
     cache, graphs_root = FeatureCache(args.cache_dir), default_graph_dir()
     if args.action == "clear":
@@ -361,6 +384,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "train": cmd_train,
+    "distill": cmd_train,
     "predict": cmd_predict,
     "export": cmd_export,
     "serve": cmd_serve,

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .core.config import PRESETS, DataConfig, EncoderSettings, TrainConfig
-from .core.encoder_names import check_max_length, resolve_encoder
+from .core.config import PRESETS, DataConfig, TaskSettings, TrainConfig
 from .core.errors import BertLSTMError, needs_packages
 from .core.folders import check_output, is_checkpoint_folder, is_replaceable, is_seeds_folder
 from .core.hub import check_dataset_reachable
@@ -47,7 +46,7 @@ class RunConfig(Settings):
         "CPU), so that its first predict answers at once (about 15 s for the default encoder)",
     )
     data: DataConfig = field(default_factory=ClassifyData)
-    model: EncoderSettings = field(default_factory=ModelConfig)
+    model: TaskSettings = field(default_factory=ModelConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -77,12 +76,11 @@ class RunConfig(Settings):
             if path.startswith("hf:"):
                 needs_packages(("datasets",), "datasets")
                 check_dataset_reachable(path)
-            self.task_spec.check_file(path, self.data, True)
-        check_max_length(self.model.encoder, self.model.max_length)
+            self.task_spec.check_file(path, self.data, self.data.labelled(path))
+        sources = self.model.check_sources()  # the encoder (or a student's teacher), before any data is read
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise BertLSTMError("`tensorboard` needs the tensorboard package: pip install tensorboard", "tensorboard")
-        encoder = Path(resolve_encoder(self.model.encoder)).expanduser()
-        reads = [*self.data.files(), *inputs, *([encoder] if encoder.exists() else [])]
+        reads = [*self.data.files(), *inputs, *sources]
         replaceable = replaceable or (is_seeds_folder if len(self.seeds) > 1 else is_replaceable)
         caches = [self.training.cache_dir] if self.training.cache_dir else []
         output = check_output(

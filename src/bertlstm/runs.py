@@ -122,9 +122,10 @@ def _finish(run: PreparedRun, ckpt: Path, world: int) -> None:
     shutil.rmtree(ckpt, ignore_errors=True)
     logger.info(f"model saved to {folder}")
     if run.config.prepare_graph:
-        from .deploy.engines import prepare_graph  # the ONNX exporter: only once the model is safe
+        from .core.graph_cache import prepare_graph  # the ONNX exporter: only once the model is safe
+        from .tasks.registry import find_model
 
-        prepare_graph(folder, run.estimator, world)
+        prepare_graph(find_model(folder, "torch"), run.estimator, world)
 
 
 def _evaluate_test(estimator: Any, test: Data) -> None:

@@ -1,4 +1,4 @@
-"""The engine a model folder runs on (deploy/engines.py): onnxruntime through a graph in the cache, exported
+"""The engine a model folder runs on (core/graph_cache.py): onnxruntime through a graph in the cache, exported
 when the model is trained (or after a first answer on PyTorch), checked at every use against the folder it came
 from, with PyTorch's probabilities; PyTorch where something asks for it."""
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bertlstm.cli import main
-from bertlstm.deploy.engines import cached_graph, graph_folders, open_predictor, runs_on_onnx
+from bertlstm.core.graph_cache import cached_graph, graph_folders, open_predictor, runs_on_onnx
 from bertlstm.tasks.registry import find_model
 from conftest import copy_of, make_sentiment, one_error, train, write_csv
 
@@ -172,12 +172,12 @@ def test_the_environment_pins_pytorch(monkeypatch: pytest.MonkeyPatch, graphs: P
 def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
     model_dir: Path, graphs: Path, monkeypatch: pytest.MonkeyPatch, logs
 ) -> None:
-    from bertlstm.deploy import export
+    from bertlstm.core import onnx_export
 
     def fails(*args, **kwargs):
         raise RuntimeError("an operator the exporter does not know")
 
-    monkeypatch.setattr(export, "export_estimator", fails)
+    monkeypatch.setattr(onnx_export, "export_estimator", fails)
     for _ in range(2):  # the failure is remembered: the second run does not try again
         predictor = open_predictor(find_model(model_dir))
         assert predictor.engine.kind == "torch"
@@ -190,7 +190,7 @@ def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
 def test_the_cache_keeps_the_most_recently_used_graphs(tmp_path: Path) -> None:
     import os
 
-    from bertlstm.deploy.engines import GRAPH, evict
+    from bertlstm.core.graph_cache import GRAPH, evict
 
     for i in range(4):
         (tmp_path / f"g{i}").mkdir()

@@ -166,7 +166,7 @@ class Predictor(ABC):
     explains: ClassVar[bool] = False  # whether it can say why (:meth:`explain`)
     follows_gradients: ClassVar[bool] = False  # whether it can say why by gradients, not only by occlusion
     explaining: dict[str, Any] | None = None  # explain's keywords: every prediction then says why
-    graph_due: bool = False  # a model folder on PyTorch until its graph is exported (deploy.engines.finish)
+    graph_due: bool = False  # a model folder on PyTorch until its graph is exported (graph_cache.finish)
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
@@ -200,7 +200,7 @@ class Predictor(ABC):
     def metadata(self) -> dict[str, Any]:
         """What ``GET /metadata`` shows: back end, task, labels, mode, encoder, max length, format version."""
         model = self.model
-        described = {"mode": model["mode"], "encoder": model["encoder"], "max_length": model["max_length"]}
+        described = {k: model.get(k) for k in ("mode", "encoder", "max_length", "teacher") if k in model}
         return {
             "backend": self.engine.kind,
             "task": self.task,

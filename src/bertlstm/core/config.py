@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .encoder_names import check_max_length, resolve_encoder
 from .errors import BertLSTMError
 from .settings import Settings, check_choice, check_device, check_int, check_number, setting
 
@@ -31,7 +33,21 @@ WIDE_ENCODER, WIDE_ENCODER_LR, NARROW_ENCODER_LR = 768, 2e-5, 5e-5
 
 
 @dataclass(frozen=True)
-class EncoderSettings(Settings):
+class TaskSettings(Settings):
+    """What a run asks of a task's model settings: checks against the training settings, and against what the
+    model is built from (before any work)."""
+
+    def check_training(self, training: TrainConfig) -> None:
+        """Settings that are fine alone but not together with these (a task adds its own)."""
+
+    def check_sources(self) -> list[Path]:
+        """What the model is built from, checked before any data is read; the local paths among it (a run's
+        output may never be or hold them)."""
+        return []
+
+
+@dataclass(frozen=True)
+class EncoderSettings(TaskSettings):
     """What every model here is built from: a pre-trained encoder, how it is used, and the LSTM that reads it."""
 
     encoder: str = setting("minilm", "'minilm' (the packaged all-MiniLM-L6-v2), a model folder or a hub id")
@@ -59,8 +75,11 @@ class EncoderSettings(Settings):
         check_number(self.dropout, "dropout", high=0.99)
         check_top_layers(self.train_top_layers, self.mode)
 
-    def check_training(self, training: TrainConfig) -> None:
-        """Settings that are fine alone but not together with these (a task adds its own)."""
+    def check_sources(self) -> list[Path]:
+        """The encoder found, and ``max_length`` within its positions; its folder when it is a local one."""
+        check_max_length(self.encoder, self.max_length)
+        encoder = Path(resolve_encoder(self.encoder)).expanduser()
+        return [encoder] if encoder.exists() else []
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,10 @@ class DataConfig(Settings):
     def files(self) -> list[str]:
         """The data files given (what an output folder must never hold)."""
         return [f for f in (self.train, self.dev, self.test) if f]
+
+    def labelled(self, path: str) -> bool:
+        """Whether the data file ``path`` (one of :meth:`files`) holds labels (a task may take texts alone)."""
+        return True
 
     @classmethod
     def reading_fields(cls) -> list[str]:

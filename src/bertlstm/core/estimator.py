@@ -34,7 +34,7 @@ from sklearn.exceptions import NotFittedError
 
 from .backends import Predictor, plain_tokenizer
 from .callbacks import Checkpoint, EarlyStopping, KeepBest, LogEpoch
-from .config import EncoderSettings, TrainConfig
+from .config import TaskSettings, TrainConfig
 from .device import resolve_device
 from .encoder_names import check_max_length
 from .encoders import EncoderSource, notes_folder, open_encoder
@@ -73,12 +73,13 @@ class Estimator(BaseEstimator):
 
     task: ClassVar[str]  # the name config.json records
     noun: ClassVar[str]  # "classifier", "tagger": in messages
-    config_class: ClassVar[type[EncoderSettings]]
+    config_class: ClassVar[type[TaskSettings]]
     predictor_class: ClassVar[type[Predictor]]
     card: ClassVar[CardInfo]
     settings: ClassVar[dict[str, dataclasses.Field]] = {}
 
     predictor_: Predictor  # this model behind the PyTorch engine: what predict and evaluate run through
+    model_: Any  # the task's model: an EncoderModel (a student's has no encoder)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Each task's ``__init__`` spells out its settings: scikit-learn reads them from the signature."""
@@ -346,7 +347,7 @@ class Estimator(BaseEstimator):
         task = saved.meta.get("task", "classification")
         if task != cls.task:
             raise BertLSTMError(f"{where}a {task} model, not a {cls.task} model ({cls.__name__})")
-        config = cls.config_class.from_dict(saved.meta["model"], where + "model: ")
+        config: Any = cls.config_class.from_dict(saved.meta["model"], where + "model: ")
         training = TrainConfig.from_dict(saved.meta.get("training", {}), where + "training: ")
         config.check_training(training)
         try:  # a max_length past the encoder's positions would crash on the first long text

@@ -29,7 +29,7 @@ CONFIG_NAME = "config.json"
 # What bertlstm writes into a model folder (the model, its record, its plots). Anything else there is the
 # user's, and keeps the folder from being replaced without `overwrite`.
 MODEL_ENTRIES = frozenset(
-    {CONFIG_NAME, "model.safetensors", "encoder", "README.md", "history.csv", "metrics.json"}
+    {CONFIG_NAME, "model.safetensors", "encoder", "tokenizer", "README.md", "history.csv", "metrics.json"}
     | {"history.png", "confusion_matrix.png", "per_label_f1.png"}
 )
 
@@ -40,7 +40,8 @@ REPORT_MARKS = ("<!-- written by bertlstm -->", '<meta name="generator" content=
 
 def is_model_folder(path: str | os.PathLike) -> bool:
     """A folder bertlstm wrote: a ``config.json`` with an integer format version and a ``model`` section, and
-    the head weights and the encoder folder beside it (another tool's ``config.json`` is not enough)."""
+    the head weights and the encoder folder (or, for a model without an encoder, the tokenizer's) beside it
+    (another tool's ``config.json`` is not enough)."""
     path = Path(path)
     try:
         meta = json.loads((path / CONFIG_NAME).read_text())
@@ -48,9 +49,8 @@ def is_model_folder(path: str | os.PathLike) -> bool:
         return False
     if not (isinstance(meta, dict) and type(meta.get("format_version")) is int):
         return False
-    return (
-        isinstance(meta.get("model"), dict) and (path / "model.safetensors").is_file() and (path / "encoder").is_dir()
-    )
+    beside = (path / "encoder").is_dir() or (path / "tokenizer").is_dir()
+    return isinstance(meta.get("model"), dict) and (path / "model.safetensors").is_file() and beside
 
 
 def is_report(path: Path) -> bool:

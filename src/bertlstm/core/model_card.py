@@ -87,7 +87,8 @@ def model_card(
     import yaml  # only when a model is saved
 
     name = repo_id or "bertlstm-model"
-    encoder = sections["model"]["encoder"]
+    model = sections["model"]
+    encoder = str(model.get("encoder") or model.get("teacher") or "")  # a student's base is its teacher
     base_model, licence = PACKAGED_ENCODERS.get(encoder.lower(), (encoder, "other"))
     scores = [
         {"name": f"{split} {metric.replace('_', ' ')}", "type": metric, "value": round(float(value), 4)}
@@ -100,7 +101,7 @@ def model_card(
     front = {
         "library_name": "bertlstm",
         "pipeline_tag": card.pipeline_tag,
-        "tags": ["bertlstm", "lstm", card.pipeline_tag, sections["model"]["mode"]],
+        "tags": ["bertlstm", "lstm", card.pipeline_tag, model.get("mode", sections.get("task", "student"))],
         "license": licence,
         **({"base_model": base_model} if is_repo_id(base_model) else {}),
         "labels": list(sections["labels"]["names"]),

@@ -29,6 +29,7 @@ from .quiet import quiet_transformers
 # 2: config.json records the SHA-256 of every weight and tokenizer file; 3: labels in their own section
 FORMAT_VERSION = 3
 WEIGHTS_NAME, ENCODER_DIR = "model.safetensors", "encoder"
+TOKENIZER_DIR = "tokenizer"  # a model without an encoder (a distilled student) keeps its tokenizer's files here
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")  # never loaded from a model folder
 RECORDS = ("history.csv", "metrics.json")  # the training record saved beside a model
 _CHUNK = 1 << 24  # bytes hashed at a time
@@ -45,9 +46,16 @@ def file_sha256(path: Path) -> str:
 
 def checked_files(folder: Path) -> list[str]:
     """What config.json records the SHA-256 of: the head weights and every file in ``encoder/`` (weights,
-    config, tokenizer)."""
-    names = [WEIGHTS_NAME] + sorted(p.relative_to(folder).as_posix() for p in (folder / ENCODER_DIR).rglob("*"))
+    config, tokenizer), or in ``tokenizer/`` for a model without an encoder."""
+    inside = [p for part in (ENCODER_DIR, TOKENIZER_DIR) for p in (folder / part).rglob("*")]
+    names = [WEIGHTS_NAME] + sorted(p.relative_to(folder).as_posix() for p in inside)
     return [name for name in names if (folder / name).is_file()]
+
+
+def tokenizer_file(folder: Path) -> Path:
+    """The word-piece rules of a model folder: its encoder's, or (without an encoder) its own."""
+    own = folder / TOKENIZER_DIR / "tokenizer.json"
+    return own if not (folder / ENCODER_DIR).is_dir() and own.is_file() else folder / ENCODER_DIR / "tokenizer.json"
 
 
 def digests(folder: Path, known: dict[str, str] | None = None) -> dict[str, str]:
@@ -92,6 +100,9 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
 def check_files(folder: Path, meta: dict[str, Any]) -> None:
     """Verify recorded checksums; refuse pickled weights and a missing encoder or tokenizer."""
     encoder = folder / ENCODER_DIR
+    if not encoder.is_dir() and (folder / TOKENIZER_DIR).is_dir():  # a model without an encoder
+        _check_tokenizer_only(folder, meta)
+        return
     if not encoder.is_dir():
         raise BertLSTMError(f"{folder} has no {ENCODER_DIR}/ folder (the encoder's weights and tokenizer)")
     pickled = sorted(p.name for p in encoder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
@@ -110,6 +121,16 @@ def check_files(folder: Path, meta: dict[str, Any]) -> None:
     else:
         _verify(folder, recorded)
     for name in (WEIGHTS_NAME, f"{ENCODER_DIR}/config.json", f"{ENCODER_DIR}/tokenizer.json"):
+        if not (folder / name).is_file():
+            raise BertLSTMError(f"{folder / name} is missing from the model folder")
+
+
+def _check_tokenizer_only(folder: Path, meta: dict[str, Any]) -> None:
+    """A folder whose model has no encoder: its head weights and ``tokenizer/``, every checksum recorded."""
+    if not isinstance(meta.get("files"), dict):
+        raise BertLSTMError(f"{folder / CONFIG_NAME} records no checksums; save the model again")
+    _verify(folder, meta["files"])
+    for name in (WEIGHTS_NAME, f"{TOKENIZER_DIR}/tokenizer.json"):
         if not (folder / name).is_file():
             raise BertLSTMError(f"{folder / name} is missing from the model folder")
 
@@ -138,8 +159,8 @@ class SavedModel:
 
     folder: Path
     meta: dict[str, Any]  # config.json: format_version, task, model, labels, training, files, ...
-    encoder: Any  # a transformers PreTrainedModel
-    tokenizer: Any  # its fast tokenizer
+    encoder: Any  # a transformers PreTrainedModel (None: a model without an encoder)
+    tokenizer: Any  # its fast tokenizer (without an encoder, a TokenizerFiles)
     head_state: dict[str, Any]  # model.safetensors: every weight but the encoder's
     records: dict[str, str]  # the training record (history.csv, metrics.json) as written
 
@@ -159,7 +180,7 @@ def save_model_folder(
     :class:`~bertlstm.core.encoders.EncoderSource` whose files are copied. Non-finite weights are refused: such
     a model could only predict NaN."""
     path = Path(target)
-    copied = hasattr(encoder, "copy_to")  # an EncoderSource: files as they were loaded, finite
+    copied = encoder is None or hasattr(encoder, "copy_to")  # no encoder, or its files as they were loaded, finite
     state = head_state if copied else {**head_state, **{f"encoder.{k}": v for k, v in encoder.state_dict().items()}}
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
@@ -172,7 +193,7 @@ def save_model_folder(
             str(tmp / WEIGHTS_NAME),
             metadata={"format": "pt"},
         )
-        known = _write_encoder(tmp / ENCODER_DIR, encoder, tokenizer)
+        known = _write_encoder(tmp, encoder, tokenizer)
         meta = {
             "format_version": FORMAT_VERSION,
             "library_versions": {p: version(p) for p in ("bertlstm", "torch", "transformers", "safetensors")},
@@ -186,9 +207,15 @@ def save_model_folder(
     return path
 
 
-def _write_encoder(folder: Path, encoder: Any, tokenizer: Any) -> dict[str, str]:
-    """The encoder's files into ``folder``: copied from an EncoderSource (returns their SHA-256, by path in the model
-    folder), or written by the encoder's and the tokenizer's ``save_pretrained`` (returns nothing)."""
+def _write_encoder(model_folder: Path, encoder: Any, tokenizer: Any) -> dict[str, str]:
+    """The encoder's files into the model folder's ``encoder/``: copied from an EncoderSource (returns their
+    SHA-256, by path in the model folder), or written by the encoder's and the tokenizer's ``save_pretrained``
+    (returns nothing). Without an encoder, the tokenizer's files (a
+    :class:`~bertlstm.core.word_pieces.TokenizerFiles`) go to ``tokenizer/``."""
+    if encoder is None:
+        copied = tokenizer.copy_to(model_folder / TOKENIZER_DIR)
+        return {f"{TOKENIZER_DIR}/{name}": digest for name, digest in copied.items()}
+    folder = model_folder / ENCODER_DIR
     if hasattr(encoder, "copy_to"):
         return {f"{ENCODER_DIR}/{name}": digest for name, digest in encoder.copy_to(folder).items()}
     with quiet_transformers():
@@ -216,6 +243,8 @@ def load_model_folder(
     folder = Path(folder)
     meta = meta if meta is not None else read_config(folder)
     check_files(folder, meta)
+    if not (folder / ENCODER_DIR).is_dir():  # a model without an encoder: its weights and its tokenizer's files
+        return _load_tokenizer_only(folder, meta, records)
     encoder, tokenizer = _load_encoder(folder / ENCODER_DIR)
     if "tokenizer_size" in meta and len(tokenizer) != meta["tokenizer_size"]:
         raise BertLSTMError(
@@ -232,6 +261,18 @@ def load_model_folder(
         raise BertLSTMError(f"{folder / WEIGHTS_NAME} does not match {CONFIG_NAME}: {first_line(err)}") from None
     texts = {name: (folder / name).read_text() for name in records if (folder / name).is_file()}
     return SavedModel(folder, meta, encoder, tokenizer, head_state, texts)
+
+
+def _load_tokenizer_only(folder: Path, meta: dict[str, Any], records: Iterable[str]) -> SavedModel:
+    from safetensors.torch import load_file  # torch: only to read weights
+
+    from .word_pieces import TokenizerFiles
+
+    special = meta.get("special_token_ids")
+    tokenizer = TokenizerFiles.read(folder / TOKENIZER_DIR, special if isinstance(special, dict) else None)
+    head_state = load_file(str(folder / WEIGHTS_NAME))
+    texts = {name: (folder / name).read_text() for name in records if (folder / name).is_file()}
+    return SavedModel(folder, meta, None, tokenizer, head_state, texts)
 
 
 def _load_encoder(folder: Path) -> tuple[Any, Any]:
@@ -295,7 +336,7 @@ def save_trained(
         texts["history.csv"] = history_to_csv(records["history"])
     if records.get("metrics"):
         texts["metrics.json"] = json.dumps(records["metrics"], indent=2) + "\n"
-    encoder = model.encoder_files() or model.encoder
+    encoder = model.encoder_files() or model.encoder  # a model without an encoder: None
     return save_model_folder(directory, sections, model.head_state_dict(), encoder, tokenizer, texts)
 
 

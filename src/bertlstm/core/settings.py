@@ -158,9 +158,10 @@ def describe(hint: Any) -> str:
 
 
 # --- checks ---------------------------------------------------------------------------------------------
-def check_int(value: int, name: str, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise BertLSTMError(f"`{name}` must be a whole number of at least {low}, not {value!r}", name)
+def check_int(value: int, name: str, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise BertLSTMError(f"`{name}` must be a whole number {bound}, not {value!r}", name)
 
 
 def check_number(value: float, name: str, strict: bool = False, high: float = math.inf) -> None:

@@ -8,15 +8,22 @@ transformers) are loaded on demand, by the functions it gives.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import DataConfig, EncoderSettings, TrainConfig
+from .backends import Predictor
+from .config import DataConfig, TaskSettings, TrainConfig
+from .errors import BertLSTMError
+from .model_folder import RECORDS, load_model_folder
 
 if TYPE_CHECKING:
-    from .backends import Predictor
     from .estimator import Estimator
+
+logger = logging.getLogger(__name__)
 
 Data = tuple[Any, Any]  # what an estimator's fit takes: examples and their labels (None where they hold them)
 
@@ -38,7 +45,7 @@ class Task:
     name: str  # what config.json's "task" says, and the `task` setting of a run
     aliases: tuple[str, ...]  # other spellings of `task` (classify, tag)
     summary: str  # one line, for help texts
-    config: type[EncoderSettings]  # the model settings
+    config: type[TaskSettings]  # the model settings
     data: type[DataConfig]  # the data files and how to read them
     check_file: Callable[[str, Any, bool], None]  # (file, data settings, labelled): its columns, from its head
     output_kind: Callable[[str | None, str | None], str]  # (output file or None, input file): the output format
@@ -47,3 +54,49 @@ class Task:
     predictor: Callable[[], type[Predictor]]  # the predictor class (imports no torch)
     refines: str | None = None  # another task whose settings select this one (documents: classification)
     claims: Callable[[dict[str, Any]], bool] | None = None  # refines: whether the model settings given select it
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A trained model found and its metadata read (config.json, or an export's NAME.json); nothing loaded."""
+
+    path: Path  # a local model folder, or an exported .onnx file
+    task: Task
+    meta: dict[str, Any]
+    backend: str  # "torch" (a model folder) or "onnx" (an export)
+
+    def files(self) -> list[Path]:
+        """What using the model reads: its folder, or an export's graph, metadata and tokenizer."""
+        if self.backend == "torch":
+            return [self.path]
+        return [self.path, self.path.with_suffix(".json"), self.path.with_name(str(self.meta.get("tokenizer")))]
+
+    def reading(self, given: dict[str, Any] | None = None) -> Any:
+        """The task's data settings (how its files are read) from ``given``; a setting that only another task
+        has is an error, not silently ignored."""
+        given = dict(given or {})
+        foreign = sorted(set(given) - set(self.task.data.reading_fields()))
+        if foreign:
+            raise BertLSTMError(f"`{foreign[0]}` is not a setting of a {self.task.name} model's data", foreign[0])
+        return self.task.data.from_dict(given)
+
+    def estimator(self, device: str = "auto") -> Any:
+        """The model folder's estimator, every file verified."""
+        if self.backend != "torch":
+            raise BertLSTMError(f"{self.path} is an exported graph; this needs the model folder it came from")
+        start = time.perf_counter()
+        logger.info(f"loading the {self.task.name} model {self.path} ...")
+        saved = load_model_folder(self.path, RECORDS, self.meta)
+        estimator = self.task.estimator().from_saved(saved, device)
+        logger.debug(f"loaded {self.path} in {time.perf_counter() - start:.1f}s")
+        return estimator
+
+    def predictor(self, quantize: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
+        """The model ready to predict: a folder through PyTorch (``quantize`` int8: int8 weights), an export
+        through onnxruntime; ``batch_size`` texts per forward pass (default: 32 on a CPU)."""
+        if self.backend == "onnx":
+            if quantize:
+                raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
+            logger.info(f"loading the exported {self.task.name} model {self.path} ...")
+            return self.task.predictor().from_export(self.path, self.meta, batch_size)
+        return self.estimator(device).predictor(quantize, batch_size)

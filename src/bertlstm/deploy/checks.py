@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import BertLSTMError, first_line, needs_packages
+from ..core.onnx_export import is_export, written_files
 from ..tasks.registry import ModelRef, find_model
 from .config import ExportConfig, ServeConfig
 
@@ -84,13 +85,6 @@ def _columns(path: Path) -> list[str]:
     return []
 
 
-def written_files(output: str | Path) -> list[Path]:
-    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
-    path = Path(output).expanduser().resolve()
-    stem = path.with_suffix("")
-    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
-
-
 def check_export_output(output: str | Path, reads: list[Path], overwrite: bool) -> Path:
     """``output`` as an absolute path, if an export may write its files there (see :func:`written_files`)."""
     path = Path(output).expanduser().resolve()
@@ -118,23 +112,6 @@ def check_export_output(output: str | Path, reads: list[Path], overwrite: bool) 
             "overwrite",
         )
     return path
-
-
-def is_export(path: Path) -> bool:
-    """Whether ``NAME.onnx`` and the files beside it are an export bertlstm wrote: ``NAME.json`` says so, names
-    ``NAME.tokenizer.json``, and none of them is a link."""
-    meta_file = path.with_suffix(".json")
-    if any(p.is_symlink() for p in written_files(path)):
-        return False
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("format") == "bertlstm-onnx"
-        and meta.get("tokenizer") == (f"{path.stem}.tokenizer.json")
-    )
 
 
 def check_export(settings: ExportConfig) -> tuple[ModelRef, Path]:

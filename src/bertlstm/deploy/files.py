@@ -23,10 +23,11 @@ from typing import IO, TYPE_CHECKING, Any
 from ..core.distributed import Shard, current_shard
 from ..core.errors import BertLSTMError, missing_package
 from ..core.folders import atomic_file
+from ..core.graph_cache import finish, open_predictor
 from ..tasks.registry import ModelRef
 from .checks import check_output_file
 from .config import EvaluateConfig, PredictConfig
-from .engines import find, finish, open_predictor
+from .engines import find
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -30,10 +30,11 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 from ..core.backends import Predictor
 from ..core.data import not_unicode
 from ..core.errors import BertLSTMError
+from ..core.graph_cache import open_predictor
 from .batcher import MicroBatcher, Overloaded, ShuttingDown
 from .checks import KEY_ENV, check_serve
 from .config import ServeConfig
-from .engines import find, open_predictor
+from .engines import find
 from .page import PAGE
 
 logger = logging.getLogger(__name__)

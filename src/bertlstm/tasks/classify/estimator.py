@@ -8,7 +8,7 @@ the data, the BERT→LSTM model, datasets of texts, and classification metrics.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from scipy.special import expit
 from sklearn.base import ClassifierMixin
 
 from ...core.backends import plain_tokenizer
-from ...core.config import TrainConfig
+from ...core.config import TaskSettings, TrainConfig
 from ...core.data import as_texts
 from ...core.distributed import current_shard
 from ...core.errors import BertLSTMError
@@ -49,7 +49,7 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
 
     task = "classification"
     noun = "classifier"
-    config_class = ModelConfig
+    config_class: ClassVar[type[TaskSettings]] = ModelConfig
     predictor_class = ClassifierPredictor
     card = CardInfo("text-classification", "BertLSTMClassifier", "predict", "BERT→LSTM text classifier")
 

@@ -1,0 +1,297 @@
+"""A trained model as ONNX graphs, checked, with what a consumer needs beside them — for any task.
+
+The task gives the graphs (:meth:`export_graphs` of its estimator: the model with a
+:class:`~bertlstm.core.masked_lstm.MaskedLSTM`, exact on padded batches, since packing does not export).
+Before anything is written, each graph is checked against the PyTorch model (within 1e-5) and the ONNX file
+against PyTorch (within 1e-4) on three batches that vary every dynamic axis: the one it was exported on, fewer
+and shorter texts, and one text alone.
+
+Beside ``NAME.onnx`` go ``NAME.tokenizer.json`` (the model's tokenizer) and ``NAME.json`` (the task, the model
+settings, labels, inputs, outputs, special token ids, and the checksums of the graphs and the tokenizer), and
+each graph carries the checksum of that metadata: onnxruntime and ``tokenizers`` alone can serve it, the task's
+predictor does exactly that, and a file changed or taken from another export is refused. ``bertlstm export``
+(:mod:`bertlstm.deploy.export`) and the cache of graphs (:mod:`bertlstm.core.graph_cache`) write through here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backends import EXPORT_FORMAT, STAMP, metadata_digest, plain_tokenizer
+from .errors import BertLSTMError
+from .export_graph import ExportGraph
+from .folders import atomic_file, scratch_folder
+from .model_folder import file_sha256
+from .progress import Progress
+
+logger = logging.getLogger(__name__)
+OPSET = 18
+SAMPLE = [  # texts of different lengths: the check runs them padded in one batch
+    "good",
+    "the plot was dull and far too long, but the actors were wonderful",
+    "not bad at all",
+    "an utterly forgettable film that nobody will remember next year, which is a shame given its cast",
+]
+
+
+def written_files(output: str | Path) -> list[Path]:
+    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
+    path = Path(output).expanduser().resolve()
+    stem = path.with_suffix("")
+    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``NAME.onnx`` and the files beside it are an export bertlstm wrote: ``NAME.json`` says so, names
+    ``NAME.tokenizer.json``, and none of them is a link."""
+    meta_file = path.with_suffix(".json")
+    if any(p.is_symlink() for p in written_files(path)):
+        return False
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("format") == "bertlstm-onnx"
+        and meta.get("tokenizer") == (f"{path.stem}.tokenizer.json")
+    )
+
+
+def export_estimator(estimator: Any, path: Path, quantize: str | None, source: str, overwrite: bool = False) -> None:
+    """A trained estimator's graphs to ``path`` (checked by the caller) and beside it; ``source``: the SHA-256
+    of the model folder's config.json, recorded in the metadata."""
+    graphs = estimator.export_graphs()
+    _check_extra(path, [_graph_file(path, g) for g in graphs[1:]], overwrite)
+    stages = len(graphs) * (3 if quantize else 2)
+    with scratch_folder(path) as tmp:  # a killed export's leftovers go at the next one
+        with Progress("export", total=stages, unit="stage") as step:
+            written = [_export_checked(graph, tmp, quantize, step) for graph in graphs]
+        _write_beside(estimator, graphs, written, path, quantize, source, tmp)
+
+
+def _check_extra(path: Path, extra: list[Path], overwrite: bool) -> None:
+    """The export's other graphs (``NAME.windows.onnx``) replace only an earlier export's, with ``overwrite``."""
+    existing = [f for f in extra if f.exists() or f.is_symlink()]
+    if not existing:
+        return
+    ours = {str(g.get("file")) for g in (_earlier(path).get("graphs") or {}).values()}
+    foreign = [f for f in existing if f.name not in ours or f.is_symlink()]
+    if foreign:
+        raise BertLSTMError(
+            f"export would replace {', '.join(map(str, foreign))}, which bertlstm did not write: name another file",
+            "output",
+        )
+    if not overwrite:
+        raise BertLSTMError(
+            f"export would replace {', '.join(map(str, existing))}; allow it (`overwrite`)", "overwrite"
+        )
+
+
+def _earlier(path: Path) -> dict[str, Any]:
+    """The metadata of an earlier export at ``path``, or nothing."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8")) if is_export(path) else {}
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: Progress) -> Path:
+    """One graph exported into ``tmp``, checked on two batches (another batch size and length) against the
+    PyTorch model (1e-5) and in onnxruntime (1e-4); optionally quantized. The file written; ``step`` counts
+    the stages done (export, check, quantize)."""
+    assert graph.sample is not None and graph.reference is not None
+    # exported on the first batch; checked on it, on fewer and shorter texts, and on one text alone (axes at 1)
+    inputs, *others = (graph.sample(texts) for texts in (SAMPLE, SAMPLE[:3], SAMPLE[2:3]))
+    _check_close(_torch_run(graph, inputs), graph.reference(inputs), graph, inputs, 1e-5, "the exported module")
+    fp32 = tmp / f"{graph.name}.fp32.onnx"
+    _torch_export(graph, inputs, fp32)
+    _declare_shapes(fp32, graph)
+    step.update()
+    for sample in (inputs, *others):
+        _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
+    step.update()
+    if quantize != "int8":
+        return fp32
+    written = tmp / f"{graph.name}.int8.onnx"
+    _quantize(fp32, written)
+    step.update()
+    drift = float(np.abs(_onnx_run(written, graph, inputs) - _torch_run(graph, inputs)).max())
+    logger.info(f"int8 {graph.name} graph: largest output change on the check sample {drift:.4f}")
+    return written
+
+
+def _graph_file(path: Path, graph: ExportGraph) -> Path:
+    return path.with_name(f"{path.stem}{graph.file}.onnx")
+
+
+def _torch_run(graph: ExportGraph, batch: dict[str, np.ndarray]) -> np.ndarray:
+    with torch.no_grad():
+        return graph.module(*(torch.from_numpy(batch[name]) for name in graph.inputs)).numpy()
+
+
+def _onnx_run(path: Path, graph: ExportGraph, batch: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort  # the export extra, checked above
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([graph.output], {name: batch[name] for name in graph.inputs})[0]
+
+
+def _check_close(
+    got: np.ndarray, want: np.ndarray, graph: ExportGraph, batch: dict[str, np.ndarray], tolerance: float, what: str
+) -> None:
+    """``got`` within ``tolerance`` of ``want`` at every real output position (padding positions may differ)."""
+    real = graph.real(batch) if graph.real is not None else slice(None)
+    gap = float(np.abs(got[real] - want[real]).max())
+    if not gap <= tolerance:
+        raise BertLSTMError(f"export check failed: {what} gives outputs {gap:.2e} away from PyTorch's (> {tolerance})")
+
+
+def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) -> None:
+    """The dynamo exporter (the TorchScript one gives wrong attention for transformers 5 BERTs)."""
+    dims = {name: torch.export.Dim(name) for axes in graph.dynamic.values() for name in axes.values()}
+    dynamic = tuple({axis: dims[name] for axis, name in graph.dynamic[i].items()} for i in graph.inputs)
+    inputs = tuple(torch.from_numpy(batch[name]) for name in graph.inputs)
+    # torch.onnx swaps in a while-loop LSTM for dynamic lengths, but after a first export in this process the
+    # operator's dispatch cache still holds the unrolled one, which fixes the sequence length: clear it.
+    torch.ops.aten.lstm.input._dispatch_cache.clear()
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_logger("torch.onnx"):
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals are not the user's business
+        torch.onnx.export(
+            graph.module,
+            inputs,
+            str(path),
+            input_names=list(graph.inputs),
+            output_names=[graph.output],
+            dynamic_shapes=dynamic,
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,  # one self-contained file
+            verbose=False,
+        )
+
+
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """The logger ``name`` at errors only, for the duration ("torchvision is not installed. Skipping ...")."""
+    logger, level = logging.getLogger(name), logging.getLogger(name).level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _declare_shapes(path: Path, graph: ExportGraph) -> None:
+    """Repair what the exporter declares when it fixes a dynamic output axis at the check sample's size: it
+    writes the LSTM's time axis, and what follows it, with that size (a tagger's emissions as (sentences, 18,
+    tags)), and onnxruntime then warns at every run whose sentences have other lengths. The output gets its axes
+    by name, and the intermediate annotations go (onnxruntime infers them itself). A graph whose output is
+    right (a classifier's) is left as the exporter wrote it."""
+    import onnx  # the export extra, checked above
+
+    model = onnx.load(str(path))
+    dynamic = {name for axes in graph.dynamic.values() for name in axes.values()}
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    wrong = [(dim, name) for dim, name in zip(dims, graph.output_axes, strict=True) if name in dynamic]
+    wrong = [(dim, name) for dim, name in wrong if not dim.dim_param]
+    if not wrong:
+        return
+    for dim, name in wrong:
+        dim.dim_param = name  # replaces the fixed dim_value
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """onnxruntime's own tooling: its pre-processing (shape inference, graph optimization), then dynamic
+    quantization: int8 weights, activations quantized on the fly."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # the export extra, only for int8
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = target.with_name("prepared.onnx")
+    # Symbolic shape inference cannot follow the LSTM's dynamic time axis; ONNX's own shape inference can.
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    # One scale per weight column (a single one per tensor cost 1.7 SST-2 dev points); 7-bit weights leave
+    # headroom on CPUs without VNNI, where 8-bit products can saturate.
+    quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+
+
+def metadata(
+    estimator: Any, graphs: list[ExportGraph], path: Path, quantize: str | None, source: str, tokenizer_sha256: str
+) -> dict[str, Any]:
+    """``NAME.json`` but the graphs' checksums: what a predictor needs beside the graphs (the estimator's
+    description), the main graph's inputs and output, the tokenizer's checksum and the SHA-256 of the model
+    folder's config.json it came from (``source``)."""
+    described, main = estimator.describe(), graphs[0]
+    sample = main.sample(SAMPLE[:1]) if main.sample is not None else {}
+    axes = {name: ", ".join(main.dynamic[name][axis] for axis in sorted(main.dynamic[name])) for name in main.inputs}
+    return {
+        "format": "bertlstm-onnx",
+        **described,
+        "format_version": EXPORT_FORMAT,
+        "bertlstm_version": version("bertlstm"),
+        "inputs": {name: f"{sample[name].dtype if name in sample else 'int64'} ({axes[name]})" for name in main.inputs},
+        "outputs": {main.output: f"float32 ({', '.join(main.output_axes)})"},
+        **{k: described["model"][k] for k in ("max_length", "mode", "encoder") if k in described["model"]},  # earlier
+        "quantized": quantize,
+        "opset": OPSET,
+        "tokenizer": f"{path.stem}.tokenizer.json",
+        "tokenizer_sha256": tokenizer_sha256,
+        "source": {"config_sha256": source},
+    }
+
+
+def _stamp(graph_file: Path, digest: str) -> None:
+    """Write the metadata's checksum into the graph (its ``metadata_props``, which onnxruntime reads back)."""
+    import onnx  # the export extra, checked above
+
+    model = onnx.load(str(graph_file))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = STAMP, digest
+    onnx.save(model, str(graph_file))
+
+
+def _write_beside(
+    estimator: Any,
+    graphs: list[ExportGraph],
+    written: list[Path],
+    path: Path,
+    quantize: str | None,
+    source: str,
+    tmp: Path,
+) -> None:
+    """The tokenizer, the metadata and any other graph, each renamed into place, then the main graph: a
+    complete ``NAME.onnx`` means its companions are there. Each graph carries the metadata's checksum, and the
+    metadata each graph's."""
+    truncate_at = estimator.predictor_class.truncation(estimator.describe())
+    tokenizer = tmp / "tokenizer.json"
+    plain_tokenizer(estimator.tokenizer_, truncate_at).save(str(tokenizer))
+    meta = metadata(estimator, graphs, path, quantize, source, file_sha256(tokenizer))
+    digest = metadata_digest(meta)
+    for file in written:
+        _stamp(file, digest)
+    pairs = list(zip(graphs, written, strict=True))
+    meta["sha256"] = file_sha256(written[0])
+    if len(pairs) > 1:
+        meta["graphs"] = {g.name: {"file": _graph_file(path, g).name, "sha256": file_sha256(f)} for g, f in pairs[1:]}
+    with atomic_file(path.with_name(f"{path.stem}.tokenizer.json")) as target:
+        shutil.copyfile(tokenizer, target)
+    with atomic_file(path.with_name(f"{path.stem}.json")) as target:
+        target.write_text(json.dumps(meta, indent=2) + "\n")
+    for graph, file in [*pairs[1:], pairs[0]]:
+        with atomic_file(_graph_file(path, graph)) as target:
+            shutil.copyfile(file, target)
