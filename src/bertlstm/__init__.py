@@ -19,9 +19,11 @@ _WHERE = {
     "ClassifyData": "tasks.classify.config",
     "DataConfig": "core.config",
     "DocumentConfig": "tasks.document.config",
+    "LSTMStudent": "tasks.student.estimator",
     "Labels": "tasks.classify.labels",
     "ModelConfig": "tasks.classify.config",
     "RunConfig": "run_config",
+    "StudentConfig": "tasks.student.config",
     "TagData": "tasks.tag.config",
     "TaggerConfig": "tasks.tag.config",
     "TrainConfig": "core.config",
@@ -38,9 +40,11 @@ __all__ = [
     "ClassifyData",
     "DataConfig",
     "DocumentConfig",
+    "LSTMStudent",
     "Labels",
     "ModelConfig",
     "RunConfig",
+    "StudentConfig",
     "TagData",
     "TaggerConfig",
     "TrainConfig",
@@ -58,6 +62,8 @@ if TYPE_CHECKING:
     from .tasks.classify.model import BertLSTMModel, ClassifierOutput
     from .tasks.document.config import DocumentConfig
     from .tasks.document.estimator import BertLSTMDocumentClassifier
+    from .tasks.student.config import StudentConfig
+    from .tasks.student.estimator import LSTMStudent
     from .tasks.tag.config import TagData, TaggerConfig
     from .tasks.tag.estimator import BertLSTMTagger
     from .tasks.tag.model import BertTaggerModel

@@ -151,16 +151,7 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     add_settings(x, {"export": ExportConfig}, required=("model", "output"))
     v = sub.add_parser("serve", parents=common, help="serve a model over HTTP (FastAPI + uvicorn)")
     add_settings(v, {"serve": ServeConfig}, required=("model",))
-    r = sub.add_parser("report", parents=common, help="summarise a trained model's run folder")
-    r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
-    r.add_argument(
-        "--plots", action="store_true", help="draw history.png and confusion_matrix.png into the model folder"
-    )
-    r.add_argument("--markdown", metavar="FILE", help="write the summary to FILE as Markdown (its plots drawn, linked)")
-    r.add_argument(
-        "--html", metavar="FILE", help="write one self-contained page to FILE (images embedded) to open in a browser"
-    )
-    r.add_argument("--json", action="store_true", help="print settings, labels and metrics as one JSON object")
+    _report_parser(sub.add_parser("report", parents=common, help="summarise a trained model's run folder"))
     c = sub.add_parser("cache", parents=common, help="show or free the feature cache and the model graphs' cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
     c.add_argument(
@@ -170,6 +161,18 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     )
     c.add_argument("--json", action="store_true", help="info: print the entries as one JSON object")
     return parser
+
+
+def _report_parser(r: argparse.ArgumentParser) -> None:
+    r.add_argument("run", metavar="RUN_DIR", help="model folder written by train")
+    r.add_argument(
+        "--plots", action="store_true", help="draw history.png and confusion_matrix.png into the model folder"
+    )
+    r.add_argument("--markdown", metavar="FILE", help="write the summary to FILE as Markdown (its plots drawn, linked)")
+    r.add_argument(
+        "--html", metavar="FILE", help="write one self-contained page to FILE (images embedded) to open in a browser"
+    )
+    r.add_argument("--json", action="store_true", help="print settings, labels and metrics as one JSON object")
 
 
 def _train_parser(t: argparse.ArgumentParser, task: Task | None, distill: bool = False) -> None:

@@ -11,7 +11,7 @@ methods, so that they can be compared.
 * ``occlusion``: each word left out in turn (its pieces removed, not masked); a word's score is how much the
   text's score drops without it. One batch of as many texts as words; any engine runs it (an export too).
 
-The gradient methods attribute to word-piece embeddings (``encoder.get_input_embeddings()``); gradients flow
+The gradient methods attribute to word-piece embeddings (the model's ``get_input_embeddings()``); gradients flow
 through a frozen encoder while :func:`gradients_to_inputs` is on. **Words**: a word is what the encoder's
 pre-tokenizer splits a text into (at spaces and punctuation: "film," is "film" and ","); a word's score is the
 sum of its pieces' scores, so that word scores keep completeness. Special tokens carry no word. Words the
@@ -112,7 +112,7 @@ def gradient_scores(
 ) -> tuple[np.ndarray, dict[str, float] | None]:
     """Per piece the score's attribution (T,), by integrated gradients (with its completeness check:
     ``attribution_sum`` against ``score_difference``) or gradient x input (no check)."""
-    embeddings = model.encoder.get_input_embeddings()
+    embeddings = model.get_input_embeddings()
     ids = torch.tensor([pieces.ids], device=device)  # (1, T)
     mask = torch.ones_like(ids)  # (1, T)
     with gradients_to_inputs(model):
@@ -177,7 +177,7 @@ class WindowPath:
 
     def vectors(self, rows: Tensor, points: Tensor) -> Tensor:
         """The vectors (n, D) of windows ``rows`` (n,) at ``points`` (n, T, H)."""
-        embeddings = self.model.encoder.get_input_embeddings()
+        embeddings = self.model.get_input_embeddings()
         hook = embeddings.register_forward_hook(lambda module, args, output: points)
         try:
             return self.model.window_vectors(self.ids[rows], self.mask[rows])
@@ -200,7 +200,7 @@ def window_gradient_scores(
 
     ``model`` has ``window_vectors(input_ids, attention_mask)`` (Nw, T) -> (Nw, D) and ``score`` maps the
     window vectors of documents (S, Nw, D) to one score per document (S,)."""
-    embeddings = model.encoder.get_input_embeddings()
+    embeddings = model.get_input_embeddings()
     ids, mask, baseline = padded_windows(windows, pad_id, device)  # (Nw, T) each
     alphas, weights = path_points(method, steps)
     with gradients_to_inputs(model):

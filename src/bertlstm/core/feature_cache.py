@@ -30,7 +30,8 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
 from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
-from .folders import atomic_folder, default_cache_dir, is_held
+from .folders import atomic_folder, default_cache_dir, hold, is_held
 from .model_folder import file_sha256
 from .modeling import EncoderModel, native_bf16, quantize_int8
 from .progress import Progress
@@ -55,7 +56,7 @@ CACHE_FORMAT = 1
 LATER = ("split", "quantized", "cut")  # CacheKey fields added after the first entries were written
 TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
 _ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
-_UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.(tmp|old)-.+)")  # an interrupted build's folder
+_UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.((tmp|old)-.+|partial))")  # an interrupted build's folder
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -174,68 +175,61 @@ class FeatureCache:
         the texts are, for the progress bar.
 
         ``encode(input_ids, attention_mask)`` maps CPU tensors (B, T) to features (B, T, D) or (B, 1, D),
-        on any device; ``feature_size`` is D. With several processes (``shard``), each encodes its share of
-        the texts into the entry's one temporary file, and the main process completes the entry and renames
-        it into place once all are done; every process must call this.
+        on any device; ``feature_size`` is D. A process alone builds in ``.DIGEST.partial``, recording each
+        batch as it is written, so that a pass killed half-way resumes where it stopped. With several processes
+        (``shard``), each encodes its share of the texts into the entry's one temporary file, and the main
+        process completes the entry and renames it into place once all are done; every process must call this.
         """
         lengths = [len(ids) for ids in input_ids]
         rows = lengths if key.pooling == "tokens" else [1] * len(lengths)
         offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
         final, start = self.root / key.digest(), time.perf_counter()
-        work = (key, encode, feature_size, input_ids, pad_id, batch_size, offsets, what)
+        work = Pass(key, encode, feature_size, input_ids, pad_id, batch_size, offsets, what)
         if shard.is_main:
             _tag(self.root)
-            with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
-                self._fill(tmp, shard, *work)
-                np.save(tmp / "offsets.npy", offsets)
-                meta = {
-                    "key": key.as_dict(),
-                    "format": CACHE_FORMAT,
-                    "hidden": feature_size,
-                    "dtype": np.dtype(key.dtype).name,
-                    "rows": int(offsets[-1]),
-                    "sha256": file_sha256(tmp / "features.bin"),
-                    **_made(start, shard, what),
-                }
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            partial = self.root / f".{key.digest()}.partial"
+            if shard.world == 1 and not is_held(partial):  # else another process builds it there
+                with hold_partial(partial):
+                    self._fill(partial, shard, work, resume=True)
+                    _complete(partial, work, start, shard)
+                    if not final.exists():
+                        partial.rename(final)
+            else:
+                with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
+                    self._fill(tmp, shard, work)
+                    _complete(tmp, work, start, shard)
         else:
-            self._fill(None, shard, *work)
+            self._fill(None, shard, work)
         shard.barrier()  # the entry is in place for every process
+        shutil.rmtree(self.root / f".{key.digest()}.partial", ignore_errors=True) if shard.is_main else None
         return FeatureStore(final, json.loads((final / "meta.json").read_text()))
 
     @staticmethod
-    def _fill(
-        tmp: Path | None,
-        shard: Shard,
-        key: CacheKey,
-        encode: Encode,
-        feature_size: int,
-        input_ids: Sequence[Sequence[int]],
-        pad_id: int,
-        batch_size: int,
-        offsets: np.ndarray,
-        what: str,
-    ) -> None:
-        """The main process makes the empty file (``tmp``); each process writes its texts' rows into it."""
-        dtype = np.dtype(key.dtype)
-        row_bytes = feature_size * dtype.itemsize
-        if tmp is not None:
-            with open(tmp / "features.bin", "wb") as f:
-                f.truncate(int(offsets[-1]) * row_bytes)
-        folder = Path(shard.gather(str(tmp) if tmp is not None else "")[0])  # every process learns where
-        lengths = [len(ids) for ids in input_ids]
+    def _fill(folder: Path | None, shard: Shard, work: Pass, resume: bool = False) -> None:
+        """The main process makes the empty file in ``folder`` (or, ``resume``, finds it with the batches
+        already written); each process writes its texts' rows into it, and with ``resume`` records each
+        batch once its rows are written."""
+        size = int(work.offsets[-1]) * work.row_bytes
+        done = _resume(folder, work, size) if folder is not None and resume else set()
+        folder = Path(shard.gather(str(folder) if folder is not None else "")[0])  # every process learns where
+        lengths = [len(ids) for ids in work.input_ids]
         mine = shard.rows(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
-        step = Progress(f"feature pass over {what}", total=len(mine), unit="text", show=shard.is_main)
-        with open(folder / "features.bin", "r+b") as f, torch.inference_mode(), step:
-            for batch in sorted_batches([lengths[i] for i in mine], batch_size):
-                texts = [mine[j] for j in batch]
-                ids, mask = pad_batch([input_ids[i] for i in texts], pad_id)
-                out = (
-                    encode(torch.from_numpy(ids), torch.from_numpy(mask)).float().cpu().numpy()
-                )  # (B, T, D) | (B, 1, D)
-                for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
-                    features = out[j, : offsets[i + 1] - offsets[i]].astype(dtype)
-                    os.pwrite(f.fileno(), features.tobytes(), int(offsets[i]) * row_bytes)
+        batches = [[mine[j] for j in batch] for batch in sorted_batches([lengths[i] for i in mine], work.batch_size)]
+        if done:
+            logger.info(f"feature cache: resuming the pass over {work.what} at batch {len(done)} of {len(batches)}")
+        step = Progress(f"feature pass over {work.what}", total=len(mine), unit="text", show=shard.is_main)
+        with (
+            open(folder / "features.bin", "r+b") as f,
+            open(folder / "done.txt", "a") if resume else nullcontext() as record,
+            torch.inference_mode(),
+            step,
+        ):
+            for k, texts in enumerate(batches):
+                if k not in done:
+                    _write_batch(f.fileno(), work, texts)
+                    if record is not None:  # written before it is recorded: a kill in between redoes the batch
+                        record.write(f"{k}\n")
+                        record.flush()
                 step.update(len(texts))
         shard.barrier()  # every share is written before the main process checksums the file
 
@@ -315,6 +309,83 @@ class FeatureCache:
             freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             shutil.rmtree(folder, ignore_errors=True)
         return freed
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one feature pass computes and where its rows go."""
+
+    key: CacheKey
+    encode: Encode
+    feature_size: int
+    input_ids: Sequence[Sequence[int]]
+    pad_id: int
+    batch_size: int
+    offsets: np.ndarray  # (N + 1,) where each text's rows start
+    what: str
+
+    @property
+    def row_bytes(self) -> int:
+        return self.feature_size * np.dtype(self.key.dtype).itemsize
+
+
+def _write_batch(fd: int, work: Pass, texts: list[int]) -> None:
+    """Encode the texts ``texts`` (their positions) as one padded batch and write each one's rows in place."""
+    ids, mask = pad_batch([work.input_ids[i] for i in texts], work.pad_id)
+    out = work.encode(torch.from_numpy(ids), torch.from_numpy(mask)).float().cpu().numpy()  # (B, T, D) | (B, 1, D)
+    dtype = np.dtype(work.key.dtype)
+    for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
+        features = out[j, : work.offsets[i + 1] - work.offsets[i]].astype(dtype)
+        os.pwrite(fd, features.tobytes(), int(work.offsets[i]) * work.row_bytes)
+
+
+@contextmanager
+def hold_partial(partial: Path) -> Iterator[None]:
+    """The folder of a resumable build, made if new and held (:func:`~bertlstm.core.folders.hold`) meanwhile."""
+    partial.mkdir(parents=True, exist_ok=True)
+    with hold(partial):
+        yield
+
+
+def _resume(folder: Path, work: Pass, size: int) -> set[int]:
+    """The batches an earlier, killed pass of the same work wrote in ``folder``; a folder of other work (or a
+    first pass) starts empty."""
+    plan = json.dumps({"key": work.key.as_dict(), "bytes": size, "batch_size": work.batch_size}, sort_keys=True)
+    features = folder / "features.bin"
+    try:
+        same = (folder / "plan.json").read_text() == plan and features.stat().st_size == size
+    except OSError:
+        same = False
+    if same:
+        lines = (folder / "done.txt").read_text().split("\n") if (folder / "done.txt").is_file() else []
+        return {int(line) for line in lines if line.strip().isdigit()}  # a torn last line is left out
+    for stale in folder.iterdir():
+        _remove_path(stale)
+    (folder / "plan.json").write_text(plan)
+    with open(features, "wb") as f:
+        f.truncate(size)
+    return set()
+
+
+def _remove_path(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _complete(folder: Path, work: Pass, start: float, shard: Shard) -> None:
+    """The entry's offsets and record, once every row is written."""
+    np.save(folder / "offsets.npy", work.offsets)
+    meta = {
+        "key": work.key.as_dict(),
+        "format": CACHE_FORMAT,
+        "hidden": work.feature_size,
+        "dtype": np.dtype(work.key.dtype).name,
+        "rows": int(work.offsets[-1]),
+        "sha256": file_sha256(folder / "features.bin"),
+        **_made(start, shard, work.what),
+    }
+    for name in ("plan.json", "done.txt"):
+        (folder / name).unlink(missing_ok=True)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _made(start: float, shard: Shard, what: str) -> dict[str, Any]:

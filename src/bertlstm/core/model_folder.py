@@ -25,6 +25,7 @@ from typing import Any
 from .errors import BertLSTMError, BertLSTMWarning, first_line
 from .folders import CONFIG_NAME, atomic_folder, foreign_entries
 from .quiet import quiet_transformers
+from .word_pieces import TokenizerFiles
 
 # 2: config.json records the SHA-256 of every weight and tokenizer file; 3: labels in their own section
 FORMAT_VERSION = 3
@@ -265,8 +266,6 @@ def load_model_folder(
 
 def _load_tokenizer_only(folder: Path, meta: dict[str, Any], records: Iterable[str]) -> SavedModel:
     from safetensors.torch import load_file  # torch: only to read weights
-
-    from .word_pieces import TokenizerFiles
 
     special = meta.get("special_token_ids")
     tokenizer = TokenizerFiles.read(folder / TOKENIZER_DIR, special if isinstance(special, dict) else None)

@@ -252,6 +252,10 @@ class EncoderModel(nn.Module):
         states.update(zip(range(self.split + 1, total), top, strict=True))
         return torch.cat([states[i % total] for i in self.layer_ids], dim=-1)  # (B, T, K*H)
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The encoder's word-piece embeddings: what the gradient explanations attribute to."""
+        return self.encoder.get_input_embeddings()
+
     @staticmethod
     def is_head(name: str) -> bool:
         """Whether a parameter or state name belongs to what sits on the encoder (LSTM, mix, dense, CRF)."""

@@ -76,9 +76,11 @@ async function describe() {
   try {
     const meta = await call("metadata");
     task = meta.task;
-    if (task === "classification") $("explain-row").style.display = "inline";
+    if (task === "classification" || task === "student") $("explain-row").style.display = "inline";
     const labels = Array.isArray(meta.labels) ? meta.labels : (meta.labels.names || Object.keys(meta.labels));
-    $("about").textContent = `A ${meta.task} model: ${meta.encoder} encoder, ${meta.mode} recipe, ` +
+    const made = meta.teacher ? `distilled from ${meta.teacher}, no encoder`
+      : `${meta.encoder} encoder, ${meta.mode} recipe`;
+    $("about").textContent = `A ${meta.task} model: ${made}, ` +
       `${labels.length} ${meta.task === "tagging" ? "tags" : "labels"}, ${meta.backend} back end.`;
   } catch (err) {
     $("about").textContent = err.message;

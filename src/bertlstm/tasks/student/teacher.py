@@ -143,9 +143,9 @@ def teacher_logits(
     engine), from the feature cache (``cache``, a :class:`~bertlstm.core.feature_cache.FeatureCache`) when an
     earlier student had them computed: keyed by the teacher's checksums and the texts, and resumed where a
     killed pass stopped."""
-    import torch  # the cache's batches are tensors
+    import torch  # the cache's batches are tensors, and it stores them: only to score
 
-    from ...core.feature_cache import CacheKey, texts_fingerprint
+    from ...core.feature_cache import CacheKey, texts_fingerprint  # torch, as above
 
     settings = teacher.meta.get("model") or {}
     key = CacheKey(
