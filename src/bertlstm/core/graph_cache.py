@@ -38,7 +38,6 @@ import logging
 import os
 import shutil
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +221,7 @@ def _export_into(final: Path, estimator: Any, source: str) -> None:
             export_estimator(estimator, tmp / GRAPH, None, source)
     except Exception as err:  # noqa: BLE001  an encoder the exporter cannot take: remembered, not retried
         why = first_line(err)
-        final.with_name(f"{final.name}.failed").write_text(f"{version('bertlstm')}\t{why}\n")
+        final.with_name(f"{final.name}.failed").write_text(f"{importlib.metadata.version('bertlstm')}\t{why}\n")
         raise ExportFailed(f"its export to ONNX failed ({why})") from None
     finally:
         export_log.setLevel(level)
@@ -236,7 +235,7 @@ def _failure(final: Path) -> str | None:
         made_by, _, why = final.with_name(f"{final.name}.failed").read_text().strip().partition("\t")
     except OSError:
         return None
-    return why if made_by == version("bertlstm") else None
+    return why if made_by == importlib.metadata.version("bertlstm") else None
 
 
 def evict(root: Path, keep: int) -> None:

@@ -172,3 +172,20 @@ def test_bad_input_is_one_line_before_any_work(teacher: Path, tiny_encoder: str,
     assert main(["distill", "--teacher", str(teacher), "--train", str(train), "--output", str(teacher)]) == 2
     one_error(capsys, "which this command reads")
     assert not (tmp_path / "s").exists() and (teacher / "config.json").is_file()
+
+
+def test_an_export_or_a_multi_label_classifier_teaches_too(teacher: Path, tiny_encoder: str, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from bertlstm.deploy.export import export_onnx
+    from conftest import make_multilabel
+
+    graph = export_onnx(teacher, tmp_path / "teacher.onnx")
+    student = LSTMStudent(teacher=str(graph), augment=1, **OPTIONS).fit(*make_sentiment(160, 1))
+    assert student.metrics_["teacher"]["kind"] == "export" and student.metrics_["teacher"]["dev_agreement"] >= 0.8
+    texts, labels = make_multilabel(240, 1)
+    multi = BertLSTMClassifier(encoder=tiny_encoder, multi_label=True, bidirectional=True, **OPTIONS)
+    folder = multi.fit(texts, [label.split(",") for label in labels]).save_pretrained(tmp_path / "multi")
+    student = LSTMStudent(teacher=str(folder), augment=1, loss="kl", gold_weight=0.5, **OPTIONS)
+    student.fit(texts, [label.split(",") for label in labels])
+    assert student.labels_.multi_label and student.predict(texts[:5]).shape == (5, 3)
+    assert student.metrics_["dev_macro_f1"] >= 0.7 and student.metrics_["teacher"]["dev_agreement"] >= 0.6

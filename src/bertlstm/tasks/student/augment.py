@@ -44,19 +44,23 @@ def copy_of(words: Sequence[str], vocabulary: Sequence[str], rules: Rules, rng: 
 
 def transfer_set(
     texts: Sequence[str], copies: int, rules: Rules, seed: int, unlabeled: Sequence[str] = ()
-) -> tuple[list[str], int]:
-    """The transfer set: ``texts`` first (each once, in order), then ``copies`` augmented copies of each, then
-    ``unlabeled``; no text twice. Returns it and how many of it are ``texts`` (the ones with gold labels)."""
+) -> list[list[str]]:
+    """The transfer set in parts: ``texts`` (each once, in order), then for ``j`` in 1..``copies`` the ``j``-th
+    augmented copy of each text, then ``unlabeled``; no text twice. The ``j``-th copies are drawn with their own
+    seed, so that a set with more copies holds the parts of one with fewer: the teacher scores each part once
+    (:func:`~bertlstm.tasks.student.teacher.teacher_logits` keeps them one by one)."""
     seen: dict[str, None] = dict.fromkeys(texts)
-    originals = len(seen)
+    parts = [list(seen)]
     vocabulary = [word for text in texts for word in text.split()]
-    rng = random.Random(seed)
-    for text in texts if copies else ():
-        words = text.split()
-        for _ in range(copies):
+    split = [text.split() for text in texts]
+    for j in range(1, copies + 1):
+        rng = random.Random(f"{seed}-{j}")
+        part = []
+        for words in split:
             made = copy_of(words, vocabulary, rules, rng)
-            if made.strip():
-                seen.setdefault(made)
-    for text in unlabeled:
-        seen.setdefault(text)
-    return list(seen), originals
+            if made.strip() and made not in seen:
+                seen[made] = None
+                part.append(made)
+        parts.append(part)
+    parts.append([text for text in dict.fromkeys(unlabeled) if text not in seen])
+    return parts

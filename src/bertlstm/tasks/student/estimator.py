@@ -111,13 +111,14 @@ class LSTMStudent(BertLSTMClassifier):
         self.text_column_ = text_column
         extra = [] if unlabeled is None else as_text_list(unlabeled)
         rules = Rules(self.teacher_.tokenizer().token("mask"), config.mask_prob, config.replace_prob, config.ngram_prob)
-        transfer, originals = transfer_set(texts, config.augment, rules, training.seed, extra)
-        gold = self._gold(texts, labels, transfer[:originals])
+        parts = transfer_set(texts, config.augment, rules, training.seed, extra)
+        transfer, originals = [text for part in parts for text in part], len(parts[0])
+        gold = self._gold(texts, labels, parts[0])
         logger.info(
-            f"transfer set: {originals} training texts, {len(transfer) - originals - len(extra)} augmented copies "
-            f"({config.augment} a text), {len(extra)} texts without labels"
+            f"transfer set: {originals} training texts, {sum(map(len, parts[1:-1]))} augmented copies "
+            f"({config.augment} a text), {len(parts[-1])} texts without labels"
         )
-        logits, dev_logits = self._teacher_pass(transfer, dev_texts, config, training, teacher_model)
+        logits, dev_logits = self._teacher_pass(parts, dev_texts, config, training, teacher_model)
         known = np.zeros((len(transfer), 1), dtype=np.float32)
         known[:originals] = gold[1]
         golden = np.zeros((len(transfer), len(self.labels_)), dtype=np.float32)
@@ -145,22 +146,24 @@ class LSTMStudent(BertLSTMClassifier):
         return rows, known
 
     def _teacher_pass(
-        self, transfer: list[str], dev_texts: list[str], config: StudentConfig, training: TrainConfig, opened: Any
+        self, parts: list[list[str]], dev_texts: list[str], config: StudentConfig, training: TrainConfig, opened: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The teacher's logits over the transfer set and the dev texts: from the feature cache, or computed
-        once (then kept there). Gold labels alone (``gold_weight`` 1, no copies, nothing unlabeled) need none
-        over the transfer set."""
+        """The teacher's logits over each part of the transfer set and over the dev texts: from the feature
+        cache, or computed once (then kept there). Gold labels alone (``gold_weight`` 1) need none over the
+        transfer set."""
         start = time.perf_counter()
         predictor = opened if opened is not None else open_teacher(self.teacher_, training.device)
-        cache, batch = FeatureCache(training.cache_dir), training.encode_batch_size
-        logits = (
-            np.zeros((len(transfer), len(self.labels_)), dtype=np.float32)  # the loss is the gold labels' alone
-            if config.gold_weight == 1.0
-            else teacher_logits(self.teacher_, predictor, transfer, cache, batch, "transfer-set texts")
-        )
-        dev_logits = teacher_logits(self.teacher_, predictor, dev_texts, cache, batch, "dev texts")
+        cache, batch, classes = FeatureCache(training.cache_dir), training.encode_batch_size, len(self.labels_)
+        names = ["training texts", *(f"augmented copies {j}" for j in range(1, len(parts) - 1)), "unlabeled texts"]
+        logits = [
+            np.zeros((len(part), classes), dtype=np.float32)  # the loss is the gold labels' alone
+            if config.gold_weight == 1.0 or not part
+            else teacher_logits(self.teacher_, predictor, part, cache, batch, f"{name} (teacher)")
+            for part, name in zip(parts, names, strict=True)
+        ]
+        dev_logits = teacher_logits(self.teacher_, predictor, dev_texts, cache, batch, "dev texts (teacher)")
         self.teacher_seconds_ = time.perf_counter() - start
-        return logits, dev_logits
+        return np.concatenate(logits), dev_logits
 
     # --- the model -------------------------------------------------------------------------------------------
     def _build_model(self, config: StudentConfig, training: TrainConfig) -> None:
@@ -189,8 +192,9 @@ class LSTMStudent(BertLSTMClassifier):
         """The classifier's report on dev, the teacher's on the same texts, and how often the two agree."""
         report = super()._after_fit(dev, dev_set, logits)
         teacher = self.teacher_dev_
-        if self.labels_.multi_label:
-            agree = float(np.mean(self.labels_.chosen(sigmoid(logits)) == (sigmoid(teacher) >= 0.5)))
+        if self.labels_.multi_label:  # each decided at its own thresholds (the teacher's tuned on its dev)
+            taught = Labels.from_dict(self.teacher_.labels).chosen(sigmoid(teacher))
+            agree = float(np.mean(self.labels_.chosen(sigmoid(logits)) == taught))
         else:
             agree = float(np.mean(logits.argmax(1) == teacher.argmax(1)))
         scores = self._score(teacher, dev_set)
