@@ -34,6 +34,7 @@ from .deploy.checks import check_export, check_serve
 from .deploy.config import EvaluateConfig, ExportConfig, PredictConfig, ServeConfig
 from .run_config import SECTIONS, RunConfig
 from .tasks.registry import TASKS, get_task
+from .tune import TuneConfig
 
 LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}  # by -v count minus -q count
 
@@ -151,6 +152,9 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     add_settings(x, {"export": ExportConfig}, required=("model", "output"))
     v = sub.add_parser("serve", parents=common, help="serve a model over HTTP (FastAPI + uvicorn)")
     add_settings(v, {"serve": ServeConfig}, required=("model",))
+    _tune_parser(
+        sub.add_parser("tune", parents=common, help="search for the best settings on your data (Optuna)"), task
+    )
     _report_parser(sub.add_parser("report", parents=common, help="summarise a trained model's run folder"))
     c = sub.add_parser("cache", parents=common, help="show or free the feature cache and the model graphs' cache")
     c.add_argument("action", choices=("info", "clear"), help="info: list entries; clear: delete them all")
@@ -161,6 +165,18 @@ def build_parser(task: Task | None = None) -> argparse.ArgumentParser:
     )
     c.add_argument("--json", action="store_true", help="info: print the entries as one JSON object")
     return parser
+
+
+def _tune_parser(t: argparse.ArgumentParser, task: Task | None) -> None:
+    task = task or get_task(None)
+    t.description = (
+        "Search for the best settings of a recipe on your data (Optuna), then train them into --output. Trials of "
+        "a frozen recipe read the feature cache: the encoder runs once per layer choice. Settings given below are "
+        f"fixed for every trial (those of the {task.name} task); --space FILE changes what is searched."
+    )
+    t.add_argument("--config", metavar="FILE", help="settings from a .yaml or .json file (options override it)")
+    t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
+    add_settings(t, {"tune": TuneConfig, **RunConfig.sections_of(task)})
 
 
 def _report_parser(r: argparse.ArgumentParser) -> None:
@@ -197,7 +213,7 @@ def _train_task(argv: list[str]) -> Task | None:
     bad name is reported when the settings are checked). ``distill`` is the student's."""
     if argv and argv[0] == "distill":
         return TASKS["student"]
-    if not argv or argv[0] != "train":
+    if not argv or argv[0] not in ("train", "tune"):
         return None
     first = argparse.ArgumentParser(add_help=False)
     for option in ("--task", "--config", "--long-text"):
@@ -266,6 +282,22 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         metrics = train_run(config, command="bertlstm " + shlex.join(args.argv), inputs=inputs)
         print_next_steps(config, quiet=args.json or args.verbose - args.quiet < 0)
+    if args.json:
+        print(json.dumps(metrics))
+
+
+def cmd_tune(args: argparse.Namespace) -> None:
+    given = _given_settings(args)
+    tune = TuneConfig.from_dict(given.pop("tune", {}))
+    config = RunConfig.from_dict(_merge(load_config_file(args.config) if args.config else {}, given))
+    if config.data.dev is None and "dev_fraction" not in (given.get("training") or {}):
+        raise BertLSTMError("a search compares its trials on dev data: give --dev, or hold out --dev-fraction of train")
+    from .tune import tune_run  # Optuna and the training machinery, once everything given is checked
+
+    metrics = tune_run(
+        config, tune, command="bertlstm " + shlex.join(args.argv), inputs=[args.config] if args.config else []
+    )
+    print_next_steps(config, quiet=args.json or args.verbose - args.quiet < 0)
     if args.json:
         print(json.dumps(metrics))
 
@@ -388,6 +420,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
 COMMANDS = {
     "train": cmd_train,
     "distill": cmd_train,
+    "tune": cmd_tune,
     "predict": cmd_predict,
     "export": cmd_export,
     "serve": cmd_serve,

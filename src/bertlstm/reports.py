@@ -212,7 +212,7 @@ def write_html(folder: str | Path, html_file: str | Path) -> Path:
     report = metrics.get("test") or metrics.get("dev") or {}
     which = "test" if metrics.get("test") else "dev"
     explain_errors(folder, (metrics.get("dev") or {}).get("confident_errors") or [])
-    page = report_page(folder.name, meta, metrics, history, report, which)
+    page = report_page(folder.name, meta, metrics, history, report, which, _search(folder))
     with atomic_file(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
@@ -255,6 +255,7 @@ def report_page(
     history: Sequence[dict[str, Any]],
     report: dict[str, Any],
     which: str,
+    search: dict[str, Any] | None = None,
 ) -> str:
     """The HTML of :func:`write_html`: every section, each with a note where the run has nothing for it."""
     sections = [
@@ -265,6 +266,7 @@ def report_page(
         ("Training curves", _image_html(plot_history, history, None) if history else _note("no training history")),
         (f"Reliability ({which})", _reliability_html(report)),
         ("Most confidently wrong (dev)", _errors_html(metrics.get("dev") or {})),
+        *([("The search that chose these settings", _search_html(search))] if search else []),
     ]
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>\n" for title, content in sections)
     title = html.escape(f"bertlstm report: {name}")
@@ -335,6 +337,43 @@ def _per_class_html(report: dict[str, Any]) -> str:
         return _note("no evaluation recorded")
     rows = [(name, r["precision"], r["recall"], r["f1"], r["support"]) for name, r in classes.items()]
     return _table(("class", "precision", "recall", "F1", "support"), rows)
+
+
+def _search(folder: Path) -> dict[str, Any] | None:
+    """What ``bertlstm tune`` kept beside the model it chose (``search.json``), if it did."""
+    try:
+        return json.loads((folder / "search.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def plot_search(search: dict[str, Any], path: Any) -> None:
+    """Each trial's dev metric in the order they ran, with the best so far; beside it, the settings'
+    importances (Optuna's)."""
+    trials = [t for t in search["trials"] if isinstance(t.get("value"), int | float)]
+    fig = _figure((10, 4))
+    left, right = fig.subplots(1, 2)
+    numbers, values = [t["number"] for t in trials], [t["value"] for t in trials]
+    pruned = [t["state"] == "pruned" for t in trials]
+    left.scatter(numbers, values, c=["lightgrey" if p else "tab:blue" for p in pruned], label="trial (grey: pruned)")
+    left.plot(numbers, np.maximum.accumulate(values) if values else [], color="tab:orange", label="best so far")
+    left.set(title="the search", xlabel="trial", ylabel="dev metric")
+    left.legend(loc="lower right")
+    importances = sorted(search.get("importances", {}).items(), key=lambda kv: kv[1])
+    right.barh([k for k, _ in importances], [v for _, v in importances], color="tab:green")
+    right.set(title="importance of each setting (Optuna, fANOVA)", xlabel="share of the variance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+
+
+def _search_html(search: dict[str, Any]) -> str:
+    best = search["best"]
+    settings = ", ".join(f"{k} = {v}" for k, v in best["params"].items())
+    note = (
+        f"<p>{len(search['trials'])} trials ({search['completed']} completed, {search['pruned']} pruned); the best, "
+        f"trial {best['number']}, scored {best['value']:.4f} on dev with {html.escape(settings)}.</p>"
+    )
+    return note + _image_html(plot_search, search, None)
 
 
 def _image_html(draw: Any, data: Any, needs: str | None) -> str:

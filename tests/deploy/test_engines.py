@@ -198,3 +198,17 @@ def test_the_cache_keeps_the_most_recently_used_graphs(tmp_path: Path) -> None:
         os.utime(tmp_path / f"g{i}", (i, 100 + (i if i != 1 else 10)))  # g1 used last
     evict(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g1", "g3"]
+
+
+def test_open_model_is_the_one_entry_point_and_the_old_name_still_calls_it(model_dir: Path, tmp_path: Path) -> None:
+    import bertlstm
+    from bertlstm.deploy.export import export_onnx
+    from bertlstm.predict import load_predictor
+
+    graph = export_onnx(model_dir, tmp_path / "m.onnx")
+    for model in (model_dir, graph):
+        opened = bertlstm.open_model(model)
+        assert opened.engine.kind == "onnx" and opened.labels.names == ("neg", "pos")
+        with pytest.deprecated_call():
+            again = load_predictor(str(model))
+        np.testing.assert_allclose(again.predict_proba(TEXTS), opened.predict_proba(TEXTS), atol=1e-6)

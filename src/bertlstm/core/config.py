@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from .encoder_names import check_max_length, resolve_encoder
+from .encoder_names import check_layers, check_max_length, resolve_encoder
 from .errors import BertLSTMError
 from .settings import Settings, check_choice, check_device, check_int, check_number, setting
 
@@ -78,6 +78,7 @@ class EncoderSettings(TaskSettings):
     def check_sources(self) -> list[Path]:
         """The encoder found, and ``max_length`` within its positions; its folder when it is a local one."""
         check_max_length(self.encoder, self.max_length)
+        check_layers(self.encoder, self.layers)
         encoder = Path(resolve_encoder(self.encoder)).expanduser()
         return [encoder] if encoder.exists() else []
 

@@ -97,6 +97,20 @@ def position_limit(config: Any) -> int | None:
     return n
 
 
+# The encoder layers each `layers` setting reads need this many transformer layers at least.
+LAYERS_NEEDED = {"last": 1, "second-to-last": 1, "concat-last-4": 3, "scalar-mix": 1}
+
+
+def check_layers(name: str, layers: str, depth: int | None = None) -> None:
+    """Refuse a ``layers`` setting that reads more layers than the encoder has (``depth``: its number of layers;
+    None: from its ``config.json``; a hub id's is checked once it is loaded)."""
+    depth = depth if depth is not None else (encoder_config(name) or {}).get("num_hidden_layers")
+    if isinstance(depth, int) and depth < LAYERS_NEEDED.get(layers, 1):
+        raise BertLSTMError(
+            f"`layers` {layers} reads the last four hidden states; encoder {name} has {depth} layer(s)", "layers"
+        )
+
+
 def check_max_length(name: str, max_length: int, config: Any | None = None) -> None:
     """Refuse a ``max_length`` longer than the encoder can read; ``config``: its config (None: its
     ``config.json``, read alone; a hub id's is checked once the encoder is loaded)."""

@@ -36,7 +36,7 @@ from .backends import Predictor, plain_tokenizer
 from .callbacks import Checkpoint, EarlyStopping, KeepBest, LogEpoch
 from .config import TaskSettings, TrainConfig
 from .device import resolve_device
-from .encoder_names import check_max_length
+from .encoder_names import check_layers, check_max_length
 from .encoders import EncoderSource, notes_folder, open_encoder
 from .errors import BertLSTMError
 from .export_graph import ExportGraph
@@ -175,6 +175,7 @@ class Estimator(BaseEstimator):
         )
         encoder, self.tokenizer_ = open_encoder(config.encoder, notes)
         check_max_length(config.encoder, config.max_length, encoder.config)
+        check_layers(config.encoder, config.layers, getattr(encoder.config, "num_hidden_layers", None))
         self.model_ = self._new_model(config, encoder)
         # the settings this model was trained with (encoder_lr auto resolved), whatever set_params does later
         self.training_ = training.resolved(encoder.config.hidden_size)

@@ -26,11 +26,11 @@ from pathlib import Path
 from .errors import BertLSTMError
 
 CONFIG_NAME = "config.json"
-# What bertlstm writes into a model folder (the model, its record, its plots). Anything else there is the
-# user's, and keeps the folder from being replaced without `overwrite`.
+# What bertlstm writes into a model folder (the model, its record, its plots, the search that chose it). Anything
+# else there is the user's, and keeps the folder from ever being replaced.
 MODEL_ENTRIES = frozenset(
     {CONFIG_NAME, "model.safetensors", "encoder", "tokenizer", "README.md", "history.csv", "metrics.json"}
-    | {"history.png", "confusion_matrix.png", "per_label_f1.png"}
+    | {"history.png", "confusion_matrix.png", "per_label_f1.png", "search.json"}
 )
 
 

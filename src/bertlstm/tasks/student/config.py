@@ -27,6 +27,7 @@ class StudentConfig(TaskSettings):
     lstm_layers: int = setting(1, "stacked LSTM layers")
     bidirectional: bool = setting(True, "read each text in both directions")
     dropout: float = setting(0.2, "dropout on the word embeddings, between LSTM layers and before the head")
+    train_embeddings: bool = setting(True, "train the word-piece embeddings (they start as the teacher's)")
     max_length: int = setting(128, "word pieces per text, special tokens included; longer texts are truncated")
     augment: int = setting(
         10, "augmented copies of each training text in the transfer set (words masked or replaced, n-grams)"

@@ -118,13 +118,12 @@ class LSTMStudent(BertLSTMClassifier):
             f"transfer set: {originals} training texts, {sum(map(len, parts[1:-1]))} augmented copies "
             f"({config.augment} a text), {len(parts[-1])} texts without labels"
         )
-        logits, dev_logits = self._teacher_pass(parts, dev_texts, config, training, teacher_model)
+        dev_targets = self._targets(dev_texts, dev, "dev data")  # the rows whose labels the teacher knows
+        logits, self.teacher_dev_ = self._teacher_pass(parts, dev_targets[0], config, training, teacher_model)
         known = np.zeros((len(transfer), 1), dtype=np.float32)
         known[:originals] = gold[1]
         golden = np.zeros((len(transfer), len(self.labels_)), dtype=np.float32)
         golden[:originals] = gold[0]
-        self.teacher_dev_ = dev_logits
-        dev_targets = self._targets(dev_texts, dev, "dev data")
         return (transfer, np.concatenate([logits, golden, known], axis=1)), dev_targets
 
     def _gold(self, texts: list[str], labels: list[Any], unique: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,8 +136,8 @@ class LSTMStudent(BertLSTMClassifier):
         rows = np.zeros((len(unique), len(self.labels_)), dtype=np.float32)
         known = np.zeros((len(unique), 1), dtype=np.float32)
         for row, text in enumerate(unique):
-            names = first[text] if isinstance(first[text], list) else [first[text]]
-            if names and all(n in index for n in names):
+            names = first[text] if isinstance(first[text], list) else [first[text]]  # multi-label: maybe none
+            if all(n in index for n in names):
                 rows[row, [index[n] for n in names]] = 1.0
                 known[row] = 1.0
         if not known.any():

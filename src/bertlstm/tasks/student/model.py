@@ -32,7 +32,7 @@ class StudentModel(nn.Module):
         super().__init__()
         self.config, self.num_labels, self.multi_label = config, num_labels, multi_label
         table = torch.as_tensor(np.asarray(table, dtype=np.float32))
-        self.embeddings = nn.Embedding.from_pretrained(table, freeze=False)  # (V, H)
+        self.embeddings = nn.Embedding.from_pretrained(table, freeze=not config.train_embeddings)  # (V, H)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = make_lstm(config, table.size(1))
         directions = 2 if config.bidirectional else 1
@@ -90,7 +90,8 @@ class StudentModel(nn.Module):
         return F.kl_div(F.log_softmax(logits / T, dim=1), target, log_target=True, reduction="none").sum(1) * T * T
 
     def parameter_groups(self, training: TrainConfig) -> list[dict[str, Any]]:
-        return [{"params": list(self.parameters()), "lr": training.lr, "weight_decay": training.weight_decay}]
+        trained = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": trained, "lr": training.lr, "weight_decay": training.weight_decay}]
 
     def head_state_dict(self) -> dict[str, Tensor]:
         """Every weight: what ``model.safetensors`` holds (there is no encoder to keep apart)."""

@@ -1,0 +1,357 @@
+"""A search for the best recipe on the user's data (``bertlstm tune``), with Optuna, that pays for the encoder
+once: every trial of a frozen recipe reads the feature cache, so the encoder runs once per distinct layer choice
+and a trial costs its LSTM epochs.
+
+A trial trains the task's estimator with the settings Optuna samples from the search space (:class:`Space`:
+the default one for the recipe, narrowed or widened by a YAML/JSON file with the settings' own names), reports
+its dev metric after every epoch and is pruned when it falls behind (Optuna's median pruner), and stops early
+when its dev metric stops improving. The search lives in an Optuna storage (a SQLite file beside the output
+by default), so that a killed search resumes without repeating its finished trials, and several processes or
+machines given the same storage share one search. At the end the best settings train the model folder, as
+``bertlstm train`` would, with the search's trials and the settings' importances in ``search.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .core.config import TrainConfig
+from .core.encoder_names import LAYERS_NEEDED, encoder_config
+from .core.errors import BertLSTMError, first_line, needs_packages
+from .core.folders import atomic_file, output_lock
+from .core.settings import Settings, check_int, load_config_file, setting
+from .run_config import RunConfig
+
+logger = logging.getLogger(__name__)
+SEARCH_FILE = "search.json"  # in the best model's folder: the trials and the settings' importances
+STUDY = "bertlstm"  # the one search a storage holds: the processes given the same storage share it
+MAX_EPOCHS, PATIENCE = 10, 2  # a trial's epochs at most, and early stopping after this many without gain
+
+
+# --- the search space ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``."""
+
+    values: tuple[Any, ...]
+
+    def sample(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.values))
+
+    def ends(self) -> tuple[Any, ...]:
+        return self.values
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number from ``low`` to ``high`` (on a log scale with ``log``; whole numbers with ``whole``)."""
+
+    low: float
+    high: float
+    log: bool = False
+    whole: bool = False
+
+    def sample(self, trial: Any, name: str) -> Any:
+        if self.whole:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def ends(self) -> tuple[Any, ...]:
+        return (int(self.low), int(self.high)) if self.whole else (self.low, self.high)
+
+
+Dimension = Choice | Range
+
+# What matters for this model (README "Find the best recipe"): the layers read, the LSTM, dropout, the rate and
+# the batch size; epochs through early stopping. Fine-tuning adds the encoder's rate and its trained layers.
+FROZEN_SPACE: dict[str, Dimension] = {
+    "layers": Choice(("last", "second-to-last", "concat-last-4", "scalar-mix")),
+    "lstm_units": Choice((64, 128, 256)),
+    "lstm_layers": Range(1, 2, whole=True),
+    "bidirectional": Choice((False, True)),
+    "dropout": Range(0.0, 0.5),
+    "lr": Range(3e-4, 1e-2, log=True),
+    "batch_size": Choice((16, 32, 64)),
+}
+FINETUNE_SPACE: dict[str, Dimension] = {
+    "lstm_units": Choice((64, 128, 256)),
+    "bidirectional": Choice((False, True)),
+    "dropout": Range(0.0, 0.5),
+    "lr": Range(3e-4, 3e-3, log=True),
+    "encoder_lr": Range(1e-5, 1e-4, log=True),
+    "train_top_layers": Choice((2, 3, 6)),
+}
+
+
+def default_space(model: Any) -> dict[str, Dimension]:
+    """The search space of a recipe: the frozen one for ``frozen`` and ``pooled`` (``layers`` too: the cache
+    keys its features by them), the fine-tuning one for ``finetune``; only the settings the task has."""
+    space = FINETUNE_SPACE if getattr(model, "mode", "frozen") == "finetune" else FROZEN_SPACE
+    names = {f.name for f in dataclasses.fields(model)} | {f.name for f in dataclasses.fields(TrainConfig)}
+    space = {name: dim for name, dim in space.items() if name in names}
+    if "layers" in space:  # only what the encoder has layers for
+        depth = (encoder_config(model.encoder) or {}).get("num_hidden_layers", 99)
+        space["layers"] = Choice(tuple(v for v in FROZEN_SPACE["layers"].ends() if LAYERS_NEEDED[v] <= depth))
+    return space
+
+
+def read_space(path: str | Path, config: RunConfig) -> dict[str, Dimension]:
+    """The default space of the run's recipe, changed by a file: ``name: [a, b]`` (one of these), ``name:
+    {low: X, high: Y, log: true}`` (a range), ``name: value`` (fixed, not searched), ``name: null`` (not
+    searched: the run's own setting). Every name is a setting, and every value one that setting takes."""
+    given = load_config_file(path)
+    space = default_space(config.model)
+    for name, value in given.items():
+        if value is None:
+            space.pop(name, None)
+        elif isinstance(value, list):
+            space[name] = Choice(tuple(value))
+        elif isinstance(value, dict):
+            space[name] = _range(name, value, path)
+        else:
+            space[name] = Choice((value,))
+    check_space(space, config, f"{path}: ")
+    return space
+
+
+def _range(name: str, value: dict[str, Any], path: str | Path) -> Range:
+    unknown = sorted(set(value) - {"low", "high", "log"})
+    low, high = value.get("low"), value.get("high")
+    if unknown or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        raise BertLSTMError(f"{path}: `{name}`: a range is {{low: X, high: Y, log: true|false}}", name)
+    assert isinstance(low, int | float) and isinstance(high, int | float)
+    if not low < high:
+        raise BertLSTMError(f"{path}: `{name}`: low {low} must be below high {high}", name)
+    whole = isinstance(low, int) and isinstance(high, int)
+    return Range(float(low), float(high), bool(value.get("log", False)), whole)
+
+
+def check_space(space: dict[str, Dimension], config: RunConfig, where: str = "") -> None:
+    """Every name a setting of the run's model or training, and every choice and end of a range a value that
+    setting takes (the settings themselves say, as for ``train``); before any work."""
+    sections = {"model": config.model.field_names(), "training": config.training.field_names()}
+    for name, dim in space.items():
+        section = next((s for s, names in sections.items() if name in names), None)
+        if section is None or name in ("encoder", "teacher", "device", "seed", "cache_dir", "progress", "epochs"):
+            searchable = ", ".join(sorted(set(default_space(config.model)) | {"max_length", "weight_decay"}))
+            raise BertLSTMError(f"{where}`{name}` is not a setting a search can vary (such as {searchable})", name)
+        for value in dim.ends():
+            try:
+                values = config.to_dict()
+                RunConfig.from_dict({**values, section: {**values[section], name: value}}).model.check_sources()
+            except (BertLSTMError, ValueError, TypeError) as err:
+                raise BertLSTMError(f"{where}`{name}` cannot be {value!r}: {first_line(err)}", name) from None
+
+
+# --- the settings of a search ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TuneConfig(Settings):
+    """``bertlstm tune``: how long to search, over what, and where the search is kept."""
+
+    trials: int | None = setting(30, "trials in the search, every process sharing its storage counted (none: no end)")
+    timeout: str | None = setting(None, "start no trial after this long: 90s, 20m, 2h", metavar="TIME")
+    space: str | None = setting(None, "a YAML or JSON file that narrows or widens the search space", metavar="FILE")
+    storage: str | None = setting(
+        None,
+        "where the search is kept, an Optuna storage URL: sqlite:///search.db, postgresql://... shared by several "
+        "machines (default: OUTPUT.search.db beside the output)",
+        metavar="URL",
+    )
+    pruner: Literal["median", "none"] = setting("median", "stop a trial that falls behind the others' median")
+
+    def __post_init__(self) -> None:
+        self.check_choices()
+        if self.trials is not None:
+            check_int(self.trials, "trials", 1)
+        if self.trials is None and self.timeout is None:
+            raise BertLSTMError("a search needs an end: `trials`, `timeout`, or both", "trials")
+        if self.timeout is not None:
+            seconds(self.timeout)
+
+
+def seconds(text: str) -> float:
+    """``90s``, ``20m``, ``2h`` or a number of seconds, as seconds."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not found or float(found[1]) <= 0:
+        raise BertLSTMError(f"`timeout` must be a time such as 90s, 20m or 2h, not {text!r}", "timeout")
+    return float(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
+
+
+# --- the search -----------------------------------------------------------------------------------------------
+def tune_run(
+    config: RunConfig, tune: TuneConfig, command: str | None = None, inputs: Sequence[str | Path] = ()
+) -> dict[str, Any]:
+    """Search, then train the best settings into ``config.output``; returns its metrics (with the search's).
+    Everything is checked before any work: the run's files and output, the space, the storage."""
+    optuna = _optuna()
+    if len(config.seeds) > 1:
+        raise BertLSTMError("a search trains one model with one seed: give `seed`, not `seeds`", "seeds")
+    output = config.check_files(inputs)
+    space = read_space(tune.space, config) if tune.space else default_space(config.model)
+    check_space(space, config)
+    study = _study(optuna, tune, output, config.training.seed)
+    with output_lock(output):
+        data = config.task_spec.read_run_data(config.data, config.model, config.training)
+        objective = Objective(config, space, data, optuna)
+        start = time.perf_counter()
+        _search(optuna, study, objective, tune)
+        search = summary(optuna, study, time.perf_counter() - start)
+        log_trials(search)
+    from .runs import train_run  # the best settings, trained into the output as `train` would
+
+    metrics = train_run(objective.settings(study.best_trial.params), command=command, inputs=inputs)
+    with output_lock(output), atomic_file(output / SEARCH_FILE) as tmp:  # beside the model: `report` shows it
+        tmp.write_text(json.dumps(search, indent=2) + "\n")
+    return {**metrics, "search": {k: v for k, v in search.items() if k != "trials"}}
+
+
+def _search(optuna: Any, study: Any, objective: Objective, tune: TuneConfig) -> None:
+    """The trials still due (a resumed search runs only those; processes sharing the storage stop together)."""
+    states = optuna.trial.TrialState
+    finished = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
+    due = None if tune.trials is None else tune.trials - finished
+    if finished:
+        logger.info(f"the search holds {finished} finished trial(s); {due if due is not None else 'more'} to go")
+    if due is not None and due <= 0:
+        return
+    callbacks = [optuna.study.MaxTrialsCallback(tune.trials, states=(states.COMPLETE, states.PRUNED))]
+    timeout = seconds(tune.timeout) if tune.timeout else None
+    study.optimize(objective, n_trials=due, timeout=timeout, callbacks=callbacks if tune.trials else [])
+    if not study.get_trials(deepcopy=False, states=(states.COMPLETE,)):
+        raise BertLSTMError("no trial of the search finished: give it more `trials` or a longer `timeout`")
+
+
+def _optuna() -> Any:
+    needs_packages(("optuna",), "tune")
+    import optuna  # the tune extra
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its per-trial lines: our table says them
+    return optuna
+
+
+def _study(optuna: Any, tune: TuneConfig, output: Path, seed: int) -> Any:
+    """The search in its storage (made, or found to resume or join), before any work. Processes that start
+    together may race to make the storage's tables: the loser tries again, and finds them."""
+    url = tune.storage or f"sqlite:///{output.with_name(output.name + '.search.db')}"
+    for attempt in range(3):
+        try:
+            return _open_study(optuna, tune, url, STUDY, seed)
+        except Exception as err:  # noqa: BLE001  a URL it cannot open: SQLAlchemy and Optuna raise many kinds
+            if attempt == 2 or "already exists" not in str(err):
+                raise BertLSTMError(f"cannot open the search's storage {url}: {first_line(err)}", "storage") from None
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def _open_study(optuna: Any, tune: TuneConfig, url: str, name: str, seed: int) -> Any:
+    waits = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # processes take turns
+    # A process that dies stops beating: its trial is marked failed, and the search goes on without it.
+    storage = optuna.storages.RDBStorage(url, waits, heartbeat_interval=30, grace_period=90)
+    joined = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if _exists(storage, name) else 0
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed + joined, n_startup_trials=8),  # a joining process: its own
+        pruner=pruner if tune.pruner == "median" else optuna.pruners.NopPruner(),
+        load_if_exists=True,
+    )
+
+
+def _exists(storage: Any, name: str) -> bool:
+    return any(s.study_name == name for s in storage.get_all_studies())
+
+
+class Objective:
+    """One trial: the run's settings with the trial's, trained on the run's data, scored on dev after every
+    epoch (pruned when behind), its best epoch's dev metric returned."""
+
+    def __init__(self, config: RunConfig, space: dict[str, Dimension], data: Any, optuna: Any) -> None:
+        self.config, self.space, self.data, self.optuna = config, space, data, optuna
+
+    def settings(self, params: dict[str, Any]) -> RunConfig:
+        """The run's settings with ``params`` (a trial's) in their sections; epochs end by early stopping."""
+        values = self.config.to_dict()
+        training = {**values["training"], "epochs": max(self.config.training.epochs, MAX_EPOCHS)}
+        training.setdefault("patience", PATIENCE)
+        training["patience"] = training["patience"] or PATIENCE
+        model = dict(values["model"])
+        for name, value in params.items():
+            (model if name in model else training)[name] = value
+        return RunConfig.from_dict({**values, "model": model, "training": {**training, "progress": False}})
+
+    def __call__(self, trial: Any) -> float:
+        params = {name: dim.sample(trial, name) for name, dim in self.space.items()}
+        config = self.settings(params)
+        task = config.task_spec
+        estimator = task.estimator()(**config.model.as_kwargs(), **config.training.as_kwargs())
+        optuna = self.optuna
+
+        def report(row: dict[str, Any]) -> None:  # the metric that picks the best epoch, once labels are known
+            trial.report(float(row[f"dev_{estimator._metric(config.training)}"]), int(row["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        dev = self.data.dev if self.data.dev is not None else (None, None)
+        estimator.fit(*self.data.train, *dev, callbacks=[report], **self.data.fit_options)
+        trial.set_user_attr("epochs", len(estimator.history_))
+        return float(estimator.metrics_[f"dev_{estimator.metrics_['metric']}"])
+
+
+def summary(optuna: Any, study: Any, seconds: float) -> dict[str, Any]:
+    """The search as ``search.json`` holds it: every trial, the best, and the settings' importances."""
+    states = optuna.trial.TrialState
+    trials = [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "value": t.value,
+            "params": t.params,
+            "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+            "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None,
+        }
+        for t in study.trials
+    ]
+    done = [t for t in study.trials if t.state == states.COMPLETE]
+    try:
+        importances = optuna.importance.get_param_importances(study) if len(done) > 1 else {}
+    except (RuntimeError, ValueError):  # too few distinct values to tell
+        importances = {}
+    best = study.best_trial
+    return {
+        "trials": trials,
+        "best": {"number": best.number, "value": best.value, "params": best.params},
+        "importances": {k: round(float(v), 4) for k, v in importances.items()},
+        "completed": len(done),
+        "pruned": sum(t.state == states.PRUNED for t in study.trials),
+        "seconds_this_process": round(seconds, 1),
+    }
+
+
+def log_trials(search: dict[str, Any]) -> None:
+    """The table of trials, on the log (stderr): number, state, dev metric, epochs, seconds, settings."""
+    lines = ["trial  state     dev      epochs  seconds  settings"]
+    for t in search["trials"]:
+        value = f"{t['value']:.4f}" if isinstance(t["value"], float) and math.isfinite(t["value"]) else "-"
+        secs = f"{t['seconds']:.0f}" if t["seconds"] is not None else "-"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items())
+        lines.append(f"{t['number']:>5}  {t['state']:<8}  {value:<7}  {t['epochs']:>6}  {secs:>7}  {params}")
+    best = search["best"]
+    lines.append(f"best: trial {best['number']} (dev {best['value']:.4f})")
+    if search["importances"]:
+        lines.append("importances: " + ", ".join(f"{k} {v:.2f}" for k, v in search["importances"].items()))
+    logger.info("\n".join(lines))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
