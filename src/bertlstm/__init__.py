@@ -27,7 +27,9 @@ _WHERE = {
     "TagData": "tasks.tag.config",
     "TaggerConfig": "tasks.tag.config",
     "TrainConfig": "core.config",
+    "TuneConfig": "tune",
     "open_model": "deploy.engines",
+    "tune_run": "tune",
 }
 __all__ = [
     "BertLSTMClassifier",
@@ -48,7 +50,9 @@ __all__ = [
     "TagData",
     "TaggerConfig",
     "TrainConfig",
+    "TuneConfig",
     "open_model",
+    "tune_run",
 ]
 
 if TYPE_CHECKING:
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
     from .tasks.tag.config import TagData, TaggerConfig
     from .tasks.tag.estimator import BertLSTMTagger
     from .tasks.tag.model import BertTaggerModel
+    from .tune import TuneConfig, tune_run
 
 
 def __getattr__(name: str) -> Any:

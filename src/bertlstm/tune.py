@@ -157,7 +157,9 @@ def check_space(space: dict[str, Dimension], config: RunConfig, where: str = "")
 class TuneConfig(Settings):
     """``bertlstm tune``: how long to search, over what, and where the search is kept."""
 
-    trials: int | None = setting(30, "trials in the search, every process sharing its storage counted (none: no end)")
+    trials: int | None = setting(
+        30, "trials in the search, every process sharing its storage counted (none: until `timeout`)", metavar="N"
+    )
     timeout: str | None = setting(None, "start no trial after this long: 90s, 20m, 2h", metavar="TIME")
     space: str | None = setting(None, "a YAML or JSON file that narrows or widens the search space", metavar="FILE")
     storage: str | None = setting(

@@ -167,12 +167,13 @@ class Predictor(ABC):
     follows_gradients: ClassVar[bool] = False  # whether it can say why by gradients, not only by occlusion
     explaining: dict[str, Any] | None = None  # explain's keywords: every prediction then says why
     graph_due: bool = False  # a model folder on PyTorch until its graph is exported (graph_cache.finish)
+    cpu_batch: ClassVar[int] = CPU_PREDICT_BATCH  # texts per forward pass on a CPU, unless given
 
     def __init__(self, engine: Engine, meta: dict[str, Any], tokenizer: Any, batch_size: int | None = None) -> None:
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
             raise BertLSTMError(f"`batch_size` must be a whole number of at least 1, not {batch_size!r}", "batch_size")
         self.engine, self.meta, self.tokenizer = engine, meta, tokenizer
-        self.batch_size = batch_size or (CPU_PREDICT_BATCH if engine.on_cpu else DEVICE_PREDICT_BATCH)
+        self.batch_size = batch_size or (self.cpu_batch if engine.on_cpu else DEVICE_PREDICT_BATCH)
         self.model = meta["model"]  # the model settings, as config.json holds them
         self.pad_id = int(meta["pad_token_id"])
 

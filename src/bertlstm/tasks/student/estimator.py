@@ -54,7 +54,7 @@ class LSTMStudent(BertLSTMClassifier):
 
     Example:
         >>> student = LSTMStudent(teacher="my-model", augment=10, epochs=3).fit(texts, labels)
-        >>> student.predict(["A gripping film"]), student.metrics_["agreement"]
+        >>> student.predict(["A gripping film"]), student.metrics_["teacher"]["dev_agreement"]
     """
 
     task = "student"

@@ -11,3 +11,4 @@ class StudentPredictor(ClassifierPredictor):
     gradient methods attribute to the student's own word-piece embeddings)."""
 
     task = "student"
+    cpu_batch = 256  # an LSTM alone: large batches, unlike an encoder's, run fastest (BENCHMARKS.md)
