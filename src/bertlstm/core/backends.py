@@ -149,6 +149,30 @@ def read_export_metadata(path: Path) -> dict[str, Any]:
     return meta
 
 
+def written_files(output: str | Path) -> list[Path]:
+    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
+    path = Path(output).expanduser().resolve()
+    stem = path.with_suffix("")
+    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``NAME.onnx`` and the files beside it are an export bertlstm wrote: ``NAME.json`` says so, names
+    ``NAME.tokenizer.json``, and none of them is a link."""
+    meta_file = path.with_suffix(".json")
+    if any(p.is_symlink() for p in written_files(path)):
+        return False
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("format") == "bertlstm-onnx"
+        and meta.get("tokenizer") == (f"{path.stem}.tokenizer.json")
+    )
+
+
 class Predictor(ABC):
     """A trained model of one task behind an engine: what ``predict``, ``evaluate``, ``serve`` and the
     estimators' own ``predict`` use.

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import EXPORT_FORMAT, STAMP, metadata_digest, plain_tokenizer
+from .backends import EXPORT_FORMAT, STAMP, is_export, metadata_digest, plain_tokenizer
 from .errors import BertLSTMError
 from .export_graph import ExportGraph
 from .folders import atomic_file, scratch_folder
@@ -43,30 +43,6 @@ SAMPLE = [  # texts of different lengths: the check runs them padded in one batc
     "not bad at all",
     "an utterly forgettable film that nobody will remember next year, which is a shame given its cast",
 ]
-
-
-def written_files(output: str | Path) -> list[Path]:
-    """Every file an export to ``output`` writes: the graph, its tokenizer and its metadata."""
-    path = Path(output).expanduser().resolve()
-    stem = path.with_suffix("")
-    return [path, Path(f"{stem}.tokenizer.json"), Path(f"{stem}.json")]
-
-
-def is_export(path: Path) -> bool:
-    """Whether ``NAME.onnx`` and the files beside it are an export bertlstm wrote: ``NAME.json`` says so, names
-    ``NAME.tokenizer.json``, and none of them is a link."""
-    meta_file = path.with_suffix(".json")
-    if any(p.is_symlink() for p in written_files(path)):
-        return False
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("format") == "bertlstm-onnx"
-        and meta.get("tokenizer") == (f"{path.stem}.tokenizer.json")
-    )
 
 
 def export_estimator(estimator: Any, path: Path, quantize: str | None, source: str, overwrite: bool = False) -> None:
@@ -109,9 +85,9 @@ def _earlier(path: Path) -> dict[str, Any]:
 
 
 def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: Progress) -> Path:
-    """One graph exported into ``tmp``, checked on two batches (another batch size and length) against the
-    PyTorch model (1e-5) and in onnxruntime (1e-4); optionally quantized. The file written; ``step`` counts
-    the stages done (export, check, quantize)."""
+    """One graph exported into ``tmp``, checked against the PyTorch model (1e-5) and in onnxruntime (1e-4) on
+    three batches that vary its axes; optionally quantized. The file written; ``step`` counts the stages done
+    (export, check, quantize)."""
     assert graph.sample is not None and graph.reference is not None
     # exported on the first batch; checked on it, on fewer and shorter texts, and on one text alone (axes at 1)
     inputs, *others = (graph.sample(texts) for texts in (SAMPLE, SAMPLE[:3], SAMPLE[2:3]))
@@ -120,15 +96,16 @@ def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: P
     _torch_export(graph, inputs, fp32)
     _declare_shapes(fp32, graph)
     step.update()
+    session = _session(fp32)  # made once: a session of the default encoder's graph takes a second
     for sample in (inputs, *others):
-        _check_close(_onnx_run(fp32, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
+        _check_close(_onnx_run(session, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
     step.update()
     if quantize != "int8":
         return fp32
     written = tmp / f"{graph.name}.int8.onnx"
     _quantize(fp32, written)
     step.update()
-    drift = float(np.abs(_onnx_run(written, graph, inputs) - _torch_run(graph, inputs)).max())
+    drift = float(np.abs(_onnx_run(_session(written), graph, inputs) - _torch_run(graph, inputs)).max())
     logger.info(f"int8 {graph.name} graph: largest output change on the check sample {drift:.4f}")
     return written
 
@@ -142,10 +119,13 @@ def _torch_run(graph: ExportGraph, batch: dict[str, np.ndarray]) -> np.ndarray:
         return graph.module(*(torch.from_numpy(batch[name]) for name in graph.inputs)).numpy()
 
 
-def _onnx_run(path: Path, graph: ExportGraph, batch: dict[str, np.ndarray]) -> np.ndarray:
+def _session(path: Path) -> Any:
     import onnxruntime as ort  # the export extra, checked above
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _onnx_run(session: Any, graph: ExportGraph, batch: dict[str, np.ndarray]) -> np.ndarray:
     return session.run([graph.output], {name: batch[name] for name in graph.inputs})[0]
 
 

@@ -11,8 +11,8 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.backends import is_export, written_files
 from ..core.errors import BertLSTMError, first_line, needs_packages
-from ..core.onnx_export import is_export, written_files
 from ..tasks.registry import ModelRef, find_model
 from .config import ExportConfig, ServeConfig
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..core.backends import written_files
 from ..core.folders import CONFIG_NAME
 from ..core.model_folder import file_sha256
-from ..core.onnx_export import export_estimator, written_files
+from ..core.onnx_export import export_estimator
 from .checks import check_export
 from .config import ExportConfig
 
