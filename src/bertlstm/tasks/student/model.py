@@ -27,6 +27,7 @@ class StudentModel(nn.Module):
     labels (its teacher's); ``multi_label`` as its teacher."""
 
     encoder_frozen = True  # nothing pre-trained to protect: one learning rate, no warmup
+    fused_optimizer = True  # AdamW in one kernel over the (V, H) embedding table
 
     def __init__(self, config: StudentConfig, table: np.ndarray | Tensor, num_labels: int, multi_label: bool) -> None:
         super().__init__()
