@@ -23,11 +23,11 @@ class StudentConfig(TaskSettings):
     teacher: str | None = setting(
         None, "the classifier to distil: a model folder, a Hub id (user/name) or an export (.onnx)", metavar="MODEL"
     )
-    lstm_units: int = setting(300, "hidden units of each LSTM direction")
+    lstm_units: int = setting(150, "hidden units of each LSTM direction")
     lstm_layers: int = setting(1, "stacked LSTM layers")
     bidirectional: bool = setting(True, "read each text in both directions")
     dropout: float = setting(0.2, "dropout on the word embeddings, between LSTM layers and before the head")
-    train_embeddings: bool = setting(True, "train the word-piece embeddings (they start as the teacher's)")
+    train_embeddings: bool = setting(False, "train the word-piece embeddings too (they are the teacher's)")
     max_length: int = setting(128, "word pieces per text, special tokens included; longer texts are truncated")
     augment: int = setting(
         10, "augmented copies of each training text in the transfer set (words masked or replaced, n-grams)"
