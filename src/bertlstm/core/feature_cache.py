@@ -210,7 +210,12 @@ class FeatureCache:
         already written); each process writes its texts' rows into it, and with ``resume`` records each
         batch once its rows are written."""
         size = int(work.offsets[-1]) * work.row_bytes
-        done = _resume(folder, work, size) if folder is not None and resume else set()
+        done: set[int] = set()
+        if folder is not None and resume:
+            done = _resume(folder, work, size)
+        elif folder is not None:  # a fresh temporary folder: the empty file every process writes into
+            with open(folder / "features.bin", "wb") as f:
+                f.truncate(size)
         folder = Path(shard.gather(str(folder) if folder is not None else "")[0])  # every process learns where
         lengths = [len(ids) for ids in work.input_ids]
         mine = shard.rows(sorted(range(len(lengths)), key=lambda i: -lengths[i]))

@@ -19,6 +19,9 @@ from bertlstm.tasks.student.teacher import find_teacher, open_teacher, teacher_l
 from conftest import make_sentiment, make_tagged, one_error, write_csv
 
 OPTIONS = {"lstm_units": 16, "epochs": 4, "lr": 1e-2, "progress": False, "device": "cpu"}
+# The tiny random BERT's embedding table means nothing (random, std 0.02): kept frozen, as a student's are by
+# default, it gives the LSTM nothing to tell words apart by, so the students here that must learn train it.
+STUDENT = {**OPTIONS, "train_embeddings": True}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ class Counting:
 
 
 def test_a_student_learns_its_teachers_answers(teacher: Path) -> None:
-    student = LSTMStudent(teacher=str(teacher), augment=2, **OPTIONS)
+    student = LSTMStudent(teacher=str(teacher), augment=2, **STUDENT)
     student.fit(*make_sentiment(240, 1), *make_sentiment(40, 2))
     record = student.metrics_["teacher"]
     assert record["kind"] == "model folder" and record["dev_accuracy"] >= 0.8, record
@@ -128,7 +131,7 @@ def test_the_command_line_distils_and_every_command_takes_the_student(
     pd.DataFrame({"text": make_sentiment(60, 9)[0]}).to_csv(unlabeled, index=False)
     argv = ["distill", "--teacher", str(teacher), "--train", str(train), "--dev", str(dev)]
     argv += ["--unlabeled", str(unlabeled), "--output", str(tmp_path / "s"), "--augment", "1", "--lstm-units", "16"]
-    argv += ["--epochs", "3", "--lr", "0.01"]
+    argv += ["--epochs", "3", "--lr", "0.01", "--train-embeddings"]
     assert main([*argv, "--no-progress", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["teacher"]["dev_agreement"] >= 0.8 and "60 texts without labels" in logs.text
@@ -180,12 +183,12 @@ def test_an_export_or_a_multi_label_classifier_teaches_too(teacher: Path, tiny_e
     from conftest import make_multilabel
 
     graph = export_onnx(teacher, tmp_path / "teacher.onnx")
-    student = LSTMStudent(teacher=str(graph), augment=1, **OPTIONS).fit(*make_sentiment(160, 1))
+    student = LSTMStudent(teacher=str(graph), augment=1, **STUDENT).fit(*make_sentiment(160, 1))
     assert student.metrics_["teacher"]["kind"] == "export" and student.metrics_["teacher"]["dev_agreement"] >= 0.8
     texts, labels = make_multilabel(240, 1)
     multi = BertLSTMClassifier(encoder=tiny_encoder, multi_label=True, bidirectional=True, **OPTIONS)
     folder = multi.fit(texts, [label.split(",") for label in labels]).save_pretrained(tmp_path / "multi")
-    student = LSTMStudent(teacher=str(folder), augment=1, loss="kl", gold_weight=0.5, **OPTIONS)
+    student = LSTMStudent(teacher=str(folder), augment=1, loss="kl", gold_weight=0.5, **STUDENT)
     student.fit(texts, [label.split(",") for label in labels])
     assert student.labels_.multi_label and student.predict(texts[:5]).shape == (5, 3)
     assert student.metrics_["dev_macro_f1"] >= 0.7 and student.metrics_["teacher"]["dev_agreement"] >= 0.6
