@@ -180,6 +180,9 @@ def test_a_trial_that_falls_behind_is_pruned_after_an_epoch(tiny_encoder: str, f
         ({"layers": ["last", "concat-last-4"]}, [], "--layers cannot be 'concat-last-4'"),
         ({}, ["--storage", "sqlite:////no/such/folder/search.db"], "cannot open the search's storage"),
         ({}, ["--timeout", "soon"], "--timeout must be a time such as 90s"),
+        ({"lr": {"low": 0, "high": 0.1, "log": True}}, [], "a range on a log scale starts above 0"),
+        ({"lstm_units": []}, [], "an empty list leaves nothing to choose"),
+        ({"lstm_units": [8, 16]}, ["--lstm-units", "8"], "is set for the run and named in the search space"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(
@@ -199,3 +202,18 @@ def test_a_search_without_dev_data_is_refused_unless_told_to_hold_some_out(
     assert main([*argv, "--trials", "2"]) == 2
     one_error(capsys, "a search compares its trials on dev data", "--dev-fraction")
     assert main([*argv, "--trials", "2", "--dev-fraction", "0.2"]) == 0
+
+
+def test_settings_given_for_the_run_are_fixed_in_every_trial(
+    tiny_encoder: str, files: dict[str, Path], tmp_path: Path
+) -> None:
+    files["space"].write_text(json.dumps({"layers": "last", "lr": {"low": 0.003, "high": 0.03, "log": True}}))
+    output = tmp_path / "new" / "folders" / "best"  # the storage beside it: its folders are made first
+    argv = tune_argv(tiny_encoder, files, output, "--trials", "3", "--lstm-units", "12", "--dropout", "0.1")
+    assert main(argv) == 0
+    search = json.loads((output / "search.json").read_text())
+    searched = {name for t in search["trials"] for name in t["params"]}
+    assert "lr" in searched and not searched & {"lstm_units", "dropout"}  # given for the run: never searched
+    meta = json.loads((output / "config.json").read_text())
+    assert meta["model"]["lstm_units"] == 12 and meta["model"]["dropout"] == 0.1
+    assert meta["training"]["progress"] is True  # the trials' quiet is theirs, not the model's

@@ -289,14 +289,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> None:
     given = _given_settings(args)
     tune = TuneConfig.from_dict(given.pop("tune", {}))
-    config = RunConfig.from_dict(_merge(load_config_file(args.config) if args.config else {}, given))
-    if config.data.dev is None and "dev_fraction" not in (given.get("training") or {}):
+    merged = _merge(load_config_file(args.config) if args.config else {}, given)
+    config = RunConfig.from_dict(merged)
+    if config.data.dev is None and "dev_fraction" not in (merged.get("training") or {}):
         raise BertLSTMError("a search compares its trials on dev data: give --dev, or hold out --dev-fraction of train")
+    fixed = [name for section in ("model", "training") for name in merged.get(section) or {}]
     from .tune import tune_run  # Optuna and the training machinery, once everything given is checked
 
-    metrics = tune_run(
-        config, tune, command="bertlstm " + shlex.join(args.argv), inputs=[args.config] if args.config else []
-    )
+    inputs = [args.config] if args.config else []
+    metrics = tune_run(config, tune, command="bertlstm " + shlex.join(args.argv), inputs=inputs, fixed=fixed)
     print_next_steps(config, quiet=args.json or args.verbose - args.quiet < 0)
     if args.json:
         print(json.dumps(metrics))

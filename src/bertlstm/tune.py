@@ -94,13 +94,17 @@ FINETUNE_SPACE: dict[str, Dimension] = {
 
 def default_space(model: Any) -> dict[str, Dimension]:
     """The search space of a recipe: the frozen one for ``frozen`` and ``pooled`` (``layers`` too: the cache
-    keys its features by them), the fine-tuning one for ``finetune``; only the settings the task has."""
+    keys its features by them), the fine-tuning one for ``finetune``; only the settings the task has, and only
+    the layers the encoder has."""
     space = FINETUNE_SPACE if getattr(model, "mode", "frozen") == "finetune" else FROZEN_SPACE
     names = {f.name for f in dataclasses.fields(model)} | {f.name for f in dataclasses.fields(TrainConfig)}
     space = {name: dim for name, dim in space.items() if name in names}
-    if "layers" in space:  # only what the encoder has layers for
-        depth = (encoder_config(model.encoder) or {}).get("num_hidden_layers", 99)
+    depth = (encoder_config(model.encoder) or {}).get("num_hidden_layers", 99) if "encoder" in names else 99
+    if "layers" in space:
         space["layers"] = Choice(tuple(v for v in FROZEN_SPACE["layers"].ends() if LAYERS_NEEDED[v] <= depth))
+    if "train_top_layers" in space:
+        top = tuple(v for v in FINETUNE_SPACE["train_top_layers"].ends() if v < depth) + (depth,)
+        space["train_top_layers"] = Choice(tuple(sorted(set(top))))
     return space
 
 
@@ -114,6 +118,8 @@ def read_space(path: str | Path, config: RunConfig) -> dict[str, Dimension]:
         if value is None:
             space.pop(name, None)
         elif isinstance(value, list):
+            if not value:
+                raise BertLSTMError(f"{path}: `{name}`: an empty list leaves nothing to choose", name)
             space[name] = Choice(tuple(value))
         elif isinstance(value, dict):
             space[name] = _range(name, value, path)
@@ -131,6 +137,8 @@ def _range(name: str, value: dict[str, Any], path: str | Path) -> Range:
     assert isinstance(low, int | float) and isinstance(high, int | float)
     if not low < high:
         raise BertLSTMError(f"{path}: `{name}`: low {low} must be below high {high}", name)
+    if value.get("log") and low <= 0:
+        raise BertLSTMError(f"{path}: `{name}`: a range on a log scale starts above 0, not at {low}", name)
     whole = isinstance(low, int) and isinstance(high, int)
     return Range(float(low), float(high), bool(value.get("log", False)), whole)
 
@@ -190,16 +198,31 @@ def seconds(text: str) -> float:
 
 # --- the search -----------------------------------------------------------------------------------------------
 def tune_run(
-    config: RunConfig, tune: TuneConfig, command: str | None = None, inputs: Sequence[str | Path] = ()
+    config: RunConfig,
+    tune: TuneConfig,
+    command: str | None = None,
+    inputs: Sequence[str | Path] = (),
+    fixed: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Search, then train the best settings into ``config.output``; returns its metrics (with the search's).
+    ``fixed`` names the settings the user set: they keep ``config``'s values in every trial, never searched.
     Everything is checked before any work: the run's files and output, the space, the storage."""
     optuna = _optuna()
     if len(config.seeds) > 1:
         raise BertLSTMError("a search trains one model with one seed: give `seed`, not `seeds`", "seeds")
     output = config.check_files(inputs)
-    space = read_space(tune.space, config) if tune.space else default_space(config.model)
-    check_space(space, config)
+    if tune.space:
+        space = read_space(tune.space, config)
+        both = sorted(set(fixed) & set(load_config_file(tune.space)))
+        if both:
+            raise BertLSTMError(
+                f"{tune.space}: `{both[0]}` is set for the run and named in the search space: give it in one place",
+                both[0],
+            )
+    else:
+        space = default_space(config.model)
+        check_space(space, config)
+    space = {name: dim for name, dim in space.items() if name not in set(fixed)}
     study = _study(optuna, tune, output, config.training.seed)
     with output_lock(output):
         data = config.task_spec.read_run_data(config.data, config.model, config.training)
@@ -210,7 +233,7 @@ def tune_run(
         log_trials(search)
     from .runs import train_run  # the best settings, trained into the output as `train` would
 
-    metrics = train_run(objective.settings(study.best_trial.params), command=command, inputs=inputs)
+    metrics = train_run(objective.settings(study.best_trial.params, trial=False), command=command, inputs=inputs)
     with output_lock(output), atomic_file(output / SEARCH_FILE) as tmp:  # beside the model: `report` shows it
         tmp.write_text(json.dumps(search, indent=2) + "\n")
     return {**metrics, "search": {k: v for k, v in search.items() if k != "trials"}}
@@ -227,7 +250,10 @@ def _search(optuna: Any, study: Any, objective: Objective, tune: TuneConfig) -> 
         return
     callbacks = [optuna.study.MaxTrialsCallback(tune.trials, states=(states.COMPLETE, states.PRUNED))]
     timeout = seconds(tune.timeout) if tune.timeout else None
-    study.optimize(objective, n_trials=due, timeout=timeout, callbacks=callbacks if tune.trials else [])
+    # A trial that cannot train (it diverges at a high rate, say) fails alone, logged; the search goes on.
+    study.optimize(
+        objective, n_trials=due, timeout=timeout, callbacks=callbacks if tune.trials else [], catch=(BertLSTMError,)
+    )
     if not study.get_trials(deepcopy=False, states=(states.COMPLETE,)):
         raise BertLSTMError("no trial of the search finished: give it more `trials` or a longer `timeout`")
 
@@ -244,14 +270,31 @@ def _study(optuna: Any, tune: TuneConfig, output: Path, seed: int) -> Any:
     """The search in its storage (made, or found to resume or join), before any work. Processes that start
     together may race to make the storage's tables: the loser tries again, and finds them."""
     url = tune.storage or f"sqlite:///{output.with_name(output.name + '.search.db')}"
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).resolve().is_relative_to(output.resolve()):
+        raise BertLSTMError(
+            f"the search's storage {url} is inside the output folder {output}: keep it beside", "storage"
+        )
+    if tune.storage is None:
+        output.parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
     for attempt in range(3):
         try:
             return _open_study(optuna, tune, url, STUDY, seed)
         except Exception as err:  # noqa: BLE001  a URL it cannot open: SQLAlchemy and Optuna raise many kinds
             if attempt == 2 or "already exists" not in str(err):
-                raise BertLSTMError(f"cannot open the search's storage {url}: {first_line(err)}", "storage") from None
+                shown = _hide_password(url)
+                raise BertLSTMError(f"cannot open the search's storage {shown}: {first_line(err)}", "storage") from None
             time.sleep(1.0)
     raise AssertionError("unreachable")
+
+
+def _hide_password(url: str) -> str:
+    """The storage URL as an error may show it: a database server's password as ***."""
+    try:
+        from sqlalchemy.engine import make_url  # Optuna's own dependency
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  not a URL SQLAlchemy reads: nothing to hide in it
+        return url
 
 
 def _open_study(optuna: Any, tune: TuneConfig, url: str, name: str, seed: int) -> Any:
@@ -281,8 +324,9 @@ class Objective:
     def __init__(self, config: RunConfig, space: dict[str, Dimension], data: Any, optuna: Any) -> None:
         self.config, self.space, self.data, self.optuna = config, space, data, optuna
 
-    def settings(self, params: dict[str, Any]) -> RunConfig:
-        """The run's settings with ``params`` (a trial's) in their sections; epochs end by early stopping."""
+    def settings(self, params: dict[str, Any], trial: bool = True) -> RunConfig:
+        """The run's settings with ``params`` (a trial's) in their sections; epochs end by early stopping. A
+        trial shows no progress bar (the table of trials says how it went); the final model, the run's own."""
         values = self.config.to_dict()
         training = {**values["training"], "epochs": max(self.config.training.epochs, MAX_EPOCHS)}
         training.setdefault("patience", PATIENCE)
@@ -290,7 +334,9 @@ class Objective:
         model = dict(values["model"])
         for name, value in params.items():
             (model if name in model else training)[name] = value
-        return RunConfig.from_dict({**values, "model": model, "training": {**training, "progress": False}})
+        if trial:
+            training["progress"] = False
+        return RunConfig.from_dict({**values, "model": model, "training": training})
 
     def __call__(self, trial: Any) -> float:
         params = {name: dim.sample(trial, name) for name, dim in self.space.items()}

@@ -75,7 +75,7 @@ def test_a_folder_without_its_graph_answers_on_pytorch_then_exports_it(
     assert main(["cache", "info"]) == 0 and "ONNX graphs of model folders: 1 (" in capsys.readouterr().out
     (graphs / "mine.txt").write_text("not a graph")
     assert main(["cache", "clear"]) == 0 and "MiB of ONNX graphs in" in capsys.readouterr().out
-    assert [p.name for p in graphs.iterdir()] == ["mine.txt"]  # the graphs went, nothing else
+    assert sorted(p.name for p in graphs.iterdir()) == ["CACHEDIR.TAG", "mine.txt"]  # the graphs went, nothing else
 
 
 def test_a_damaged_weight_file_is_refused_before_its_graph_is_used(
@@ -190,14 +190,35 @@ def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
 def test_the_cache_keeps_the_most_recently_used_graphs(tmp_path: Path) -> None:
     import os
 
-    from bertlstm.core.graph_cache import GRAPH, evict
+    from bertlstm.core.graph_cache import GRAPH, TAG_NAME, _tag, clear_graphs, evict
 
-    for i in range(4):
-        (tmp_path / f"g{i}").mkdir()
-        (tmp_path / f"g{i}" / GRAPH).write_bytes(b"graph")
-        os.utime(tmp_path / f"g{i}", (i, 100 + (i if i != 1 else 10)))  # g1 used last
-    evict(tmp_path, 2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["g1", "g3"]
+    def fill(root: Path) -> list[str]:
+        names = [f"{i:032x}" for i in range(4)]
+        for i, name in enumerate(names):
+            (root / name).mkdir(parents=True)
+            (root / name / GRAPH).write_bytes(b"graph")
+            os.utime(root / name, (i, 100 + (i if i != 1 else 10)))  # the second used last
+        return names
+
+    names = fill(tmp_path / "cache")
+    _tag(tmp_path / "cache")
+    evict(tmp_path / "cache", 2)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([names[1], names[3], TAG_NAME])
+    # a folder of the user's own exports named as the cache: not tagged, so nothing in it is evicted or cleared
+    fill(tmp_path / "mine")
+    (tmp_path / "mine" / "note.failed").write_text("mine")
+    evict(tmp_path / "mine", 2)
+    assert clear_graphs(tmp_path / "mine") == 0 and len(list((tmp_path / "mine").iterdir())) == 5
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_folder_on_pytorch(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs
+) -> None:
+    (tmp_path / "ro").write_text("a file where the cache's folder would be")  # mkdir fails as on a read-only disk
+    monkeypatch.setenv("BERTLSTM_GRAPHS", str(tmp_path / "ro" / "graphs"))
+    predictor = open_predictor(find_model(model_dir))
+    assert predictor.engine.kind == "torch" and "cannot be written" in logs.text
+    assert predictor.predict_proba(TEXTS).shape == (len(TEXTS), 2)
 
 
 def test_open_model_is_the_one_entry_point_and_the_old_name_still_calls_it(model_dir: Path, tmp_path: Path) -> None:

@@ -306,11 +306,18 @@ class Estimator(BaseEstimator):
         """Write a self-contained model folder, with a Hub model card, atomically (a temporary folder
         renamed into place). ``repo_id`` names the model in its card (``push_to_hub`` gives it).
 
-        An existing ``directory`` is replaced only when it is empty or a bertlstm model folder, unless
-        ``overwrite``; the working folder and its parents never are.
+        An existing ``directory`` is replaced only when it is empty or a bertlstm model folder (another kind of
+        bertlstm output with ``overwrite``); never one that holds anything bertlstm did not write, a protected
+        folder (home, caches, environments, git work trees), the working folder or its parents, nor what the
+        model was made from (a student's teacher).
         """
         self._require_model()
-        return self.write_folder(check_output(directory, overwrite=overwrite), repo_id)
+        return self.write_folder(check_output(directory, overwrite=overwrite, inputs=self._made_from()), repo_id)
+
+    def _made_from(self) -> list[Path]:
+        """Local files a saved model must never replace: those it was made from, where they are not part of
+        its own folder (a student's teacher)."""
+        return []
 
     def write_folder(self, path: Path, repo_id: str | None = None) -> Path:
         """:meth:`save_pretrained` to a ``path`` its caller has already checked (and locked): a training run."""

@@ -30,8 +30,8 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
 from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
-from .folders import atomic_folder, default_cache_dir, hold, is_held
+from .folders import atomic_folder, claim, default_cache_dir, is_held
 from .model_folder import file_sha256
 from .modeling import EncoderModel, native_bf16, quantize_int8
 from .progress import Progress
@@ -188,20 +188,21 @@ class FeatureCache:
         if shard.is_main:
             _tag(self.root)
             partial = self.root / f".{key.digest()}.partial"
-            if shard.world == 1 and not is_held(partial):  # else another process builds it there
-                with hold_partial(partial):
+            with claim(partial) if shard.world == 1 else nullcontext(False) as ours:
+                if ours:  # else several processes share the pass, or another run builds it there now
                     self._fill(partial, shard, work, resume=True)
                     _complete(partial, work, start, shard)
-                    if not final.exists():
+                    with suppress(OSError):  # another run may have put the same entry in place first
                         partial.rename(final)
-            else:
+            if not ours:
                 with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
                     self._fill(tmp, shard, work)
                     _complete(tmp, work, start, shard)
+            if not is_held(partial):  # ours, left beside an entry another run finished first; or a killed run's
+                shutil.rmtree(partial, ignore_errors=True)
         else:
             self._fill(None, shard, work)
         shard.barrier()  # the entry is in place for every process
-        shutil.rmtree(self.root / f".{key.digest()}.partial", ignore_errors=True) if shard.is_main else None
         return FeatureStore(final, json.loads((final / "meta.json").read_text()))
 
     @staticmethod
@@ -342,14 +343,6 @@ def _write_batch(fd: int, work: Pass, texts: list[int]) -> None:
     for j, i in enumerate(texts):  # positioned writes: memory stays one batch, not the data set
         features = out[j, : work.offsets[i + 1] - work.offsets[i]].astype(dtype)
         os.pwrite(fd, features.tobytes(), int(work.offsets[i]) * work.row_bytes)
-
-
-@contextmanager
-def hold_partial(partial: Path) -> Iterator[None]:
-    """The folder of a resumable build, made if new and held (:func:`~bertlstm.core.folders.hold`) meanwhile."""
-    partial.mkdir(parents=True, exist_ok=True)
-    with hold(partial):
-        yield
 
 
 def _resume(folder: Path, work: Pass, size: int) -> set[int]:

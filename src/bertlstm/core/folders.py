@@ -2,8 +2,9 @@
 output, and writes folders and files atomically.
 
 * :func:`check_output` decides whether a path may be (re)written: never the working folder or one of its
-  parents, never a folder that holds an input file, and an existing folder only when it is empty or one we
-  wrote (a bertlstm model folder) unless ``overwrite`` is set.
+  parents, a folder that holds an input file, a protected folder (home, caches, environments, git work
+  trees) or one holding anything bertlstm did not write; an existing bertlstm output only when it is a model
+  folder or ``overwrite`` is set.
 * :func:`output_lock` makes a second run on the same output fail at once instead of racing the first.
 * :func:`atomic_folder` is the one writer behind model folders, checkpoints and feature-cache entries: fill a
   temporary folder beside the target, then rename it into place; a crash leaves the old target untouched and
@@ -55,12 +56,14 @@ def is_model_folder(path: str | os.PathLike) -> bool:
 
 def is_report(path: Path) -> bool:
     """A file ``bertlstm report`` wrote (``--markdown``, ``--html``): its first kilobytes carry its mark."""
+    if path.is_symlink() or not path.is_file():  # never opened: a pipe would wait for ever
+        return False
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             head = f.read(4096)
     except OSError:
         return False
-    return path.is_file() and not path.is_symlink() and any(mark in head for mark in REPORT_MARKS)
+    return any(mark in head for mark in REPORT_MARKS)
 
 
 def is_checkpoint_folder(path: Path) -> bool:
@@ -206,8 +209,11 @@ def _check_folder(path: Path, target: str | os.PathLike, overwrite: bool, replac
             "output",
         )
     if not overwrite:
-        kind = "model folder" if is_model_folder(path) else "several-seeds folder"
-        raise BertLSTMError(f"output {target} is a bertlstm {kind}; allow replacing it (`overwrite`)", "overwrite")
+        if not is_model_folder(path):
+            raise BertLSTMError(f"output {target} is a bertlstm several-seeds folder; name a new or empty folder")
+        raise BertLSTMError(
+            f"output {target} is a bertlstm model folder; allow replacing it (`overwrite`)", "overwrite"
+        )
 
 
 def check_writable(folder: Path) -> None:
@@ -350,6 +356,27 @@ def hold(path: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def claim(path: Path) -> Iterator[bool]:
+    """``path`` (a folder, made if new) held for the block (:func:`hold`) if no live process holds it: yields
+    whether it is ours. Never waits: a folder another process holds, or renames meanwhile, is not ours."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            ours = os.stat(path).st_ino == os.fstat(fd).st_ino  # still the folder of that name
+        except OSError:
+            ours = False
+        yield ours
     finally:
         os.close(fd)
 

@@ -36,8 +36,10 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,9 @@ from .task import ModelRef
 logger = logging.getLogger(__name__)
 GRAPH = "model.onnx"  # in each model's folder of the cache, with model.json and model.tokenizer.json
 KEEP = 8  # graphs kept in the cache: the most recently used
+TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"  # the cache-folder standard
+_KEY = re.compile(r"[0-9a-f]{32}")  # an entry's name (:func:`_entry`)
+_UNFINISHED = re.compile(r"\.[0-9a-f]{32}\.(tmp|old)-.+")  # an export's temporary folder (live or killed)
 
 
 def open_predictor(
@@ -179,7 +184,8 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
     check_files(ref.path, ref.meta)  # the folder's weights and tokenizer, as recorded in its config.json
     final = _entry(ref, root)
     if (final / GRAPH).is_file():
-        os.utime(final)  # used now: the last to be evicted
+        with suppress(OSError):  # used now: the last to be evicted (a read-only cache is used as it is)
+            os.utime(final)
         return final / GRAPH
     failed = _failure(final)
     if failed is not None:
@@ -212,20 +218,33 @@ def _export_into(final: Path, estimator: Any, source: str) -> None:
     """Export ``estimator`` into the cache entry ``final``, whole or not at all; a failure is remembered."""
     from .onnx_export import export_estimator  # torch and the ONNX exporter: only to export
 
-    final.parent.mkdir(parents=True, exist_ok=True)
     export_log = logging.getLogger("bertlstm.core.onnx_export")
     level = export_log.level
     export_log.setLevel(logging.WARNING)  # its temporary paths are not the user's business
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _tag(final.parent)
         with atomic_folder(final, replace=False) as tmp:  # another process may finish the same graph first
             export_estimator(estimator, tmp / GRAPH, None, source)
+    except OSError as err:  # a cache it cannot write (read-only, full): PyTorch this time, tried again next time
+        raise ExportFailed(f"the graph cache {final.parent} cannot be written ({first_line(err)})") from None
     except Exception as err:  # noqa: BLE001  an encoder the exporter cannot take: remembered, not retried
         why = first_line(err)
-        final.with_name(f"{final.name}.failed").write_text(f"{importlib.metadata.version('bertlstm')}\t{why}\n")
+        with suppress(OSError):
+            final.with_name(f"{final.name}.failed").write_text(f"{importlib.metadata.version('bertlstm')}\t{why}\n")
         raise ExportFailed(f"its export to ONNX failed ({why})") from None
     finally:
         export_log.setLevel(level)
-    evict(final.parent, KEEP)
+    with suppress(OSError):  # another process may be evicting or clearing at the same time
+        evict(final.parent, KEEP)
+
+
+def _tag(root: Path) -> None:
+    """Mark ``root`` as bertlstm's graph cache: eviction and ``cache clear`` touch only a tagged folder's
+    entries, so a folder of the user's own exports named as the cache loses nothing."""
+    tag = root / TAG_NAME
+    if not tag.is_file():
+        tag.write_text(f"{TAG_SIGNATURE}\n# bertlstm's cache of ONNX graphs, one folder per model folder.\n")
 
 
 def _failure(final: Path) -> str | None:
@@ -248,18 +267,21 @@ def evict(root: Path, keep: int) -> None:
 
 
 def graph_folders(root: Path | None = None) -> list[Path]:
-    """The cache's graphs (``root``, else :func:`default_graph_dir`), one folder per model."""
+    """The cache's graphs (``root``, else :func:`default_graph_dir`), one folder per model, named by its key; none
+    in a folder that is not tagged as the cache (:func:`_tag`)."""
     root = root or default_graph_dir()
-    return sorted(p for p in root.iterdir() if (p / GRAPH).is_file()) if root.is_dir() else []
+    if not (root / TAG_NAME).is_file():
+        return []
+    return sorted(p for p in root.iterdir() if _KEY.fullmatch(p.name) and (p / GRAPH).is_file())
 
 
 def clear_graphs(root: Path | None = None) -> int:
     """Remove every cached graph, remembered export failure and unfinished export but those a live export
     holds (said in a warning); returns bytes freed. Nothing else in the folder is touched."""
     root = root or default_graph_dir()
-    if not root.is_dir():
+    if not (root / TAG_NAME).is_file():
         return 0
-    unfinished = [p for p in root.iterdir() if p.name.startswith(".") and ".tmp-" in p.name and p.is_dir()]
+    unfinished = [p for p in root.iterdir() if _UNFINISHED.fullmatch(p.name) and p.is_dir()]
     busy = [p for p in unfinished if is_held(p)]
     if busy:
         logger.warning(
@@ -270,7 +292,8 @@ def clear_graphs(root: Path | None = None) -> int:
         freed += size_of(folder)
         shutil.rmtree(folder, ignore_errors=True)
     for failed in root.glob("*.failed"):
-        failed.unlink()
+        if _KEY.fullmatch(failed.stem):
+            failed.unlink(missing_ok=True)
     return freed
 
 

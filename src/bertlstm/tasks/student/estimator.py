@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -209,6 +210,9 @@ class LSTMStudent(BertLSTMClassifier):
         return {"teacher": getattr(self, "teacher_metrics_", {})}
 
     # --- using it -----------------------------------------------------------------------------------------------
+    def _made_from(self) -> list[Path]:
+        return find_teacher(self.teacher).files if self.teacher is not None else []
+
     def export_graph(self) -> ExportGraph:
         return export_graph(self._require_model())
 

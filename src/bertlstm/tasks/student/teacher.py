@@ -5,7 +5,9 @@ logits over the transfer set (:func:`teacher_logits`, kept in the feature cache 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,8 @@ class TeacherRef:
             else:
                 folder = self.path / ENCODER_DIR
             self._tokenizer = TokenizerFiles.read(folder, recorded)
+            if self.export:  # the copy lives as long as the tokenizer that reads it (a student holds it)
+                weakref.finalize(self._tokenizer, shutil.rmtree, folder, ignore_errors=True)
         return self._tokenizer
 
     def embedding_table(self) -> np.ndarray:
@@ -122,6 +126,13 @@ def _from_onnx(path: Path, size: int) -> np.ndarray | None:
 
     graph = onnx.load(str(path)).graph
     tables = [t for t in graph.initializer if len(t.dims) == 2 and t.dims[0] >= size]
+    if tables and not any(t.data_type == onnx.TensorProto.FLOAT for t in tables):  # int8: kept as integers
+        raise BertLSTMError(
+            f"`teacher` {path}: its word-piece embeddings are quantized (an int8 export), so a student cannot start "
+            "from them; give its model folder or an fp32 export",
+            "teacher",
+        )
+    tables = [t for t in tables if t.data_type == onnx.TensorProto.FLOAT]
     tables.sort(key=lambda t: not t.name.endswith(EMBEDDING_NAMES))
     return numpy_helper.to_array(tables[0]).astype(np.float32) if tables else None
 
