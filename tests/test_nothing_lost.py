@@ -131,10 +131,12 @@ def test_files_of_the_users_are_never_replaced_by_any_command(
     pytest.importorskip("onnxruntime")
     data = write_csv(tmp_path / "test.csv")
     h = home["home"]
+    (h / "scores.csv").write_text("text,prob_annotator\nfine,0.9\n")  # the user's own, with a prob_ column
     before = tree_hash(h)
     model = str(model_dir)
     for argv in (
         ["predict", "--model", model, "--text", "good", "--output", str(h / "data.csv")],
+        ["predict", "--model", model, "--text", "good", "--output", str(h / "scores.csv")],
         ["predict", "--model", model, "--text", "good", "--output", str(h)],
         ["predict", "--model", model, "--text", "good", "--output", str(h / ".ssh")],
         ["export", "--model", model, "--output", str(h / "mine.onnx"), "--overwrite"],

@@ -296,24 +296,24 @@ def atomic_folder(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        with hold(tmp):  # a live build: `cache clear` and the next writer's clean-up leave it alone
+        with hold(tmp):  # a live build, until it is in place: `cache clear` and other writers leave it alone
             yield tmp
-        _permissions_from_umask(tmp)
-        if not (target.exists() or target.is_symlink()):
-            try:
-                tmp.rename(target)
+            _permissions_from_umask(tmp)
+            if not (target.exists() or target.is_symlink()):
+                try:
+                    tmp.rename(target)
+                    return
+                except OSError:
+                    if replace or not target.is_dir():
+                        raise
+            if not replace:
+                shutil.rmtree(tmp)
                 return
-            except OSError:
-                if replace or not target.is_dir():
-                    raise
-        if not replace:
-            shutil.rmtree(tmp)
-            return
-        _keep_foreign(target, tmp, foreign)
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        _remove(old)
-        target.rename(old)
-        tmp.rename(target)
+            _keep_foreign(target, tmp, foreign)
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            _remove(old)
+            target.rename(old)
+            tmp.rename(target)
         _remove(old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -435,11 +435,12 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes a private file; the result follows the umask
-        tmp.replace(target)
+        with hold(tmp):  # a live write: another writer's clean-up of leftovers leaves it alone
+            yield tmp
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o666 & ~umask)  # mkstemp makes a private file; the result follows the umask
+            tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -65,7 +65,9 @@ def is_predictions_file(path: Path) -> bool:
         columns = _columns(path)
     except (OSError, ValueError, UnicodeDecodeError, ImportError):
         return False
-    return any(str(c).startswith(PREDICTED) for c in columns)
+    names = [str(c) for c in columns]
+    labelled = "label" in names or "predicted_label" in names  # a classifier's answer comes with its label
+    return "entities" in names or (labelled and any(n.startswith(PREDICTED) for n in names))
 
 
 def _columns(path: Path) -> list[str]:

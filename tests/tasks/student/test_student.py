@@ -64,6 +64,8 @@ def test_the_teacher_pass_is_kept_and_a_second_student_never_runs_the_teacher(te
     counting.calls = 0
     LSTMStudent(teacher=str(teacher), augment=1, **{**OPTIONS, "lstm_units": 8}).fit(*data, teacher_model=predictor)
     assert counting.calls == 0
+    LSTMStudent(teacher=str(teacher), augment=1, cache=False, **OPTIONS).fit(*data, teacher_model=predictor)
+    assert counting.calls > 0  # the cache turned off: the teacher scores the texts again
 
 
 def test_a_killed_teacher_pass_resumes_where_it_stopped(teacher: Path, tmp_path: Path) -> None:

@@ -153,7 +153,8 @@ class LSTMStudent(BertLSTMClassifier):
         transfer set."""
         start = time.perf_counter()
         predictor = opened if opened is not None else open_teacher(self.teacher_, training.device)
-        cache, batch, classes = FeatureCache(training.cache_dir), training.encode_batch_size, len(self.labels_)
+        cache = FeatureCache(training.cache_dir) if training.cache else None
+        batch, classes = training.encode_batch_size, len(self.labels_)
         names = ["training texts", *(f"augmented copies {j}" for j in range(1, len(parts) - 1)), "unlabeled texts"]
         logits = [
             np.zeros((len(part), classes), dtype=np.float32)  # the loss is the gold labels' alone

@@ -151,14 +151,15 @@ def teacher_logits(
     teacher: TeacherRef, predictor: Any, texts: Sequence[str], cache: Any, batch_size: int, what: str
 ) -> np.ndarray:
     """The teacher's logits (N, C) for ``texts``, through ``predictor`` (the teacher on its fastest exact
-    engine), from the feature cache (``cache``, a :class:`~bertlstm.core.feature_cache.FeatureCache`) when an
-    earlier student had them computed: keyed by the teacher's checksums and the texts, and resumed where a
-    killed pass stopped."""
+    engine), from the feature cache (``cache``, a :class:`~bertlstm.core.feature_cache.FeatureCache`; None: not
+    kept) when an earlier student had them computed: keyed by the teacher's checksums, its engine's precision
+    and the texts, and resumed where a killed pass stopped."""
     import torch  # the cache's batches are tensors, and it stores them: only to score
 
     from ...core.feature_cache import CacheKey, texts_fingerprint  # torch, as above
 
     settings = teacher.meta.get("model") or {}
+    engine, classes = predictor.engine, len(predictor.labels)
     key = CacheKey(
         encoder=f"teacher {teacher.name}",
         encoder_hash=teacher.fingerprint(),
@@ -168,12 +169,14 @@ def teacher_logits(
         dtype="float32",
         texts_hash=texts_fingerprint(texts),
         n_texts=len(texts),
+        quantized=getattr(engine, "quantized", None),  # an int8 teacher's logits are not the exact ones
     )
-    engine, classes = predictor.engine, len(predictor.labels)
 
     def encode(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, 1, C)
         return torch.from_numpy(engine({"input_ids": ids.numpy(), "attention_mask": mask.numpy()})).unsqueeze(1)
 
+    if cache is None:  # the cache turned off: scored now, kept nowhere
+        return np.asarray(predictor.logits(list(texts)), dtype=np.float32)
     store = cache.open(key)
     if store is None:
         ids = predictor.cut(predictor.tokenizer, list(texts))
