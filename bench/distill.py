@@ -73,6 +73,8 @@ def distill(args: argparse.Namespace) -> dict:
             argv += [f"--{name.replace('_', '-')}", str(value)]
     if args.unlabeled:
         argv += ["--unlabeled", str(imdb_sentences(args.unlabeled))]
+    if args.train_embeddings:
+        argv += ["--train-embeddings"]
     start = time.perf_counter()
     result = subprocess.run([*BERTLSTM, *argv, "--overwrite"], capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -87,6 +89,8 @@ def distill(args: argparse.Namespace) -> dict:
         "augment": args.augment,
         "unlabeled": args.unlabeled,
         "gold_weight": args.gold_weight,
+        "train_embeddings": args.train_embeddings,
+        "lstm_units": args.lstm_units,
         "transfer_set": metrics["n_train"],
         "student_dev_accuracy": metrics.get("dev_accuracy"),
         "student_test_accuracy": metrics.get("test_accuracy"),
@@ -171,6 +175,7 @@ def main() -> None:
     for name in ("lr", "gold_weight", "dropout"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float)
     parser.add_argument("--loss", choices=("mse", "kl"))
+    parser.add_argument("--train-embeddings", action="store_true", help="train the embedding table too")
     args = parser.parse_args()
     row = distill(args) if args.what == "run" else speed(args)
     print(json.dumps(row, indent=1), flush=True)
