@@ -190,7 +190,8 @@ def test_a_graph_that_cannot_be_exported_leaves_pytorch_to_run_the_folder(
 def test_the_cache_keeps_the_most_recently_used_graphs(tmp_path: Path) -> None:
     import os
 
-    from bertlstm.core.graph_cache import GRAPH, TAG_NAME, _tag, clear_graphs, evict
+    from bertlstm.core.folders import TAG_NAME, tag_cache
+    from bertlstm.core.graph_cache import GRAPH, GRAPHS_TAG, clear_graphs, evict
 
     def fill(root: Path) -> list[str]:
         names = [f"{i:032x}" for i in range(4)]
@@ -201,7 +202,7 @@ def test_the_cache_keeps_the_most_recently_used_graphs(tmp_path: Path) -> None:
         return names
 
     names = fill(tmp_path / "cache")
-    _tag(tmp_path / "cache")
+    tag_cache(tmp_path / "cache", GRAPHS_TAG)
     evict(tmp_path / "cache", 2)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([names[1], names[3], TAG_NAME])
     # a folder of the user's own exports named as the cache: not tagged, so nothing in it is evicted or cleared

@@ -44,7 +44,7 @@ from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
 from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
-from .folders import atomic_folder, claim, default_cache_dir, is_held
+from .folders import TAG_NAME, atomic_folder, claim, default_cache_dir, is_held, tag_cache
 from .model_folder import file_sha256
 from .modeling import EncoderModel, native_bf16, quantize_int8
 from .progress import Progress
@@ -54,7 +54,6 @@ Encode = Callable[[Tensor, Tensor], Tensor]  # (input_ids, attention_mask) -> fe
 
 CACHE_FORMAT = 1
 LATER = ("split", "quantized", "cut")  # CacheKey fields added after the first entries were written
-TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"
 _ENTRY = re.compile(r"[0-9a-f]{32}")  # CacheKey.digest()
 _UNFINISHED = re.compile(r"\.(building-.+|[0-9a-f]{32}\.((tmp|old)-.+|partial))")  # an interrupted build's folder
 
@@ -186,7 +185,7 @@ class FeatureCache:
         final, start = self.root / key.digest(), time.perf_counter()
         work = Pass(key, encode, feature_size, input_ids, pad_id, batch_size, offsets, what)
         if shard.is_main:
-            _tag(self.root)
+            tag_cache(self.root, "a bertlstm feature cache: `bertlstm cache clear` empties it")
             partial = self.root / f".{key.digest()}.partial"
             with claim(partial) if shard.world == 1 else nullcontext(False) as ours:
                 if ours:  # else several processes share the pass, or another run builds it there now
@@ -394,14 +393,6 @@ def _made(start: float, shard: Shard, what: str) -> dict[str, Any]:
         "processes": shard.world,
         "texts": what,
     }
-
-
-def _tag(root: Path) -> None:
-    """Mark the cache folder as a cache (the CACHEDIR.TAG standard: backup tools skip it)."""
-    root.mkdir(parents=True, exist_ok=True)
-    tag = root / TAG_NAME
-    if not tag.exists():
-        tag.write_text(TAG_SIGNATURE + "\n# a bertlstm feature cache: `bertlstm cache clear` empties it\n")
 
 
 def cached_store(

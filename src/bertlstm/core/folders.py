@@ -360,6 +360,18 @@ def hold(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"  # the cache-folder standard
+
+
+def tag_cache(root: Path, what: str) -> None:
+    """Mark ``root`` as a bertlstm cache (the CACHEDIR.TAG standard: backup tools skip it); ``what`` it holds is
+    said in the tag. Clearing and eviction touch only a tagged folder's entries."""
+    root.mkdir(parents=True, exist_ok=True)
+    tag = root / TAG_NAME
+    if not tag.is_file():
+        tag.write_text(f"{TAG_SIGNATURE}\n# {what}\n")
+
+
 @contextmanager
 def claim(path: Path) -> Iterator[bool]:
     """``path`` (a folder, made if new) held for the block (:func:`hold`) if no live process holds it: yields

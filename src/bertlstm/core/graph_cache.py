@@ -45,14 +45,14 @@ from typing import Any
 
 from .backends import EXPORT_FORMAT, DamagedExport, Predictor, read_export_metadata
 from .errors import BertLSTMError, first_line
-from .folders import CONFIG_NAME, atomic_folder, default_graph_dir, is_held
+from .folders import CONFIG_NAME, TAG_NAME, atomic_folder, default_graph_dir, is_held, tag_cache
 from .model_folder import check_files, file_sha256, tokenizer_file
 from .task import ModelRef
 
 logger = logging.getLogger(__name__)
 GRAPH = "model.onnx"  # in each model's folder of the cache, with model.json and model.tokenizer.json
 KEEP = 8  # graphs kept in the cache: the most recently used
-TAG_NAME, TAG_SIGNATURE = "CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"  # the cache-folder standard
+GRAPHS_TAG = "bertlstm's cache of ONNX graphs, one folder per model folder"  # its CACHEDIR.TAG says so
 _KEY = re.compile(r"[0-9a-f]{32}")  # an entry's name (:func:`_entry`)
 _UNFINISHED = re.compile(r"\.[0-9a-f]{32}\.(tmp|old)-.+")  # an export's temporary folder (live or killed)
 
@@ -223,7 +223,7 @@ def _export_into(final: Path, estimator: Any, source: str) -> None:
     export_log.setLevel(logging.WARNING)  # its temporary paths are not the user's business
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        _tag(final.parent)
+        tag_cache(final.parent, GRAPHS_TAG)
         with atomic_folder(final, replace=False) as tmp:  # another process may finish the same graph first
             export_estimator(estimator, tmp / GRAPH, None, source)
     except OSError as err:  # a cache it cannot write (read-only, full): PyTorch this time, tried again next time
@@ -237,14 +237,6 @@ def _export_into(final: Path, estimator: Any, source: str) -> None:
         export_log.setLevel(level)
     with suppress(OSError):  # another process may be evicting or clearing at the same time
         evict(final.parent, KEEP)
-
-
-def _tag(root: Path) -> None:
-    """Mark ``root`` as bertlstm's graph cache: eviction and ``cache clear`` touch only a tagged folder's
-    entries, so a folder of the user's own exports named as the cache loses nothing."""
-    tag = root / TAG_NAME
-    if not tag.is_file():
-        tag.write_text(f"{TAG_SIGNATURE}\n# bertlstm's cache of ONNX graphs, one folder per model folder.\n")
 
 
 def _failure(final: Path) -> str | None:
@@ -268,7 +260,7 @@ def evict(root: Path, keep: int) -> None:
 
 def graph_folders(root: Path | None = None) -> list[Path]:
     """The cache's graphs (``root``, else :func:`default_graph_dir`), one folder per model, named by its key; none
-    in a folder that is not tagged as the cache (:func:`_tag`)."""
+    in a folder that is not tagged as the cache (:func:`~bertlstm.core.folders.tag_cache`)."""
     root = root or default_graph_dir()
     if not (root / TAG_NAME).is_file():
         return []
