@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors import safe_open
 
 from bertlstm import BertLSTMClassifier, BertLSTMTagger, LSTMStudent, open_model
 from bertlstm.cli import main
@@ -107,6 +108,9 @@ def test_the_students_folder_and_export_answer_as_its_pytorch_model(teacher: Pat
     student = LSTMStudent(teacher=str(teacher), augment=1, **OPTIONS).fit(*make_sentiment(120, 1))
     folder = student.save_pretrained(tmp_path / "student")
     assert (folder / "tokenizer" / "tokenizer.json").is_file() and not (folder / "encoder").exists()
+    with safe_open(folder / "model.safetensors", "pt") as stored:  # the frozen table in half the bytes
+        assert stored.get_slice("embeddings.weight").get_dtype() == "F16"
+        assert stored.get_slice("head.weight").get_dtype() == "F32"
     texts = make_sentiment(30, 7)[0] + ["good", "the plot was very boring and the actor was not good at all so sad"]
     in_memory = student.predict_proba(texts)
     np.testing.assert_allclose(open_model(folder, backend="torch").predict_proba(texts), in_memory, atol=1e-6)

@@ -33,6 +33,8 @@ class StudentModel(nn.Module):
         super().__init__()
         self.config, self.num_labels, self.multi_label = config, num_labels, multi_label
         table = torch.as_tensor(np.asarray(table, dtype=np.float32))
+        if not config.train_embeddings:  # kept in float16 (half the folder): computed exactly as it is stored
+            table = table.half().float()
         self.embeddings = nn.Embedding.from_pretrained(table, freeze=not config.train_embeddings)  # (V, H)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = make_lstm(config, table.size(1))
@@ -95,8 +97,12 @@ class StudentModel(nn.Module):
         return [{"params": trained, "lr": training.lr, "weight_decay": training.weight_decay}]
 
     def head_state_dict(self) -> dict[str, Tensor]:
-        """Every weight: what ``model.safetensors`` holds (there is no encoder to keep apart)."""
-        return dict(self.state_dict())
+        """Every weight: what ``model.safetensors`` holds (there is no encoder to keep apart). A frozen embedding
+        table is stored in float16, which holds its values exactly (they were rounded to it at start)."""
+        state = dict(self.state_dict())
+        if not self.config.train_embeddings:
+            state["embeddings.weight"] = state["embeddings.weight"].half()
+        return state
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.state_dict().items()}
