@@ -70,6 +70,11 @@ def test_a_search_builds_the_feature_cache_once_for_all_its_trials(
 ) -> None:
     cache = tmp_path / "cache"
     monkeypatch.setenv("BERTLSTM_CACHE", str(cache))
+
+    def train_run(*args, **kwargs):
+        raise AssertionError("the best trial ran in this process: its model is kept, not trained again")
+
+    monkeypatch.setattr("bertlstm.runs.train_run", train_run)
     assert main([*tune_argv(tiny_encoder_4, files, tmp_path / "best"), "--trials", "5", "--json"]) == 0
     entries = [p for p in cache.iterdir() if len(p.name) == 32]
     assert len(entries) <= 4  # train and dev, for each of the two layer choices: never once per trial
@@ -173,11 +178,11 @@ def test_a_trial_that_falls_behind_is_pruned_after_an_epoch(tiny_encoder: str, f
 @pytest.mark.parametrize(
     ("space", "more", "message"),
     [
-        ({"lstm_unitz": [8, 16]}, [], "--lstm-unitz is not a setting a search can vary"),
-        ({"lstm_units": {"low": 0, "high": 16}}, [], "--lstm-units cannot be 0"),
+        ({"lstm_unitz": [8, 16]}, [], "space.yaml: 'lstm_unitz' is not a setting a search can vary"),
+        ({"lstm_units": {"low": 0, "high": 16}}, [], "'lstm_units' cannot be 0"),
         ({"dropout": {"low": 0.5, "high": 0.1}}, [], "low 0.5 must be below high 0.1"),
-        ({"encoder": ["minilm"]}, [], "--encoder is not a setting a search can vary"),
-        ({"layers": ["last", "concat-last-4"]}, [], "--layers cannot be 'concat-last-4'"),
+        ({"encoder": ["minilm"]}, [], "'encoder' is not a setting a search can vary"),
+        ({"layers": ["last", "concat-last-4"]}, [], "'layers' cannot be 'concat-last-4'"),
         ({}, ["--storage", "sqlite:////no/such/folder/search.db"], "cannot open the search's storage"),
         ({}, ["--timeout", "soon"], "--timeout must be a time such as 90s"),
         ({"lr": {"low": 0, "high": 0.1, "log": True}}, [], "a range on a log scale starts above 0"),

@@ -104,10 +104,31 @@ def train_run(
     return run.estimator.metrics_
 
 
+def keep_run(
+    config: RunConfig, estimator: Any, data: RunData, command: str | None = None, inputs: Sequence[str | Path] = ()
+) -> dict[str, Any]:
+    """What :func:`train_run` does once its model is trained, for a model already trained with ``config`` on
+    ``data`` (a search's best trial): evaluated on the test file, saved into the output, its graph prepared;
+    returns its metrics."""
+    output = run_output(config, inputs)
+    with output_lock(output):
+        _clear_leftovers(output)
+        if data.test is not None:
+            _evaluate_test(estimator, data.test)
+        if command:
+            estimator.metrics_["command"] = command
+        _finish(PreparedRun(config, estimator, data, output), checkpoint_dir(output), 1)
+    return estimator.metrics_
+
+
+def _clear_leftovers(output: Path) -> None:
+    for leftover in remove_leftovers(output):
+        logger.info(f"removed {leftover.name}, left by an interrupted save")
+
+
 def _start(run: PreparedRun, ckpt: Path, resume: bool) -> None:
     """Clear what a killed save left, and (unless resuming) start a fresh checkpoint folder with run.json."""
-    for leftover in remove_leftovers(run.output):
-        logger.info(f"removed {leftover.name}, left by an interrupted save")
+    _clear_leftovers(run.output)
     if not resume:
         shutil.rmtree(ckpt, ignore_errors=True)  # a stale checkpoint of an earlier run is not resumed
         ckpt.mkdir(parents=True)

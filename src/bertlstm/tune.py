@@ -4,11 +4,13 @@ and a trial costs its LSTM epochs.
 
 A trial trains the task's estimator with the settings Optuna samples from the search space (:class:`Space`:
 the default one for the recipe, narrowed or widened by a YAML/JSON file with the settings' own names), reports
-its dev metric after every epoch and is pruned when it falls behind (Optuna's median pruner), and stops early
-when its dev metric stops improving. The search lives in an Optuna storage (a SQLite file beside the output
-by default), so that a killed search resumes without repeating its finished trials, and several processes or
-machines given the same storage share one search. At the end the best settings train the model folder, as
-``bertlstm train`` would, with the search's trials and the settings' importances in ``search.json``.
+its dev metric after every epoch and is pruned when it falls behind (successive halving: only the best third
+of the trials go on past epochs 1, 3 and 9), and stops early when its dev metric stops improving. The search
+lives in an Optuna storage (a SQLite file beside the output by default), so that a killed search resumes
+without repeating its finished trials, and several processes or machines given the same storage share one
+search. At the end the best trial's model becomes the model folder (trained again from its settings, as
+``bertlstm train`` would, when another process ran it), with the search's trials and the settings'
+importances in ``search.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from .run_config import RunConfig
 logger = logging.getLogger(__name__)
 SEARCH_FILE = "search.json"  # in the best model's folder: the trials and the settings' importances
 STUDY = "bertlstm"  # the one search a storage holds: the processes given the same storage share it
+# What a process that makes a storage's tables while another makes them may be told: it tries again.
+RACES = ("already exists", "UNIQUE constraint failed", "database is locked")
 MAX_EPOCHS, PATIENCE = 10, 2  # a trial's epochs at most, and early stopping after this many without gain
 
 
@@ -80,7 +84,7 @@ FROZEN_SPACE: dict[str, Dimension] = {
     "bidirectional": Choice((False, True)),
     "dropout": Range(0.0, 0.5),
     "lr": Range(3e-4, 1e-2, log=True),
-    "batch_size": Choice((16, 32, 64)),
+    "batch_size": Choice((32, 64)),  # 16 doubles an epoch's time, and mattered least (BENCHMARKS)
 }
 FINETUNE_SPACE: dict[str, Dimension] = {
     "lstm_units": Choice((64, 128, 256)),
@@ -119,7 +123,7 @@ def read_space(path: str | Path, config: RunConfig) -> dict[str, Dimension]:
             space.pop(name, None)
         elif isinstance(value, list):
             if not value:
-                raise BertLSTMError(f"{path}: `{name}`: an empty list leaves nothing to choose", name)
+                raise BertLSTMError(f"{path}: '{name}': an empty list leaves nothing to choose", name)
             space[name] = Choice(tuple(value))
         elif isinstance(value, dict):
             space[name] = _range(name, value, path)
@@ -133,14 +137,20 @@ def _range(name: str, value: dict[str, Any], path: str | Path) -> Range:
     unknown = sorted(set(value) - {"low", "high", "log"})
     low, high = value.get("low"), value.get("high")
     if unknown or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
-        raise BertLSTMError(f"{path}: `{name}`: a range is {{low: X, high: Y, log: true|false}}", name)
+        raise BertLSTMError(f"{path}: '{name}': a range is {{low: X, high: Y, log: true|false}}", name)
     assert isinstance(low, int | float) and isinstance(high, int | float)
     if not low < high:
-        raise BertLSTMError(f"{path}: `{name}`: low {low} must be below high {high}", name)
+        raise BertLSTMError(f"{path}: '{name}': low {low} must be below high {high}", name)
     if value.get("log") and low <= 0:
-        raise BertLSTMError(f"{path}: `{name}`: a range on a log scale starts above 0, not at {low}", name)
+        raise BertLSTMError(f"{path}: '{name}': a range on a log scale starts above 0, not at {low}", name)
     whole = isinstance(low, int) and isinstance(high, int)
     return Range(float(low), float(high), bool(value.get("log", False)), whole)
+
+
+def _named(name: str, where: str) -> str:
+    """A setting as an error names it: as the space file spells it (``where``: the file), else as a setting
+    (which the command line shows as its option)."""
+    return f"'{name}'" if where else f"`{name}`"
 
 
 def check_space(space: dict[str, Dimension], config: RunConfig, where: str = "") -> None:
@@ -151,13 +161,17 @@ def check_space(space: dict[str, Dimension], config: RunConfig, where: str = "")
         section = next((s for s, names in sections.items() if name in names), None)
         if section is None or name in ("encoder", "teacher", "device", "seed", "cache_dir", "progress", "epochs"):
             searchable = ", ".join(sorted(set(default_space(config.model)) | {"max_length", "weight_decay"}))
-            raise BertLSTMError(f"{where}`{name}` is not a setting a search can vary (such as {searchable})", name)
+            raise BertLSTMError(
+                f"{where}{_named(name, where)} is not a setting a search can vary (such as {searchable})"
+            )
         for value in dim.ends():
             try:
                 values = config.to_dict()
                 RunConfig.from_dict({**values, section: {**values[section], name: value}}).model.check_sources()
             except (BertLSTMError, ValueError, TypeError) as err:
-                raise BertLSTMError(f"{where}`{name}` cannot be {value!r}: {first_line(err)}", name) from None
+                raise BertLSTMError(
+                    f"{where}{_named(name, where)} cannot be {value!r}: {first_line(err)}", name
+                ) from None
 
 
 # --- the settings of a search ----------------------------------------------------------------------------------
@@ -176,7 +190,11 @@ class TuneConfig(Settings):
         "machines (default: OUTPUT.search.db beside the output)",
         metavar="URL",
     )
-    pruner: Literal["median", "none"] = setting("median", "stop a trial that falls behind the others' median")
+    pruner: Literal["halving", "median", "none"] = setting(
+        "halving",
+        "stop a trial that falls behind: halving keeps the best third at epochs 1, 3 and 9 (successive halving); "
+        "median, those above the others' median",
+    )
 
     def __post_init__(self) -> None:
         self.check_choices()
@@ -231,9 +249,18 @@ def tune_run(
         _search(optuna, study, objective, tune)
         search = summary(optuna, study, time.perf_counter() - start)
         log_trials(search)
-    from .runs import train_run  # the best settings, trained into the output as `train` would
+    from .runs import train_run
 
-    metrics = train_run(objective.settings(study.best_trial.params, trial=False), command=command, inputs=inputs)
+    best = objective.settings(study.best_trial.params, trial=False)
+    kept = objective.kept[2] if objective.kept and objective.kept[0] == study.best_trial.number else None
+    if kept is not None and not config.tensorboard:  # the best trial ran here: its model, not the same one again
+        from .runs import keep_run
+
+        kept.set_params(progress=best.training.progress)
+        kept.training_ = dataclasses.replace(kept.training_, progress=best.training.progress)
+        metrics = keep_run(best, kept, data, command=command, inputs=inputs)
+    else:  # it ran in another process, or before a resume: its settings trained again, as `train` would
+        metrics = train_run(best, command=command, inputs=inputs)
     with output_lock(output), atomic_file(output / SEARCH_FILE) as tmp:  # beside the model: `report` shows it
         tmp.write_text(json.dumps(search, indent=2) + "\n")
     return {**metrics, "search": {k: v for k, v in search.items() if k != "trials"}}
@@ -280,7 +307,7 @@ def _study(optuna: Any, tune: TuneConfig, output: Path, seed: int) -> Any:
         try:
             return _open_study(optuna, tune, url, STUDY, seed)
         except Exception as err:  # noqa: BLE001  a URL it cannot open: SQLAlchemy and Optuna raise many kinds
-            if attempt == 2 or "already exists" not in str(err):
+            if attempt == 2 or not any(race in str(err) for race in RACES):
                 shown = _hide_password(url)
                 raise BertLSTMError(f"cannot open the search's storage {shown}: {first_line(err)}", "storage") from None
             time.sleep(1.0)
@@ -302,13 +329,17 @@ def _open_study(optuna: Any, tune: TuneConfig, url: str, name: str, seed: int) -
     # A process that dies stops beating: its trial is marked failed, and the search goes on without it.
     storage = optuna.storages.RDBStorage(url, waits, heartbeat_interval=30, grace_period=90)
     joined = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if _exists(storage, name) else 0
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    pruners = {
+        "halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+        "median": optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        "none": optuna.pruners.NopPruner(),
+    }
     return optuna.create_study(
         storage=storage,
         study_name=name,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed + joined, n_startup_trials=8),  # a joining process: its own
-        pruner=pruner if tune.pruner == "median" else optuna.pruners.NopPruner(),
+        pruner=pruners[tune.pruner],
         load_if_exists=True,
     )
 
@@ -319,10 +350,12 @@ def _exists(storage: Any, name: str) -> bool:
 
 class Objective:
     """One trial: the run's settings with the trial's, trained on the run's data, scored on dev after every
-    epoch (pruned when behind), its best epoch's dev metric returned."""
+    epoch (pruned when behind), its best epoch's dev metric returned. The best trial's model so far is kept
+    (``kept``: its number, dev metric and estimator), so that the search's end need not train it again."""
 
     def __init__(self, config: RunConfig, space: dict[str, Dimension], data: Any, optuna: Any) -> None:
         self.config, self.space, self.data, self.optuna = config, space, data, optuna
+        self.kept: tuple[int, float, Any] | None = None
 
     def settings(self, params: dict[str, Any], trial: bool = True) -> RunConfig:
         """The run's settings with ``params`` (a trial's) in their sections; epochs end by early stopping. A
@@ -353,7 +386,10 @@ class Objective:
         dev = self.data.dev if self.data.dev is not None else (None, None)
         estimator.fit(*self.data.train, *dev, callbacks=[report], **self.data.fit_options)
         trial.set_user_attr("epochs", len(estimator.history_))
-        return float(estimator.metrics_[f"dev_{estimator.metrics_['metric']}"])
+        value = float(estimator.metrics_[f"dev_{estimator.metrics_['metric']}"])
+        if self.kept is None or value > self.kept[1]:  # ties: the earlier trial is Optuna's best
+            self.kept = (trial.number, value, estimator)
+        return value
 
 
 def summary(optuna: Any, study: Any, seconds: float) -> dict[str, Any]:
