@@ -206,7 +206,24 @@ def _quantize(source: Path, target: Path) -> None:
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     # One scale per weight column (a single one per tensor cost 1.7 SST-2 dev points); 7-bit weights leave
     # headroom on CPUs without VNNI, where 8-bit products can saturate.
-    quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
+    quantize_dynamic(
+        str(prepared),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=True,
+        nodes_to_exclude=_half_lookups(prepared),
+    )
+
+
+def _half_lookups(path: Path) -> list[str]:
+    """The graph's look-ups (Gather) in a float16 table, such as a student's frozen word pieces: the quantizer
+    would give them float16 scales, which onnxruntime refuses; they stay as they are (exact, half the bytes)."""
+    import onnx  # the exporter's own dependency
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    halves = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    return [node.name for node in graph.node if node.op_type == "Gather" and node.input[0] in halves]
 
 
 def metadata(

@@ -103,6 +103,8 @@ teacher_logits(teacher, predictor, texts, FeatureCache({str(tmp_path / "cache")!
 
 def test_the_students_folder_and_export_answer_as_its_pytorch_model(teacher: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
+    import onnx
+
     from bertlstm.deploy.export import export_onnx
 
     student = LSTMStudent(teacher=str(teacher), augment=1, **OPTIONS).fit(*make_sentiment(120, 1))
@@ -119,6 +121,8 @@ def test_the_students_folder_and_export_answer_as_its_pytorch_model(teacher: Pat
         path = export_onnx(folder, tmp_path / f"s-{quantize}.onnx", quantize=quantize)
         tolerance = 1e-4 if quantize is None else 0.1
         np.testing.assert_allclose(open_model(path).predict_proba(texts), in_memory, atol=tolerance)
+        shapes = {tuple(t.dims): t.data_type for t in onnx.load(str(path)).graph.initializer}
+        assert shapes[tuple(student.model_.embeddings.weight.shape)] == onnx.TensorProto.FLOAT16  # half there too
     sizes = {p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in (folder, teacher)}
     assert sizes[folder] < sizes[teacher]
 
