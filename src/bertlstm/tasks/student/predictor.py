@@ -10,5 +10,4 @@ class StudentPredictor(ClassifierPredictor):
     """Labels and probabilities for texts, from a student's logits; explanations as the classifier's (the
     gradient methods attribute to the student's own word-piece embeddings)."""
 
-    task = "student"
-    cpu_batch = 256  # an LSTM alone: large batches, unlike an encoder's, run fastest (BENCHMARKS.md)
+    task = "student"  # batches of 32 on a CPU, as an encoder's: faster than 256 by 17-23% (BENCHMARKS.md)
