@@ -222,7 +222,7 @@ def tune_run(
     inputs: Sequence[str | Path] = (),
     fixed: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Search, then train the best settings into ``config.output``; returns its metrics (with the search's).
+    """Search, then save the best trial's model into ``config.output``; returns its metrics (with the search's).
     ``fixed`` names the settings the user set: they keep ``config``'s values in every trial, never searched.
     Everything is checked before any work: the run's files and output, the space, the storage."""
     optuna = _optuna()
@@ -249,21 +249,26 @@ def tune_run(
         _search(optuna, study, objective, tune)
         search = summary(optuna, study, time.perf_counter() - start)
         log_trials(search)
-    from .runs import train_run
-
-    best = objective.settings(study.best_trial.params, trial=False)
-    kept = objective.kept[2] if objective.kept and objective.kept[0] == study.best_trial.number else None
-    if kept is not None and not config.tensorboard:  # the best trial ran here: its model, not the same one again
-        from .runs import keep_run
-
-        kept.set_params(progress=best.training.progress)
-        kept.training_ = dataclasses.replace(kept.training_, progress=best.training.progress)
-        metrics = keep_run(best, kept, data, command=command, inputs=inputs)
-    else:  # it ran in another process, or before a resume: its settings trained again, as `train` would
-        metrics = train_run(best, command=command, inputs=inputs)
+    metrics = _save_best(objective, study.best_trial.number, study.best_trial.params, command, inputs)
     with output_lock(output), atomic_file(output / SEARCH_FILE) as tmp:  # beside the model: `report` shows it
         tmp.write_text(json.dumps(search, indent=2) + "\n")
     return {**metrics, "search": {k: v for k, v in search.items() if k != "trials"}}
+
+
+def _save_best(
+    objective: Objective, number: int, params: dict[str, Any], command: str | None, inputs: Sequence[str | Path]
+) -> dict[str, Any]:
+    """The best trial's model into the run's output, as ``train`` would save it: the one trained here, or (the
+    trial ran in another process, or before a resume) its settings trained again. Returns its metrics."""
+    from .runs import keep_run, train_run  # the training machinery: once the search has found its settings
+
+    best = objective.settings(params, trial=False)
+    kept = objective.kept[2] if objective.kept and objective.kept[0] == number else None
+    if kept is None or best.tensorboard:  # a TensorBoard log wants the training run itself
+        return train_run(best, command=command, inputs=inputs)
+    kept.set_params(progress=best.training.progress)  # the trials' quiet is theirs, not the model's
+    kept.training_ = dataclasses.replace(kept.training_, progress=best.training.progress)
+    return keep_run(best, kept, objective.data, command=command, inputs=inputs)
 
 
 def _search(optuna: Any, study: Any, objective: Objective, tune: TuneConfig) -> None:
