@@ -127,12 +127,28 @@ def best_of(fn, n: int = 5) -> float:
     return min(times)
 
 
+def int8_rows(args: argparse.Namespace, texts: list[str], labels: list[str]) -> dict:
+    """Both models exported with ``--quantize int8``: their time over the dev sentences (best of 5) and their dev
+    accuracy against their float32 engine's."""
+    from bertlstm import open_model
+    from bertlstm.deploy.export import export_onnx
+
+    row = {}
+    for who, folder in (("teacher", args.teacher), ("student", args.student)):
+        path = export_onnx(folder, Path(tempfile.mkdtemp()) / f"{who}.onnx", quantize="int8")
+        int8, fp32 = open_model(path), open_model(folder)
+        row[f"{who} int8"] = round(best_of(lambda m=int8: m.predict_proba(texts)), 4)
+        for name, model in (("int8", int8), ("fp32", fp32)):
+            row[f"{who} {name} dev accuracy"] = round(100 * model.evaluate(texts, labels)["accuracy"], 2)
+    return row
+
+
 def speed(args: argparse.Namespace) -> dict:
     import bertlstm
     from bertlstm import open_model
     from bertlstm.tasks.classify.data import load_labelled
 
-    texts, _ = load_labelled(DATA / "sst2" / "dev.tsv")
+    texts, labels = load_labelled(DATA / "sst2" / "dev.tsv")
     row: dict = {"what": "speed", "cpu": cpu(), "cores": os.cpu_count(), "texts": len(texts)}
     for who, folder in (("teacher", args.teacher), ("student", args.student)):
         for engine in ("auto", "torch"):
@@ -148,6 +164,8 @@ def speed(args: argparse.Namespace) -> dict:
     fastest_teacher = min(row["teacher onnxruntime"], row["teacher torch"])
     fastest_student = min(row["student onnxruntime"], row["student torch"])
     row["student speed-up over the teacher's fastest engine"] = round(fastest_teacher / fastest_student, 1)
+    row.update(int8_rows(args, texts, labels))
+    row["int8 student speed-up over the int8 teacher"] = round(row["teacher int8"] / row["student int8"], 1)
     # As a pip install leaves the package: its modules compiled to bytecode once (where PYTHONDONTWRITEBYTECODE
     # is set, as on our machines, an editable checkout's modules are compiled again at every start).
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(bertlstm.__file__).parent)], check=True)

@@ -59,6 +59,24 @@ def test_the_masked_lstm_equals_the_packed_one(bidirectional: bool, layers: int)
     torch.testing.assert_close(masked, packed, atol=1e-6, rtol=0)
 
 
+def test_each_lstm_layer_is_one_onnx_lstm_that_reads_the_lengths(models, tmp_path: Path) -> None:
+    """The exported LSTM is ONNX's own operator, one node per layer, both directions in it, fed each row's
+    length (what onnxruntime runs fastest, and what its int8 quantizer turns into an int8 LSTM)."""
+    import onnx
+
+    graph = onnx.load(str(export_onnx(models["bidirectional"], tmp_path / "m.onnx"))).graph
+    lstms = [node for node in graph.node if node.op_type == "LSTM"]
+    assert len(lstms) == 2  # lstm_layers 2
+    for node in lstms:
+        assert len(node.input) >= 5 and node.input[4]  # sequence_lens
+        assert (
+            onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "direction"))
+            == b"bidirectional"
+        )
+    int8 = onnx.load(str(export_onnx(models["bidirectional"], tmp_path / "q.onnx", quantize="int8"))).graph
+    assert [node.op_type for node in int8.node].count("DynamicQuantizeLSTM") == 2
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_exports_and_onnxruntime_agrees_with_pytorch(models, tmp_path: Path, recipe: str) -> None:
     path = export_onnx(models[recipe], tmp_path / "model.onnx")

@@ -54,6 +54,9 @@ GRAPH = "model.onnx"  # in each model's folder of the cache, with model.json and
 KEEP = 8  # graphs kept in the cache: the most recently used
 GRAPHS_TAG = "bertlstm's cache of ONNX graphs, one folder per model folder"  # its CACHEDIR.TAG says so
 _KEY = re.compile(r"[0-9a-f]{32}")  # an entry's name (:func:`_entry`)
+# How this version builds its graphs, in each entry's name: a graph built before a change is built again.
+# 2: each LSTM layer as one ONNX LSTM node that reads the rows' lengths (was a masked formulation).
+GRAPHS_BUILT = 2
 _UNFINISHED = re.compile(r"\.[0-9a-f]{32}\.(tmp|old)-.+")  # an export's temporary folder (live or killed)
 
 
@@ -127,8 +130,9 @@ def _cuda() -> bool:
 # --- the cache of graphs ---------------------------------------------------------------------------------
 def _entry(ref: ModelRef, root: Path | None) -> Path:
     """Where the folder's graph goes in the cache: named by its config.json (which records the SHA-256 of every
-    weight and tokenizer file) and the export format."""
-    key = hashlib.sha256((ref.path / CONFIG_NAME).read_bytes() + str(EXPORT_FORMAT).encode()).hexdigest()[:32]
+    weight and tokenizer file), the export format and how graphs are built."""
+    made = f"{EXPORT_FORMAT}.{GRAPHS_BUILT}".encode()
+    key = hashlib.sha256((ref.path / CONFIG_NAME).read_bytes() + made).hexdigest()[:32]
     return (root or default_graph_dir()) / key
 
 

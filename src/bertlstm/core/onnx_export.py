@@ -32,6 +32,7 @@ from .backends import EXPORT_FORMAT, STAMP, is_export, metadata_digest, plain_to
 from .errors import BertLSTMError
 from .export_graph import ExportGraph
 from .folders import atomic_file, scratch_folder
+from .masked_lstm import LSTM_LAYER
 from .model_folder import file_sha256
 from .progress import Progress
 
@@ -144,9 +145,6 @@ def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) 
     dims = {name: torch.export.Dim(name) for axes in graph.dynamic.values() for name in axes.values()}
     dynamic = tuple({axis: dims[name] for axis, name in graph.dynamic[i].items()} for i in graph.inputs)
     inputs = tuple(torch.from_numpy(batch[name]) for name in graph.inputs)
-    # torch.onnx swaps in a while-loop LSTM for dynamic lengths, but after a first export in this process the
-    # operator's dispatch cache still holds the unrolled one, which fixes the sequence length: clear it.
-    torch.ops.aten.lstm.input._dispatch_cache.clear()
     with torch.no_grad(), warnings.catch_warnings(), _quiet_logger("torch.onnx"):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals are not the user's business
         torch.onnx.export(
@@ -158,9 +156,31 @@ def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) 
             dynamic_shapes=dynamic,
             opset_version=OPSET,
             dynamo=True,
+            custom_translation_table={LSTM_LAYER: _onnx_lstm_layer},
             external_data=False,  # one self-contained file
             verbose=False,
         )
+
+
+def _onnx_lstm_layer(x: Any, lengths: Any, w: Any, r: Any, b: Any) -> tuple[Any, Any]:
+    """``bertlstm::lstm_layer`` (:mod:`bertlstm.core.masked_lstm`) as ONNX's ``LSTM``, which reads each row's
+    length: (B, T, I), (B,) -> (B, T, D*U), (D, B, U)."""
+    from onnxscript import opset18  # the exporter's own dependency; opset 18 = OPSET
+
+    op: Any = opset18  # its typing of operators' inputs is stricter than the exporter's values can say
+
+    directions, units = w.shape[0], r.shape[2]  # the weights' sizes are fixed in the graph
+    y, h_n, _ = op.LSTM(
+        op.Transpose(x, perm=[1, 0, 2]),  # (T, B, I)
+        w,
+        r,
+        b,
+        op.Cast(lengths, to=6),  # int32, as sequence_lens must be
+        hidden_size=units,
+        direction="bidirectional" if directions == 2 else "forward",
+    )  # y (T, D, B, U), h_n (D, B, U)
+    rows_steps = op.Concat(op.Shape(x, start=0, end=2), op.Constant(value_ints=[-1]), axis=0)  # [B, T, -1]
+    return op.Reshape(op.Transpose(y, perm=[2, 0, 1, 3]), rows_steps), h_n  # (B, T, D*U), (D, B, U)
 
 
 @contextmanager

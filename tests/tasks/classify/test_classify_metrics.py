@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
+from bertlstm import BertLSTMClassifier
 from bertlstm.tasks.classify.metrics import (
     format_report,
     full_report,
@@ -13,6 +15,7 @@ from bertlstm.tasks.classify.metrics import (
     quick_metrics,
     tune_thresholds,
 )
+from conftest import make_multilabel
 
 
 def test_quick_metrics() -> None:
@@ -50,3 +53,34 @@ def test_tuned_thresholds_separate_what_0_5_does_not() -> None:
     shared = tune_thresholds(y_true, proba, "global")
     assert shared[0] == shared[1]
     assert tune_thresholds(y_true, proba, 0.4) == [0.4, 0.4]
+
+
+@pytest.mark.parametrize("how", ["per-label", "global"])
+def test_tuned_thresholds_are_scikit_learns_best(how: str) -> None:
+    """The thresholds, computed for the whole grid at once, are the ones scikit-learn's F1 picks threshold by
+    threshold (ties to the lowest), on random labels with probabilities rounded into ties."""
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        n, c = int(rng.integers(5, 200)), int(rng.integers(2, 12))
+        y_true = (rng.random((n, c)) < rng.random(c) * 0.3).astype(int)
+        proba = np.clip(y_true * rng.random((n, c)) * 0.7 + rng.random((n, c)) * 0.5, 0, 1).round(2)
+        if how == "global":
+            scores = [f1_score(y_true, proba >= t, average="macro", zero_division=0) for t in grid]
+            want = [float(grid[int(np.argmax(scores))])] * c
+        else:
+            want = []
+            for j in range(c):
+                scores = [f1_score(y_true[:, j], proba[:, j] >= t, zero_division=0) for t in grid]
+                want.append(float(grid[int(np.argmax(scores))]))
+        assert tune_thresholds(y_true, proba, how) == want
+
+
+def test_a_multi_label_epoch_is_scored_as_the_model_will_decide(tiny_encoder: str) -> None:
+    """Each epoch's dev F1 is at thresholds tuned on dev (not 0.5): with one epoch, the saved model's dev
+    report (at its tuned thresholds) gives the same micro-F1 as the epoch's row."""
+    texts, labels = make_multilabel(120, seed=1)
+    clf = BertLSTMClassifier(encoder=tiny_encoder, multi_label=True, epochs=1, lstm_units=8, progress=False)
+    clf.fit(texts[:80], [s.split(",") for s in labels[:80]], texts[80:], [s.split(",") for s in labels[80:]])
+    report = clf.predictor_.evaluate(texts[80:], [s.split(",") for s in labels[80:]])
+    assert clf.history_[-1]["dev_micro_f1"] == pytest.approx(report["micro_f1"], abs=1e-6)

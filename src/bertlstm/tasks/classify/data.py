@@ -168,7 +168,8 @@ class TextCut:
 
     def __call__(self, tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
         """``tokenizer``: a ``tokenizers.Tokenizer`` that cuts at :attr:`truncation`."""
-        ids = [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+        # without the pieces' character offsets, which nothing here reads: twice as fast (60 -> 32 ms, SST-2 dev)
+        ids = [encoding.ids for encoding in tokenizer.encode_batch_fast(list(texts))]
         return ids if self.long_text == "truncate" else [self.head_tail(row) for row in ids]
 
     def head_tail(self, ids: list[int]) -> list[int]:

@@ -138,9 +138,13 @@ class BertLSTMClassifier(ClassifierMixin, Estimator):
         return TokenDataset(cut(tokenizer, texts), targets, self.pad_id, pad_to)
 
     def _score(self, logits: np.ndarray, dataset: Any) -> dict[str, float]:
-        """What each epoch reports on dev (multi-label at the untuned threshold 0.5)."""
+        """What each epoch reports on dev; multi-label at thresholds tuned on dev by the ``threshold`` rule, as
+        the saved model decides (at 0.5, rare labels' F1 stays 0 for epochs, and early stopping, the best epoch
+        and a search's pruning would compare zeros)."""
         if self.labels_.multi_label:
-            return multilabel_metrics(np.asarray(dataset.labels), expit(logits) >= 0.5)
+            targets, proba = np.asarray(dataset.labels), expit(logits)
+            thresholds = tune_thresholds(targets, proba, self.training_.threshold)
+            return multilabel_metrics(targets, proba >= np.asarray(thresholds))
         return quick_metrics(dataset.labels, logits.argmax(-1).tolist())
 
     def _after_fit(self, dev: tuple[list[str], list[Any]], dev_set: Any, logits: np.ndarray) -> dict[str, Any]:
