@@ -5,8 +5,8 @@
 direction, so padding never reaches a real output. :class:`MaskedLSTM` holds a trained ``nn.LSTM``'s weights
 in that operator's layout and runs each layer as the custom operator ``bertlstm::lstm_layer``: in PyTorch as
 a packed LSTM, in an exported graph as one ``LSTM`` node per layer (:mod:`bertlstm.core.onnx_export`
-translates it), which onnxruntime runs twice as fast as the masked formulation it replaced, and which its
-int8 quantizer knows.
+translates it), whose two directions onnxruntime runs side by side (the masked formulation it replaced ran
+them one after the other), and which its int8 quantizer knows.
 """
 
 from __future__ import annotations
