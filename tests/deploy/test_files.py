@@ -12,8 +12,9 @@ import pytest
 
 from bertlstm import BertLSTMClassifier, BertLSTMError, BertLSTMTagger
 from bertlstm.cli import main
+from bertlstm.deploy.checks import is_predictions_file
 from bertlstm.deploy.config import EvaluateConfig, PredictConfig
-from bertlstm.deploy.files import evaluate_file, predict_file
+from bertlstm.deploy.files import evaluate_file, predict_file, write
 from bertlstm.tasks.registry import find_model
 from conftest import make_sentiment, make_tagged, write_conll
 
@@ -136,3 +137,29 @@ def test_how_a_file_is_read_is_the_models_tasks_own_setting(folders, tmp_path: P
         main(["evaluate", "--help"])
     shown = capsys.readouterr().out
     assert all(option in shown for option in ("--label-column", "--tag-scheme", "--text-column"))
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json"])  # a tagger writes texts' entities in these alone
+def test_a_taggers_output_is_told_from_a_users_annotated_texts(folders, tmp_path: Path, kind: str, capsys) -> None:
+    """An `entities` column alone used to mark a file as predictions: a user's spaCy-style annotations named as
+    the output were replaced. Now what the entities hold decides: a tagger's (text, type, start, end) are
+    replaced, a user's own kinds of entities are not, nor a file whose entities are all empty (nothing tells)."""
+    theirs = [{"text": "Ada", "type": "PER", "start": 0, "end": 3}]
+    rows = {"id": ["a", "b"], "text": ["Ada wrote", "nothing"], "entities": [theirs, []]}
+    out = tmp_path / f"out.{kind}"
+    write(iter([pd.DataFrame(rows)]), out, kind)
+    assert is_predictions_file(out)  # what a tagger's predict writes, in every format
+    for name, entities in (
+        ("spacy", [[[0, 3, "PER"]], []]),
+        ("labelled", [[{"start": 0, "end": 3, "label": "PER"}], []]),
+        ("empty", [[], []]),
+    ):
+        mine = tmp_path / f"{name}.{kind}"
+        write(iter([pd.DataFrame({**rows, "entities": entities})]), mine, kind)
+        assert not is_predictions_file(mine), name
+    before = mine.read_bytes()
+    texts = tmp_path / "texts.csv"
+    pd.DataFrame({"text": ["the actor was in the scene story"]}).to_csv(texts, index=False)
+    assert main(["predict", "--model", str(folders["tagger"]), "--input", str(texts), "--output", str(mine)]) == 2
+    assert "is not a predictions file bertlstm wrote" in capsys.readouterr().err
+    assert mine.read_bytes() == before

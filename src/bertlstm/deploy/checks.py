@@ -51,9 +51,11 @@ def check_output_file(output: str | Path, inputs: Sequence[str | Path] = ()) -> 
 
 
 # What predict adds to a table: a classifier's label and probabilities (or, beside true labels, the same
-# prefixed), a tagger's entities of texts, an explanation. A tagger's tags of tokens look like the user's own
-# tagged data (tokens and tags), so an earlier such output is not replaced.
-PREDICTED = ("prob_", "predicted_prob_", "entities", "explanation", "predicted_explanation")
+# prefixed), a tagger's entities of texts (told by what they hold: users annotate texts with entities too), an
+# explanation. A tagger's tags of tokens look like the user's own tagged data (tokens and tags), so an earlier
+# such output is not replaced.
+PREDICTED = ("prob_", "predicted_prob_", "explanation", "predicted_explanation")
+ENTITY = {"text", "type", "start", "end"}  # what each of a tagger's entities holds (and, explained, more)
 
 
 def is_predictions_file(path: Path) -> bool:
@@ -66,8 +68,31 @@ def is_predictions_file(path: Path) -> bool:
     except (OSError, ValueError, UnicodeDecodeError, ImportError):
         return False
     names = [str(c) for c in columns]
+    if "entities" in names:  # a tagger's answer, or a user's own annotated texts: their rows tell
+        return _entities_as_written(path)
     labelled = "label" in names or "predicted_label" in names  # a classifier's answer comes with its label
-    return "entities" in names or (labelled and any(n.startswith(PREDICTED) for n in names))
+    return labelled and any(n.startswith(PREDICTED) for n in names)
+
+
+def _entities_as_written(path: Path, rows: int = 1000) -> bool:
+    """Whether the first ``rows`` records' ``entities`` are a tagger's as predict writes them (JSON Lines, or a
+    JSON array a record a line; never another format): lists of objects with text, type, start and end, one at
+    least not empty. A user's own entities (spaCy's ``[start, end, label]`` triples, say) are not, nor a file
+    whose entities are all empty (nothing tells), nor one whose records cannot be read."""
+    if path.suffix.lower() not in (".jsonl", ".json"):
+        return False
+    found = False
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.lstrip("[,").strip() for line, _ in zip(f, range(rows + 1), strict=False)]
+        values = [json.loads(line)["entities"] for line in lines if line not in ("", "]")]
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return False
+    for entities in values:
+        if not isinstance(entities, list) or not all(isinstance(e, dict) and ENTITY <= set(e) for e in entities):
+            return False
+        found = found or bool(entities)
+    return found
 
 
 def _columns(path: Path) -> list[str]:
