@@ -5,14 +5,13 @@ saves it.
     python bench/tune.py trec                 # TREC-6 train (10% held out as dev), test
     python bench/tune.py goemotions           # GoEmotions 8,000 training comments, full dev and test, multi-label
     python bench/tune.py sst2 --trials 30 --no-cache-trials 3
-    python bench/tune.py sst2 --processes 2    # the search run by 2 processes sharing its storage
+    python bench/tune.py sst2 --jobs 2,1       # the search with 2 processes of trials, then with 1, side by side
 
 Each row is a whole ``bertlstm`` process, one after another, on this CPU, default encoder, frozen, seed 0:
 - the default recipe (``train``, 5 epochs) with an empty feature cache: the wall time a search is compared to;
 - ``--preset strong`` (5 epochs, the cache warm: only its accuracy counts here);
-- ``tune --trials N`` with an empty feature cache: the whole search, then the best settings trained (with
-  ``--processes P``: P such processes started together on one storage, each saving the best model into its own
-  output; the wall time until all have finished);
+- ``tune --trials N`` with an empty feature cache: the whole search and the best trial's model saved, with
+  tune's own default number of processes of trials (one per core) or, for each of ``--jobs A,B``, ``--jobs A``;
 - the same search without the cache for its first ``--no-cache-trials`` trials (``--no-cache``: every trial runs
   the encoder in every epoch, as the Hugging Face Trainer's ``hyperparameter_search`` starts each trial from a
   fresh model), its time per trial scaled to N trials: what the cache saves, as a ratio.
@@ -78,29 +77,6 @@ def run(argv: list[str], cache: Path) -> tuple[dict, float]:
     return json.loads(result.stdout.strip().splitlines()[-1]), seconds
 
 
-def run_shared(argv: list[str], cache: Path, storage: str, processes: int) -> tuple[dict, float]:
-    """``processes`` copies of one ``tune`` command sharing one storage (each its own output, ``-P`` appended),
-    started together; the first one's metrics, and the wall time until all have finished."""
-    env = {**os.environ, "BERTLSTM_CACHE": str(cache), "BERTLSTM_GRAPHS": str(cache / "graphs")}
-    start = time.perf_counter()
-    running = [
-        subprocess.Popen(
-            [*BERTLSTM, *argv[:-1], f"{argv[-1]}-{i}", "--storage", storage, "--json", "-q"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for i in range(processes)
-    ]
-    outputs = [p.communicate() for p in running]
-    seconds = time.perf_counter() - start
-    for p, (_, err) in zip(running, outputs, strict=True):
-        if p.returncode != 0:
-            raise SystemExit(f"{argv[:2]}: {err[-3000:]}")
-    return json.loads(outputs[0][0].strip().splitlines()[-1]), seconds
-
-
 def scores(metrics: dict) -> dict:
     keys = ("dev_accuracy", "test_accuracy", "dev_macro_f1", "test_macro_f1", "dev_micro_f1", "test_micro_f1")
     return {k: round(100 * metrics[k], 2) for k in keys if isinstance(metrics.get(k), float)}
@@ -111,7 +87,7 @@ def main() -> None:
     parser.add_argument("task", choices=("sst2", "trec", "goemotions"))
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--no-cache-trials", type=int, default=3)
-    parser.add_argument("--processes", type=int, default=1, help="tune processes sharing one search")
+    parser.add_argument("--jobs", help="comma-separated: a search row with each `tune --jobs` (default: tune's own)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix=f"tune-{args.task}-"))
     data, options = files(args.task, folder)
@@ -131,24 +107,24 @@ def main() -> None:
         ["train", *common, "--epochs", "5", "--preset", "strong", "--output", str(folder / "s")], cold
     )
     record("--preset strong", metrics, seconds)
-    argv = ["tune", *common, "--trials", str(args.trials), "--output", str(folder / "best")]
-    if args.processes > 1:  # the search shared by several processes, as a user on several cores may run it
-        storage = f"sqlite:///{folder / 'shared.db'}"
-        metrics, seconds = run_shared(argv, folder / "cache-search", storage, args.processes)
-    else:
-        metrics, seconds = run(argv, folder / "cache-search")
-    search, searched = metrics.get("search", {}), seconds
-    shared = f", {args.processes} processes sharing its storage" if args.processes > 1 else ""
-    record(
-        f"tune, {args.trials} trials{shared}, cold cache",
-        metrics,
-        seconds,
-        ratio_to_default=round(seconds / base, 2),
-        best=search.get("best"),
-        completed=search.get("completed"),
-        pruned=search.get("pruned"),
-        importances=search.get("importances"),
-    )
+    searched = 0.0
+    for jobs in args.jobs.split(",") if args.jobs else [None]:
+        given = ["--jobs", jobs] if jobs else []
+        output = folder / f"best-{jobs or 'default'}"
+        argv = ["tune", *common, "--trials", str(args.trials), *given, "--output", str(output)]
+        metrics, seconds = run(argv, folder / f"cache-search-{jobs or 'default'}")
+        search, searched = metrics.get("search", {}), searched or seconds
+        record(
+            f"tune, {args.trials} trials, cold cache" + (f", --jobs {jobs}" if jobs else ""),
+            metrics,
+            seconds,
+            ratio_to_default=round(seconds / base, 2),
+            best=search.get("best"),
+            completed=search.get("completed"),
+            pruned=search.get("pruned"),
+            importances=search.get("importances"),
+            processes=len({t["process"] for t in json.loads((output / "search.json").read_text())["trials"]}),
+        )
     if args.no_cache_trials:
         argv = ["tune", *common, "--trials", str(args.no_cache_trials), "--no-cache", "--output", str(folder / "nc")]
         metrics, seconds = run(argv, folder / "cache-none")

@@ -134,6 +134,45 @@ def test_two_processes_share_one_search(tiny_encoder: str, files: dict[str, Path
     assert {b["number"] for b in best} <= {t for t in range(8)}
 
 
+def test_one_search_runs_its_trials_in_two_processes_and_saves_the_best_whichever_ran_it(
+    tiny_encoder_4: str, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BERTLSTM_CACHE", str(cache))
+
+    def train_run(*args, **kwargs):
+        raise AssertionError("the best trial's model is kept by the process that ran it, not trained again")
+
+    monkeypatch.setattr("bertlstm.runs.train_run", train_run)
+    assert main([*tune_argv(tiny_encoder_4, files, tmp_path / "best"), "--trials", "8", "--jobs", "2"]) == 0
+    search = json.loads((tmp_path / "best" / "search.json").read_text())
+    assert len(search["trials"]) == 8  # no more than asked, though two processes start trials
+    assert len({t["process"] for t in search["trials"]}) == 2
+    entries = [p for p in cache.iterdir() if len(p.name) == 32]
+    assert len(entries) == 4 and logs.text.count("feature cache: encoded") == 4  # all built first, once each
+    meta = json.loads((tmp_path / "best" / "config.json").read_text())
+    for name, value in search["best"]["params"].items():
+        assert {**meta["model"], **meta["training"]}[name] == value
+
+
+def test_a_killed_search_leaves_none_of_its_processes_running(
+    tiny_encoder: str, files: dict[str, Path], tmp_path: Path
+) -> None:
+    files["space"].write_text(json.dumps({**SPACE, "layers": "last"}))
+    argv = [sys.executable, "-m", "bertlstm.cli", *tune_argv(tiny_encoder, files, tmp_path / "best")]
+    process = subprocess.Popen([*argv, "--trials", "50", "--jobs", "2"], stderr=subprocess.DEVNULL)
+    db = tmp_path / "best.search.db"
+    deadline = time.monotonic() + 240
+    while finished(db) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    time.sleep(2)
+    count = finished(db)
+    time.sleep(8)  # a tiny trial takes about a second: a helper still running would have added some
+    assert finished(db) == count < 50
+
+
 def test_a_trial_that_falls_behind_is_pruned_after_an_epoch(tiny_encoder: str, files: dict[str, Path]) -> None:
     import optuna
 

@@ -8,21 +8,29 @@ its dev metric after every epoch and is pruned when it falls behind (successive 
 of the trials go on past epochs 1, 3 and 9), and stops early when its dev metric stops improving. The search
 lives in an Optuna storage (a SQLite file beside the output by default), so that a killed search resumes
 without repeating its finished trials, and several processes or machines given the same storage share one
-search. At the end the best trial's model becomes the model folder (trained again from its settings, as
-``bertlstm train`` would, when another process ran it), with the search's trials and the settings'
-importances in ``search.json``.
+search. By default a frozen recipe's search on a CPU runs a trial per core at once (:class:`Helpers`: each
+trial trains on one thread), once every cache entry the trials read is built. At the end the best trial's model
+becomes the model folder (saved by the process that trained it; trained again from its settings, as ``bertlstm
+train`` would, when it ran before a resume or in a process of another command), with the search's trials and the
+settings' importances in ``search.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
+import os
 import re
+import signal
+import sys
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,6 +198,12 @@ class TuneConfig(Settings):
         "machines (default: OUTPUT.search.db beside the output)",
         metavar="URL",
     )
+    jobs: int | None = setting(
+        None,
+        "trials at once, each in its own process on one CPU core, sharing the search (default: one per core, at "
+        "most 4, for a frozen or pooled recipe on a CPU; else 1)",
+        metavar="N",
+    )
     pruner: Literal["halving", "median", "none"] = setting(
         "halving",
         "stop a trial that falls behind: halving keeps the best third at epochs 1, 3 and 9 (successive halving); "
@@ -200,6 +214,8 @@ class TuneConfig(Settings):
         self.check_choices()
         if self.trials is not None:
             check_int(self.trials, "trials", 1)
+        if self.jobs is not None:
+            check_int(self.jobs, "jobs", 1)
         if self.trials is None and self.timeout is None:
             raise BertLSTMError("a search needs an end: `trials`, `timeout`, or both", "trials")
         if self.timeout is not None:
@@ -229,6 +245,33 @@ def tune_run(
     if len(config.seeds) > 1:
         raise BertLSTMError("a search trains one model with one seed: give `seed`, not `seeds`", "seeds")
     output = config.check_files(inputs)
+    space = _space(config, tune, fixed)
+    study = _study(optuna, tune, output, config.training.seed)
+    jobs, since = processes(config, tune), time.time()
+    with Helpers(jobs - 1, config, tune, space, output, since) as helpers:  # they begin trials once told
+        with output_lock(output):
+            data = config.task_spec.read_run_data(config.data, config.model, config.training)
+            objective = Objective(config, space, data, optuna)
+            start = time.perf_counter()
+            if jobs > 1:  # the processes must not build the same entries at once: all are built first, here
+                warm_cache(objective)
+            helpers.go()
+            _search(optuna, study, objective, tune, since)
+            holders = helpers.kept()  # once every process has stopped: the trials whose models they keep
+            search = summary(optuna, study, time.perf_counter() - start)
+            log_trials(search)
+        number, params = study.best_trial.number, study.best_trial.params
+        if number in holders:  # the best trial ran in another process: that one saves the model it keeps
+            metrics = helpers.save(holders[number], command, inputs)
+        else:
+            metrics = _save_best(objective, number, params, command, inputs)
+    with output_lock(output), atomic_file(output / SEARCH_FILE) as tmp:  # beside the model: `report` shows it
+        tmp.write_text(json.dumps(search, indent=2) + "\n")
+    return {**metrics, "search": {k: v for k, v in search.items() if k != "trials"}}
+
+
+def _space(config: RunConfig, tune: TuneConfig, fixed: Sequence[str]) -> dict[str, Dimension]:
+    """The search's space (the default, or as ``tune.space`` changes it), checked, less the ``fixed`` settings."""
     if tune.space:
         space = read_space(tune.space, config)
         both = sorted(set(fixed) & set(load_config_file(tune.space)))
@@ -240,26 +283,14 @@ def tune_run(
     else:
         space = default_space(config.model)
         check_space(space, config)
-    space = {name: dim for name, dim in space.items() if name not in set(fixed)}
-    study = _study(optuna, tune, output, config.training.seed)
-    with output_lock(output):
-        data = config.task_spec.read_run_data(config.data, config.model, config.training)
-        objective = Objective(config, space, data, optuna)
-        start = time.perf_counter()
-        _search(optuna, study, objective, tune)
-        search = summary(optuna, study, time.perf_counter() - start)
-        log_trials(search)
-    metrics = _save_best(objective, study.best_trial.number, study.best_trial.params, command, inputs)
-    with output_lock(output), atomic_file(output / SEARCH_FILE) as tmp:  # beside the model: `report` shows it
-        tmp.write_text(json.dumps(search, indent=2) + "\n")
-    return {**metrics, "search": {k: v for k, v in search.items() if k != "trials"}}
+    return {name: dim for name, dim in space.items() if name not in set(fixed)}
 
 
 def _save_best(
     objective: Objective, number: int, params: dict[str, Any], command: str | None, inputs: Sequence[str | Path]
 ) -> dict[str, Any]:
     """The best trial's model into the run's output, as ``train`` would save it: the one trained here, or (the
-    trial ran in another process, or before a resume) its settings trained again. Returns its metrics."""
+    trial ran before a resume) its settings trained again. Returns its metrics."""
     from .runs import keep_run, train_run  # the training machinery: once the search has found its settings
 
     best = objective.settings(params, trial=False)
@@ -271,23 +302,172 @@ def _save_best(
     return keep_run(best, kept, objective.data, command=command, inputs=inputs)
 
 
-def _search(optuna: Any, study: Any, objective: Objective, tune: TuneConfig) -> None:
-    """The trials still due (a resumed search runs only those; processes sharing the storage stop together)."""
+def processes(config: RunConfig, tune: TuneConfig) -> int:
+    """How many processes run trials at once: ``jobs``, or by default one per CPU core the process may use (at
+    most 4) when the trials train only an LSTM and a head on cached features, each on ``head_threads`` threads;
+    one when they fine-tune or train on a GPU, where one trial already uses the whole machine."""
+    if tune.jobs is not None:
+        return tune.jobs
+    from .core.device import resolve_device  # torch: only once a search runs
+
+    training = config.training
+    frozen = getattr(config.model, "mode", "frozen") != "finetune" and training.cache
+    if not frozen or training.head_threads is None or resolve_device(training.device).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores // training.head_threads))
+
+
+# Settings that key the feature cache: a search builds an entry for each of their choices.
+CACHE_KEYED = ("layers", "train_top_layers", "max_length")
+
+
+def warm_cache(objective: Objective) -> None:
+    """Every feature cache entry the trials read, built before they begin (one encoder pass for each choice of
+    the settings that key the cache, on all the CPU's threads), so that the search's processes only read them."""
+    keyed = {n: d.values for n, d in objective.space.items() if n in CACHE_KEYED and isinstance(d, Choice)}
+    data = objective.data
+    dev = data.dev if data.dev is not None else (None, None)
+    for values in itertools.product(*keyed.values()):
+        config = objective.settings(dict(zip(keyed, values, strict=True)))
+        estimator = config.task_spec.estimator()(**config.model.as_kwargs(), **config.training.as_kwargs())
+        estimator.cache_features(*data.train, *dev, **data.fit_options)
+
+
+class Helpers:
+    """The search's other processes (``n``, spawned): each opens the search's storage, reads the run's data, and
+    once told (:meth:`go`) runs trials until the search has its trials, keeping its best trial's model; the one
+    whose model is the search's best saves it. They die with this process, and stop at the end of the block."""
+
+    def __init__(
+        self, n: int, config: RunConfig, tune: TuneConfig, space: dict[str, Dimension], output: Path, since: float
+    ) -> None:
+        import multiprocessing  # only for a search in several processes
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: forking torch's threads is unsafe
+        level = logging.getLogger("bertlstm").getEffectiveLevel()
+        shown = bool(logging.getLogger("bertlstm").handlers)
+        self.links: list[tuple[Any, Any]] = []
+        for k in range(1, n + 1):
+            ours, theirs = context.Pipe()
+            args = (theirs, k, os.getpid(), config.to_dict(), (tune, space, output, since), level if shown else None)
+            process = context.Process(target=_helper, args=args, daemon=True, name=f"bertlstm-trials-{k}")
+            process.start()
+            self.links.append((process, ours))
+
+    def __enter__(self) -> Helpers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process, link in self.links:
+            with suppress(OSError):
+                link.send(("stop",))
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+
+    def go(self) -> None:
+        for _, link in self.links:
+            link.send(("go",))
+
+    def _answer(self, k: int) -> Any:
+        process, link = self.links[k]
+        try:
+            kind, value = link.recv()
+        except EOFError:
+            raise BertLSTMError(f"the search's process {process.name} died (exit status {process.exitcode})") from None
+        if kind == "error":
+            raise BertLSTMError(f"the search's process {process.name} failed: {value}")
+        return value
+
+    def kept(self) -> dict[int, int]:
+        """The trials whose models the processes keep, once all have stopped: trial number -> process."""
+        numbers = {k: self._answer(k) for k in range(len(self.links))}
+        return {number: k for k, number in numbers.items() if number is not None}
+
+    def save(self, k: int, command: str | None, inputs: Sequence[str | Path]) -> dict[str, Any]:
+        """Process ``k`` saves the model it keeps into the run's output; its metrics."""
+        self.links[k][1].send(("save", command, [str(p) for p in inputs]))
+        return dict(self._answer(k))
+
+
+def _helper(
+    link: Any,
+    k: int,
+    parent: int,
+    values: dict[str, Any],
+    search: tuple[TuneConfig, dict[str, Dimension], Path, float],
+    level: int | None,
+) -> None:
+    """One of the search's other processes (:class:`Helpers`)."""
+    tune, space, output, since = search
+    _die_with(parent)
+    if level is not None:  # the command line shows what this process logs, as its own
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"[trials {k}] %(message)s"))
+        logging.getLogger("bertlstm").addHandler(handler)
+        logging.getLogger("bertlstm").setLevel(level)
+        logging.getLogger("bertlstm").propagate = False
+    try:
+        optuna, config = _optuna(), RunConfig.from_dict(values)
+        study = _study(optuna, tune, output, config.training.seed, offset=k)
+        data = config.task_spec.read_run_data(config.data, config.model, config.training)
+        objective = Objective(config, space, data, optuna)
+        if link.recv()[0] != "go":
+            return
+        _search(optuna, study, objective, tune, since, alone=False)
+        link.send(("kept", objective.kept[0] if objective.kept else None))
+        order = link.recv()
+        if order[0] == "save" and objective.kept:
+            number = objective.kept[0]
+            link.send(("saved", _save_best(objective, number, study.trials[number].params, order[1], order[2])))
+    except (EOFError, KeyboardInterrupt):  # the search ended without it
+        return
+    except Exception as err:  # noqa: BLE001  whatever went wrong, said in one line by the main process
+        link.send(("error", first_line(err)))
+
+
+def _die_with(parent: int) -> None:
+    """This process is killed when ``parent`` dies (Linux), so that a killed search leaves no trials running."""
+    if sys.platform.startswith("linux"):
+        import ctypes  # prctl, for the signal a process gets when its parent dies
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before that
+        os._exit(1)
+
+
+def _search(optuna: Any, study: Any, objective: Objective, tune: TuneConfig, since: float, alone: bool = True) -> None:
+    """The trials still due (a resumed search runs only those; processes sharing the storage stop together).
+    ``since``: when this search began (trials still running from before, a killed process's, are not counted)."""
     states = optuna.trial.TrialState
     finished = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED)))
     due = None if tune.trials is None else tune.trials - finished
-    if finished:
+    if finished and alone:
         logger.info(f"the search holds {finished} finished trial(s); {due if due is not None else 'more'} to go")
     if due is not None and due <= 0:
         return
-    callbacks = [optuna.study.MaxTrialsCallback(tune.trials, states=(states.COMPLETE, states.PRUNED))]
     timeout = seconds(tune.timeout) if tune.timeout else None
     # A trial that cannot train (it diverges at a high rate, say) fails alone, logged; the search goes on.
-    study.optimize(
-        objective, n_trials=due, timeout=timeout, callbacks=callbacks if tune.trials else [], catch=(BertLSTMError,)
-    )
-    if not study.get_trials(deepcopy=False, states=(states.COMPLETE,)):
+    callbacks = [Enough(tune.trials, since, states)] if tune.trials else []
+    study.optimize(objective, n_trials=due, timeout=timeout, callbacks=callbacks, catch=(BertLSTMError,))
+    if alone and not study.get_trials(deepcopy=False, states=(states.COMPLETE,)):
         raise BertLSTMError("no trial of the search finished: give it more `trials` or a longer `timeout`")
+
+
+class Enough:
+    """Stops a process's trials once the search has ``trials``, finished or under way in any of its processes
+    (since ``since``, a time stamp): a trial is started only while the search needs one more."""
+
+    def __init__(self, trials: int, since: float, states: Any) -> None:
+        self.trials, self.since, self.states = trials, datetime.fromtimestamp(since), states
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        s = self.states
+        trials = study.get_trials(deepcopy=False, states=(s.COMPLETE, s.PRUNED, s.RUNNING))
+        running = [t for t in trials if t.state == s.RUNNING and t.datetime_start >= self.since]
+        if len(running) + sum(t.state != s.RUNNING for t in trials) >= self.trials:
+            study.stop()
 
 
 def _optuna() -> Any:
@@ -298,7 +478,7 @@ def _optuna() -> Any:
     return optuna
 
 
-def _study(optuna: Any, tune: TuneConfig, output: Path, seed: int) -> Any:
+def _study(optuna: Any, tune: TuneConfig, output: Path, seed: int, offset: int = 0) -> Any:
     """The search in its storage (made, or found to resume or join), before any work. Processes that start
     together may race to make the storage's tables: the loser tries again, and finds them."""
     url = tune.storage or f"sqlite:///{output.with_name(output.name + '.search.db')}"
@@ -310,7 +490,7 @@ def _study(optuna: Any, tune: TuneConfig, output: Path, seed: int) -> Any:
         output.parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
     for attempt in range(3):
         try:
-            return _open_study(optuna, tune, url, STUDY, seed)
+            return _open_study(optuna, tune, url, STUDY, seed + offset)
         except Exception as err:  # noqa: BLE001  a URL it cannot open: SQLAlchemy and Optuna raise many kinds
             if attempt == 2 or not any(race in str(err) for race in RACES):
                 shown = _hide_password(url)
@@ -377,6 +557,7 @@ class Objective:
         return RunConfig.from_dict({**values, "model": model, "training": training})
 
     def __call__(self, trial: Any) -> float:
+        trial.set_user_attr("process", os.getpid())
         params = {name: dim.sample(trial, name) for name, dim in self.space.items()}
         config = self.settings(params)
         task = config.task_spec
@@ -408,6 +589,7 @@ def summary(optuna: Any, study: Any, seconds: float) -> dict[str, Any]:
             "params": t.params,
             "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
             "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None,
+            "process": t.user_attrs.get("process"),  # which of the search's processes ran it
         }
         for t in study.trials
     ]

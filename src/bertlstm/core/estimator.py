@@ -163,6 +163,21 @@ class Estimator(BaseEstimator):
         self.predictor_ = self.predictor()
         return self
 
+    def cache_features(self, X: Any, y: Any = None, dev_X: Any = None, dev_y: Any = None, **options: Any) -> Any:
+        """Build the feature cache entries that ``fit`` with the same arguments and settings reads (for a frozen
+        or partly fine-tuned encoder with the cache on), without training: a search builds them once before its
+        processes share them. The estimator stays unfitted."""
+        config, training = self._configs()
+        train, dev = self._learn(X, y, dev_X, dev_y, config, training, **options)
+        self._build_model(config, training)
+        try:
+            trainer = self._trainer(self._metric(training), train, [], None)
+            self._dataset(train, "training", trainer)
+            self._dataset(dev, "dev", trainer)
+        finally:
+            self.model_ = None
+        return self
+
     def _build_model(self, config: Any, training: TrainConfig) -> None:
         from accelerate.utils import set_seed  # only to train: loading a model for prediction never imports it
 
