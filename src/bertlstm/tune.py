@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .core.config import TrainConfig
-from .core.encoder_names import LAYERS_NEEDED, encoder_config
+from .core.encoder_names import LAYER_CHOICES, LAYERS_NEEDED, encoder_config
 from .core.errors import BertLSTMError, first_line, needs_packages
 from .core.folders import atomic_file, output_lock
 from .core.settings import Settings, check_int, load_config_file, setting
@@ -253,8 +253,8 @@ def tune_run(
             data = config.task_spec.read_run_data(config.data, config.model, config.training)
             objective = Objective(config, space, data, optuna)
             start = time.perf_counter()
-            if jobs > 1:  # the processes must not build the same entries at once: all are built first, here
-                warm_cache(objective)
+            if jobs > 1 or getattr(config.model, "mode", "frozen") != "finetune":
+                warm_cache(objective)  # in one encoder pass where it can; the processes only read them
             helpers.go()
             _search(optuna, study, objective, tune, since)
             holders = helpers.kept()  # once every process has stopped: the trials whose models they keep
@@ -323,9 +323,13 @@ CACHE_KEYED = ("layers", "train_top_layers", "max_length")
 
 
 def warm_cache(objective: Objective) -> None:
-    """Every feature cache entry the trials read, built before they begin (one encoder pass for each choice of
-    the settings that key the cache, on all the CPU's threads), so that the search's processes only read them."""
+    """Every feature cache entry the trials read, built before they begin, on all the CPU's threads: an encoder
+    pass for each choice of the settings that key the cache, but ``layers`` the widest first, so that the others
+    are taken from its entries (see ``feature_cache.derived_store``) and the encoder runs once. The search's
+    processes then only read them."""
     keyed = {n: d.values for n, d in objective.space.items() if n in CACHE_KEYED and isinstance(d, Choice)}
+    if "layers" in keyed:
+        keyed["layers"] = tuple(sorted(keyed["layers"], key=lambda v: LAYER_CHOICES.index(v)))
     data = objective.data
     dev = data.dev if data.dev is not None else (None, None)
     for values in itertools.product(*keyed.values()):
@@ -367,6 +371,9 @@ class Helpers:
                 process.kill()
 
     def go(self) -> None:
+        """Once every process is ready (has read the data), all begin their trials together."""
+        for k in range(len(self.links)):
+            self._answer(k)
         for _, link in self.links:
             link.send(("go",))
 
@@ -413,6 +420,7 @@ def _helper(
         study = _study(optuna, tune, output, config.training.seed, offset=k)
         data = config.task_spec.read_run_data(config.data, config.model, config.training)
         objective = Objective(config, space, data, optuna)
+        link.send(("ready", None))
         if link.recv()[0] != "go":
             return
         _search(optuna, study, objective, tune, since, alone=False)
@@ -457,7 +465,8 @@ def _search(optuna: Any, study: Any, objective: Objective, tune: TuneConfig, sin
 
 class Enough:
     """Stops a process's trials once the search has ``trials``, finished or under way in any of its processes
-    (since ``since``, a time stamp): a trial is started only while the search needs one more."""
+    (since ``since``, a time stamp): a trial is started only while the search needs one more (two processes
+    that decide in the same instant may both start one)."""
 
     def __init__(self, trials: int, since: float, states: Any) -> None:
         self.trials, self.since, self.states = trials, datetime.fromtimestamp(since), states

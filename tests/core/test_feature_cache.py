@@ -110,6 +110,33 @@ def test_training_with_and_without_cache_agree(tiny_encoder: str, toy_data, tmp_
     np.testing.assert_allclose(half.predict_proba(probe), plain.predict_proba(probe), atol=2e-2)
 
 
+@pytest.mark.parametrize("mode", ["frozen", "pooled"])
+def test_a_narrower_layer_choice_is_taken_from_a_wider_entry_without_the_encoder(
+    tiny_encoder: str, tmp_path: Path, mode: str, logs
+) -> None:
+    texts, labels = make_sentiment(40, seed=5)
+    options = {"encoder": tiny_encoder, "mode": mode, "progress": False, "device": "cpu", "cache_dtype": "float32"}
+    wide = tmp_path / "wide"
+    BertLSTMClassifier(**options, layers="scalar-mix", cache_dir=str(wide)).cache_features(texts, labels)
+    assert logs.text.count("feature cache: encoded") == 2  # train and dev, every hidden state
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("the encoder ran for an entry the cache could take from a wider one")
+
+    for layers in ("last", "second-to-last"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("bertlstm.core.feature_cache._write_batch", no_encoder)
+            BertLSTMClassifier(**options, layers=layers, cache_dir=str(wide)).cache_features(texts, labels)
+        alone = tmp_path / layers  # the same entries, from the encoder
+        BertLSTMClassifier(**options, layers=layers, cache_dir=str(alone)).cache_features(texts, labels)
+        for entry in FeatureCache(alone).entries():
+            taken = FeatureStore(wide / entry["entry"], entry)
+            encoded = FeatureStore(alone / entry["entry"], entry)
+            assert len(taken) == len(encoded) == entry["key"]["n_texts"]
+            np.testing.assert_allclose(taken.rows(0, len(taken)), encoded.rows(0, len(encoded)), atol=1e-6)
+    assert logs.text.count("from a wider entry") == 4 and len(FeatureCache(wide).entries()) == 6
+
+
 def test_clear(tiny_encoder: str, tmp_path: Path) -> None:
     model, tokenizer = model_and_tokenizer(tiny_encoder, "pooled")
     texts = make_sentiment(10, seed=3)[0]

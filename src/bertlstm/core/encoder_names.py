@@ -97,6 +97,9 @@ def position_limit(config: Any) -> int | None:
     return n
 
 
+# The ``layers`` settings, widest first: scalar-mix reads every state the others read, concat-last-4 those of
+# last and second-to-last (the feature cache takes a narrower choice's entry from a wider one's).
+LAYER_CHOICES = ("scalar-mix", "concat-last-4", "last", "second-to-last")
 # The encoder layers each `layers` setting reads need this many transformer layers at least.
 LAYERS_NEEDED = {"last": 1, "second-to-last": 1, "concat-last-4": 3, "scalar-mix": 1}
 

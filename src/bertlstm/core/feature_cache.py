@@ -42,11 +42,12 @@ from torch import Tensor
 
 from .batching import pad_batch, sorted_batches
 from .distributed import ALONE, Shard
+from .encoder_names import LAYER_CHOICES
 from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
 from .folders import TAG_NAME, atomic_folder, claim, default_cache_dir, is_held, tag_cache
 from .model_folder import file_sha256
-from .modeling import EncoderModel, native_bf16, quantize_int8
+from .modeling import EncoderModel, layer_ids, native_bf16, quantize_int8
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -114,10 +115,14 @@ class FeatureStore:
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Features of text ``i``: (rows, H), rows = its real tokens (frozen) or 1 (pooled)."""
+        return self.rows(i, i + 1)
+
+    def rows(self, first: int, stop: int) -> np.ndarray:
+        """The rows of texts ``first`` to ``stop - 1``, one after the other: (rows, H)."""
         row_bytes = self.hidden * self.dtype.itemsize
-        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
-        data = os.pread(self._fd, (stop - start) * row_bytes, start * row_bytes)
-        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, self.hidden)
+        start, end = int(self.offsets[first]), int(self.offsets[stop])
+        data = os.pread(self._fd, (end - start) * row_bytes, start * row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(end - start, self.hidden)
 
 
 class FeatureCache:
@@ -202,6 +207,20 @@ class FeatureCache:
         else:
             self._fill(None, shard, work)
         shard.barrier()  # the entry is in place for every process
+        return FeatureStore(final, json.loads((final / "meta.json").read_text()))
+
+    def derive(self, source: FeatureStore, key: CacheKey, columns: np.ndarray, what: str) -> FeatureStore:
+        """The entry of ``key`` made of ``columns`` of ``source``'s rows, an entry of the same texts computed
+        the same way from more of the encoder's layers: no encoder runs. Written atomically, a thousand texts at
+        a time."""
+        start, final = time.perf_counter(), self.root / key.digest()
+        work = Pass(key, _no_encoder, len(columns), (), 0, 0, source.offsets, what)
+        with atomic_folder(final, replace=False) as tmp:  # another run may finish the same entry first
+            with open(tmp / "features.bin", "wb") as f:
+                for first in range(0, len(source), 1000):
+                    rows = source.rows(first, min(first + 1000, len(source)))  # (R, D of the source)
+                    f.write(np.ascontiguousarray(rows[:, columns]).tobytes())
+            _complete(tmp, work, start, ALONE)
         return FeatureStore(final, json.loads((final / "meta.json").read_text()))
 
     @staticmethod
@@ -334,6 +353,10 @@ class Pass:
         return self.feature_size * np.dtype(self.key.dtype).itemsize
 
 
+def _no_encoder(ids: Tensor, attention_mask: Tensor) -> Tensor:
+    raise AssertionError("an entry derived from another runs no encoder")
+
+
 def _write_batch(fd: int, work: Pass, texts: list[int]) -> None:
     """Encode the texts ``texts`` (their positions) as one padded batch and write each one's rows in place."""
     ids, mask = pad_batch([work.input_ids[i] for i in texts], work.pad_id)
@@ -405,15 +428,22 @@ def cached_store(
     batch_size: int,
     what: str = "texts",
     shard: Shard = ALONE,
+    derive: Callable[[], FeatureStore | None] = lambda: None,
 ) -> FeatureStore:
-    """The features of ``key``'s texts from the cache; on a miss, ``input_ids()`` (tokenizing happens only
-    then) are encoded once, shared among the processes of ``shard``, and stored."""
+    """The features of ``key``'s texts from the cache; on a miss, ``derive()`` (an entry made from a wider one,
+    in a process alone) or ``input_ids()`` (tokenizing happens only then) encoded once, shared among the
+    processes of ``shard``, and stored."""
     store = cache.open(key) if shard.is_main else None
     if shard.gather(store is not None)[0]:  # the main process decides, so that all processes build, or none
         store = store or cache.open(key)
         if store is None:
             raise RuntimeError(f"feature cache entry {key.digest()} vanished while it was being read")
         logger.info(f"feature cache: read {key.n_texts} {what} from {store.folder}")
+        return store
+    store = derive() if shard.world == 1 else None
+    if store is not None:
+        seconds = store.meta["build_seconds"]
+        logger.info(f"feature cache: took {key.n_texts} {what} from a wider entry in {seconds:.1f}s -> {store.folder}")
         return store
     store = cache.build(key, encode, feature_size, input_ids(), pad_id, batch_size, shard, what)
     seconds, processes = store.meta["build_seconds"], store.meta.get("processes", 1)
@@ -476,4 +506,25 @@ def model_features(
     encode = feature_pass(model, key.quantized, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache, size, batch = FeatureCache(training.cache_dir), model.cache_feature_size, training.encode_batch_size
-    return cached_store(cache, key, encode, size, input_ids, pad_id, batch, what, shard)
+    derive = lambda: derived_store(cache, key, model, what)  # noqa: E731
+    return cached_store(cache, key, encode, size, input_ids, pad_id, batch, what, shard, derive)
+
+
+def derived_store(cache: FeatureCache, key: CacheKey, model: EncoderModel, what: str) -> FeatureStore | None:
+    """``key``'s entry taken from one of the same texts, computed the same way, that holds more of the encoder's
+    layers (``concat-last-4`` holds ``last``; ``scalar-mix`` holds every choice), if the cache has one: what the
+    cache stores is the selected layers' states side by side, each reduced on its own (pooling averages each
+    column), so ours are columns of theirs. None if there is none (or the encoder is split, or layers custom)."""
+    if key.split is not None or key.layers not in LAYER_CHOICES:
+        return None
+    depth, hidden = model.encoder_config.num_hidden_layers, model.encoder_config.hidden_size
+    ours = [i % (depth + 1) for i in layer_ids(key.layers, depth)]
+    for name in LAYER_CHOICES:
+        theirs = [i % (depth + 1) for i in layer_ids(name, depth)]
+        if name == key.layers or not set(ours) <= set(theirs):
+            continue
+        source = cache.open(dataclasses.replace(key, layers=name))
+        if source is not None:
+            columns = np.concatenate([np.arange(hidden) + theirs.index(i) * hidden for i in ours])
+            return cache.derive(source, key, columns, what)
+    return None
