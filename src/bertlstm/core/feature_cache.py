@@ -13,7 +13,9 @@ of the texts — so any change is a miss, never a silent reuse. It holds ``featu
 float16 by default), ``offsets.npy`` (where each text's rows start) and ``meta.json`` (the key, shapes and a
 SHA-256 of the features), and appears only once complete (written to a temporary folder, then renamed). A
 truncated or corrupt entry fails its size or checksum check and is rebuilt. Reads are positioned reads of one
-text at a time, so memory stays bounded by a few batches, not by the data set.
+text at a time, so memory stays bounded by a few batches, not by the data set. On a miss, an entry of the same
+texts whose layer selection holds ours (``scalar-mix`` holds every choice) gives ours as its columns, without the
+encoder (:func:`derived_store`).
 
 Beside the entries, ``encoders/`` holds the notes on encoder folders that let a run whose features are all
 cached skip loading its encoder (:mod:`bertlstm.core.encoders`).
