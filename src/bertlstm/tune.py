@@ -253,7 +253,7 @@ def tune_run(
             data = config.task_spec.read_run_data(config.data, config.model, config.training)
             objective = Objective(config, space, data, optuna)
             start = time.perf_counter()
-            if jobs > 1 or getattr(config.model, "mode", "frozen") != "finetune":
+            if config.training.cache and (jobs > 1 or getattr(config.model, "mode", "frozen") != "finetune"):
                 warm_cache(objective)  # in one encoder pass where it can; the processes only read them
             helpers.go()
             _search(optuna, study, objective, tune, since)
