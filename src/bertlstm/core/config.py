@@ -22,7 +22,7 @@ Layers = Literal["last", "second-to-last", "concat-last-4", "scalar-mix"]
 Metric = Literal["auto", "accuracy", "macro_f1", "micro_f1"]
 Precision = Literal["no", "fp16", "bf16"]
 CacheDtype = Literal["float16", "float32"]
-FeaturePass = Literal["fp32", "int8", "bf16"]
+FeaturePass = Literal["fp32", "int8", "bf16", "auto"]
 ThresholdRule = Literal["per-label", "global"]
 # Named recipes: model settings that `preset` fills in. "strong" is the frozen recipe that BENCHMARKS.md measured
 # best on SST-2 (dev 87.8 against 83.6 for the default recipe).
@@ -126,8 +126,10 @@ class TrainConfig(Settings):
     cache_dtype: CacheDtype = setting("float16", "storage type of cached features")
     feature_pass: FeaturePass = setting(
         "fp32",
-        "how the encoder computes what the cache stores: fp32; int8 linear layers (CPU only; faster); or bf16 "
-        "(only where the hardware has it: a CPU with AVX512-BF16 or AMX, a GPU; faster)",
+        "how the encoder computes what the cache stores: fp32; int8 linear layers (CPU only; faster); bf16 (only "
+        "where the hardware has it: a CPU with AVX512-BF16 or AMX, a GPU; faster); or auto, the fastest this "
+        "machine computes natively (bf16, else int8 on a CPU with VNNI or AMX, else fp32), recorded as chosen. "
+        "Both move accuracy a little (see the README): fp32 is the default",
     )
     pad_to_max_length: bool = setting(False, "pad every batch to max_length, as the original recipe (to compare)")
     head_threads: int | None = setting(

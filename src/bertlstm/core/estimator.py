@@ -40,7 +40,7 @@ from .encoder_names import check_layers, check_max_length
 from .encoders import EncoderSource, notes_folder, open_encoder
 from .errors import BertLSTMError
 from .export_graph import ExportGraph
-from .feature_cache import FeatureCache, FeatureStore, model_features
+from .feature_cache import FeatureCache, FeatureStore, machine_pass, model_features
 from .folders import check_output
 from .hub import local_folder, push_folder
 from .inference import Predict, as_tensors, predict_logits
@@ -194,6 +194,10 @@ class Estimator(BaseEstimator):
         self.model_ = self._new_model(config, encoder)
         # the settings this model was trained with (encoder_lr auto resolved), whatever set_params does later
         self.training_ = training.resolved(encoder.config.hidden_size)
+        if self.model_.cacheable and training.cache and training.feature_pass == "auto":
+            way, why = machine_pass("auto", resolve_device(training.device))
+            self.training_ = dataclasses.replace(self.training_, feature_pass=way)  # recorded as chosen
+            logger.info(f"feature pass {way} ({why})")
         if config.mode == "finetune" and training.encoder_lr == "auto":
             layers, width = encoder.config.num_hidden_layers, encoder.config.hidden_size
             logger.info(f"encoder lr {self.training_.encoder_lr:g} (auto, for a {layers}-layer, {width}-wide encoder)")

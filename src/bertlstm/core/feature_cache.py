@@ -43,13 +43,14 @@ import torch
 from torch import Tensor
 
 from .batching import pad_batch, sorted_batches
+from .config import FeaturePass
 from .distributed import ALONE, Shard
 from .encoder_names import LAYER_CHOICES
 from .encoders import NOTES_DIR
 from .errors import BertLSTMError, BertLSTMWarning
 from .folders import TAG_NAME, atomic_folder, claim, default_cache_dir, is_held, tag_cache
 from .model_folder import file_sha256
-from .modeling import EncoderModel, layer_ids, native_bf16, quantize_int8
+from .modeling import EncoderModel, layer_ids, native_bf16, native_int8, quantize_int8
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -454,6 +455,18 @@ def cached_store(
     return store
 
 
+def machine_pass(way: FeaturePass, device: torch.device) -> tuple[FeaturePass, str]:
+    """The feature pass ``way`` means on ``device``, and why: ``auto`` is the fastest the hardware computes
+    natively, bf16 before int8 (its features are the closer to fp32's), else fp32; any other way is itself."""
+    if way != "auto":
+        return way, "as set"
+    if native_bf16(device):
+        return "bf16", f"auto: this {device.type} computes bf16 natively"
+    if native_int8(device):
+        return "int8", "auto: this CPU has int8 dot products (VNNI or AMX), not bf16"
+    return "fp32", f"auto: this {device.type} computes neither bf16 nor int8 natively"
+
+
 def feature_pass(model: EncoderModel, way: str | None, device: torch.device) -> Callable[[Tensor, Tensor], Tensor]:
     """What the cache stores for a batch of ids and mask, computed ``way``: fp32 (None), int8 linear layers (a
     copy of the model; the model is untouched), or bf16 where ``device`` computes in it natively."""
@@ -491,7 +504,7 @@ def model_features(
     """The cached features of a frozen or partly fine-tuned ``model`` (``cache_encode`` gives what is stored,
     ``split`` keys it) for ``texts`` (what keys the entry; ``input_ids()`` are what is encoded on a miss), in
     ``training.cache_dir`` as ``training.cache_dtype``."""
-    config = model.config
+    config, (way, _) = model.config, machine_pass(training.feature_pass, device)
     key = CacheKey(
         encoder=config.encoder,
         encoder_hash=model.encoder_hash(tokenizer),
@@ -502,7 +515,7 @@ def model_features(
         texts_hash=texts_fingerprint(texts),
         n_texts=len(texts),
         split=model.split,
-        quantized=None if training.feature_pass == "fp32" else training.feature_pass,
+        quantized=None if way == "fp32" else way,
         cut=model.cache_cut,
     )
     encode = feature_pass(model, key.quantized, device)

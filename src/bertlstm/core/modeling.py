@@ -332,6 +332,14 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and any(check is not None and check() for check in found)
 
 
+def native_int8(device: torch.device) -> bool:
+    """Whether ``device`` is a CPU with int8 dot-product instructions (AVX512-VNNI, or AMX), which int8 linear
+    layers run on (detected at run time)."""
+    cpu = torch.cpu
+    found = (getattr(cpu, "_is_vnni_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
+    return device.type == "cpu" and any(check is not None and check() for check in found)
+
+
 def make_lstm(config: Any, input_size: int) -> nn.LSTM:
     """The LSTM a model's settings describe (``lstm_units``, ``lstm_layers``, ``bidirectional``, ``dropout``
     between stacked layers), reading ``input_size`` features per step."""
