@@ -6,8 +6,12 @@ several seeds, each model scored two ways:
 * **consistent**: the model predicts in the precision its features were made in (int8: the PyTorch int8
   engine, `predict --quantize int8`; bf16: the whole forward pass under bf16 autocast).
 
+With `--predict int8` the fp32 models are also saved and scored as `bertlstm predict --precision int8` runs
+them (a model trained as usual, predicting in a lower precision: the folder's graph quantized by onnxruntime).
+
     python bench/precision.py                                   # SST-2 8k dev, TREC-6 test, CoNLL-2003 dev F1
     python bench/precision.py --tasks sst2,trec --seeds 0,1,2 --ways int8,bf16
+    python bench/precision.py --ways fp32 --predict int8        # fp32 models, predicted in int8
 
 Where the CPU does not compute bf16 natively (no AVX512-BF16 or AMX, which the product refuses for speed),
 bf16 is emulated here, **for accuracy only**: the numbers are bf16's (inputs rounded to bf16, products
@@ -72,11 +76,22 @@ def score(estimator, scored: tuple, metric: str, way: str) -> float:
         return 100 * float(predictor.evaluate(*scored)[metric])
 
 
+def as_predicted(estimator, scored: tuple, metric: str, precisions: list[str]) -> dict[str, float]:
+    """``estimator`` saved, opened as `bertlstm predict --precision P` opens it, and scored, for each P."""
+    from bertlstm import open_model
+
+    os.environ.setdefault("BERTLSTM_GRAPHS", tempfile.mkdtemp(prefix="bench-precision-graphs-"))  # its own
+    with tempfile.TemporaryDirectory() as folder:
+        estimator.save_pretrained(folder, overwrite=True)
+        return {p: 100 * float(open_model(folder, precision=p).evaluate(*scored)[metric]) for p in precisions}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="sst2,trec,conll")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ways", default="int8,bf16", help="the precisions compared with fp32")
+    parser.add_argument("--predict", default="", help="precisions the fp32 models are also predicted in (int8)")
     parser.add_argument("--n-train", type=int, default=8000, help="SST-2 subset (random.Random(0))")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
@@ -101,6 +116,7 @@ def main() -> None:
         )
         cache = tempfile.mkdtemp(prefix=f"bench-precision-{task}-")
         scores: dict[str, dict[str, list[float]]] = {w: {"mixed": [], "consistent": []} for w in ways}
+        predicted = [p for p in args.predict.split(",") if p]
         for way in ways:
             for seed in seeds:
                 options = {"seed": seed, "progress": False, "device": "cpu", "cache_dir": cache, "feature_pass": way}
@@ -109,16 +125,22 @@ def main() -> None:
                 scores[way]["mixed"].append(mixed)
                 scores[way]["consistent"].append(consistent)
                 print(f"{task} {way} seed {seed}: mixed {mixed:.2f}, consistent {consistent:.2f}", flush=True)
+                if way == "fp32":
+                    for precision, value in as_predicted(estimator, scored, metric, predicted).items():
+                        scores.setdefault(f"predict {precision}", {"mixed": [], "consistent": []})
+                        scores[f"predict {precision}"]["consistent"].append(value)
+                        print(f"{task} fp32 seed {seed}, predicted in {precision}: {value:.2f}", flush=True)
+        reported = [*ways, *(w for w in scores if w.startswith("predict "))]
         base = statistics.mean(scores["fp32"]["mixed"])
-        for way in ways:
+        for way in reported:
             row = {
                 "task": task,
                 "metric": metric,
                 "way": way,
                 "seeds": seeds,
-                **{kind: [round(x, 2) for x in xs] for kind, xs in scores[way].items()},
-                **{f"{kind}_mean": round(statistics.mean(xs), 2) for kind, xs in scores[way].items()},
-                **{f"{kind}_change": round(statistics.mean(xs) - base, 2) for kind, xs in scores[way].items()},
+                **{kind: [round(x, 2) for x in xs] for kind, xs in scores[way].items() if xs},
+                **{f"{kind}_mean": round(statistics.mean(xs), 2) for kind, xs in scores[way].items() if xs},
+                **{f"{kind}_change": round(statistics.mean(xs) - base, 2) for kind, xs in scores[way].items() if xs},
                 "bf16_native": native,
                 "cpu": cpu(),
             }

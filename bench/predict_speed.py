@@ -5,7 +5,9 @@
 
 1. In-process latency: the 872 SST-2 dev sentences, raw text to labels, model already loaded (median of 5).
 2. Throughput (texts/s) on SST-2 dev + test (2,693 texts) for torch fp32, torch int8 (dynamic quantization of
-   the linear and LSTM layers), onnxruntime fp32 and onnxruntime int8 (its own dynamic quantization), with
+   the linear and LSTM layers), onnxruntime fp32 and int8 (its own dynamic quantization) on `bertlstm export`'s
+   standard graphs and on the model folder's cached graphs (onnxruntime's fusions; what `predict` runs, and
+   `predict --precision int8`), and torch bf16 (`--precision bf16`) where the CPU computes bf16 natively, with
    dev and test accuracy for each and the ratio to torch fp32.
 3. End to end from the shell: `bertlstm predict --input dev.tsv --output …` including start-up and model
    loading, for a model folder and for the int8 ONNX file; and `bertlstm --help`.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +42,13 @@ def default_model(data: Path) -> Path:
         clf.fit(*load_labelled(data / "train.tsv"), *load_labelled(data / "dev.tsv"))
         clf.save_pretrained(folder)
     return folder
+
+
+def cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "an unnamed CPU"
 
 
 def timed(function, *args) -> tuple[float, object]:
@@ -66,12 +76,16 @@ def main() -> None:
     import torch
 
     from bertlstm import open_model
+    from bertlstm.core.modeling import native_bf16
     from bertlstm.deploy.export import export_onnx
     from bertlstm.tasks.classify.data import load_labelled
 
     model = args.model or default_model(args.data)
+    os.environ["BERTLSTM_GRAPHS"] = tempfile.mkdtemp(prefix="bench-predict-graphs-")  # exported afresh
     dev, test = load_labelled(args.data / "dev.tsv"), load_labelled(args.data / "test.tsv")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model {model}", flush=True)
+    print(f"{cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads; model {model}", flush=True)
+    if not native_bf16(torch.device("cpu")):
+        print("no torch bf16 row: this CPU computes bf16 neither with AVX512-BF16 nor with AMX", flush=True)
     RESULTS.mkdir(exist_ok=True)
     onnx = {q: RESULTS / f"{model.name}{'-int8' if q else ''}.onnx" for q in (None, "int8")}
     for quantize, path in onnx.items():
@@ -83,7 +97,11 @@ def main() -> None:
         "torch int8": lambda: open_model(model, backend="torch", device="cpu", quantize="int8"),
         "onnx fp32": lambda: open_model(onnx[None]),
         "onnx int8": lambda: open_model(onnx["int8"]),
+        "folder fp32": lambda: open_model(model),  # the default: its cached graph
+        "folder int8": lambda: open_model(model, precision="int8"),
     }
+    if native_bf16(torch.device("cpu")):
+        backends["torch bf16"] = lambda: open_model(model, device="cpu", precision="bf16")
     rows = {}
     for name, load in backends.items():
         predictor = load()
@@ -99,7 +117,7 @@ def main() -> None:
         }
         r = rows[name]
         print(
-            f"{name:<11} 872 dev texts {r['dev_872_seconds']:.2f}s (median of 5)  {r['texts_per_s']:6.0f} texts/s  "
+            f"{name:<12} 872 dev texts {r['dev_872_seconds']:.2f}s (median of 5)  {r['texts_per_s']:6.0f} texts/s  "
             f"dev {r['dev_accuracy']:.2%}  test {r['test_accuracy']:.2%}",
             flush=True,
         )
@@ -107,7 +125,7 @@ def main() -> None:
     for name, r in rows.items():
         cost = {split: 100 * (base[f"{split}_accuracy"] - r[f"{split}_accuracy"]) for split in ("dev", "test")}
         speed = r["texts_per_s"] / base["texts_per_s"]
-        print(f"  {name:<11} {speed:.2f}x torch fp32; accuracy cost dev {cost['dev']:+.2f}, test {cost['test']:+.2f}")
+        print(f"  {name:<12} {speed:.2f}x torch fp32; accuracy cost dev {cost['dev']:+.2f}, test {cost['test']:+.2f}")
     shell(model, onnx["int8"], args.data)
     print(json.dumps(rows))
 

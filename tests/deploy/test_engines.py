@@ -234,3 +234,129 @@ def test_open_model_is_the_one_entry_point_and_the_old_name_still_calls_it(model
         with pytest.deprecated_call():
             again = load_predictor(str(model))
         np.testing.assert_allclose(again.predict_proba(TEXTS), opened.predict_proba(TEXTS), atol=1e-6)
+
+
+# --- precision --------------------------------------------------------------------------------------------------
+def test_int8_runs_the_folders_own_int8_graph_cached_apart_from_fp32(
+    model_dir: Path, graphs: Path, tmp_path: Path, logs, capsys
+) -> None:
+    fp32 = open_predictor(find_model(model_dir))
+    int8 = open_predictor(find_model(model_dir), precision="int8")
+    assert (int8.engine.kind, int8.engine.precision, int8.metadata()["precision"]) == ("onnx", "int8", "int8")
+    assert fp32.engine.precision == "fp32" and len(graph_folders(graphs)) == 2  # keyed apart
+    exact, close = fp32.predict_proba(TEXTS), int8.predict_proba(TEXTS)
+    assert not np.array_equal(exact, close)
+    np.testing.assert_allclose(close, exact, atol=0.05)
+    logs.clear()
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model_dir), "--precision", "int8", "--text", "good film"]) == 0
+    assert "exporting" not in logs.text and capsys.readouterr().out.startswith("text,label")
+    # PyTorch runs it with int8 weights where the folder runs on PyTorch
+    pinned = open_predictor(find_model(model_dir), backend="torch", precision="int8")
+    assert (pinned.engine.kind, pinned.engine.quantized) == ("torch", "int8")
+
+
+def test_bf16_runs_on_pytorch_where_the_hardware_has_it_and_is_refused_elsewhere(
+    model_dir: Path, graphs: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from bertlstm.core import torch_engine
+
+    monkeypatch.setattr(torch_engine, "native_bf16", lambda device: False)
+    assert main(["predict", "--model", str(model_dir), "--precision", "bf16", "--text", "good film"]) == 2
+    one_error(capsys, "--precision bf16 needs hardware that computes in bf16")
+    monkeypatch.setattr(torch_engine, "native_bf16", lambda device: True)  # emulated here: the numbers are bf16's
+    bf16 = open_predictor(find_model(model_dir), precision="bf16")
+    assert (bf16.engine.kind, bf16.engine.precision) == ("torch", "bf16") and not graph_folders(graphs)
+    exact, close = torch_proba(model_dir), bf16.predict_proba(TEXTS)
+    assert not np.array_equal(exact, close)
+    np.testing.assert_allclose(close, exact, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("bf16", "int8", "chosen", "engine"),
+    [(True, True, "bf16", "torch"), (False, True, "int8", "onnx"), (False, False, "fp32", "onnx")],
+)
+def test_auto_is_the_fastest_precision_the_machine_computes_natively(
+    model_dir: Path, graphs: Path, monkeypatch: pytest.MonkeyPatch, logs, bf16, int8, chosen, engine
+) -> None:
+    from bertlstm.core import feature_cache, torch_engine
+
+    monkeypatch.setattr(feature_cache, "native_bf16", lambda device: bf16)
+    monkeypatch.setattr(feature_cache, "native_int8", lambda device: int8)
+    monkeypatch.setattr(torch_engine, "native_bf16", lambda device: bf16)
+    predictor = open_predictor(find_model(model_dir), precision="auto")
+    assert (predictor.engine.precision, predictor.engine.kind) == (chosen, engine)
+    assert f"precision {chosen} (auto: " in logs.text
+
+
+def test_an_export_runs_in_the_precision_it_was_exported_in(model_dir: Path, tmp_path: Path, capsys) -> None:
+    from bertlstm.deploy.export import export_onnx
+
+    exports = {q: export_onnx(model_dir, tmp_path / f"m-{q}.onnx", q) for q in (None, "int8")}
+    for quantize, path in exports.items():
+        for precision in ("fp32", "auto", quantize or "fp32"):
+            opened = open_predictor(find_model(path), precision=precision)
+            assert opened.engine.precision == (quantize or "fp32")
+    assert main(["predict", "--model", str(exports[None]), "--precision", "int8", "--text", "x"]) == 2
+    one_error(capsys, "was exported in fp32", "the precision it was exported in")
+    model = ["predict", "--model", str(model_dir), "--text", "x"]
+    assert main([*model, "--quantize", "int8", "--precision", "bf16"]) == 2
+    one_error(capsys, "--quantize int8 and --precision bf16 disagree")
+
+
+# --- onnxruntime's fusions, for the cache's graphs only -----------------------------------------------------------
+def operators(graph: Path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(graph)).graph.node}
+
+
+def test_the_cached_graph_is_fused_and_an_export_stays_standard_onnx(
+    model_dir: Path, graphs: Path, tmp_path: Path
+) -> None:
+    from bertlstm.deploy.export import export_onnx
+
+    cached = cached_graph(find_model(model_dir))
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= operators(cached)
+    assert "Softmax" not in operators(cached)  # every layer's attention is one node
+    exported = operators(export_onnx(model_dir, tmp_path / "m.onnx"))
+    assert not exported & {"Attention", "SkipLayerNormalization", "BiasGelu"} and "Softmax" in exported
+    fused = open_predictor(find_model(model_dir))
+    np.testing.assert_allclose(fused.predict_proba(TEXTS), torch_proba(model_dir), atol=1e-4)
+
+
+def test_a_fused_graph_that_fails_the_check_is_not_used(
+    model_dir: Path, graphs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from bertlstm.core import onnx_export
+
+    def wrong(graph, source: Path, target: Path) -> bool:  # a "fusion" that changes the answers
+        model = onnx.load(str(source))
+        head = next(t for t in model.graph.initializer if t.name.startswith("model.head"))
+        head.CopyFrom(numpy_helper.from_array(2 * numpy_helper.to_array(head), head.name))
+        onnx.save(model, str(target))
+        return True
+
+    monkeypatch.setattr(onnx_export, "_fused", wrong)
+    assert "Softmax" in operators(cached_graph(find_model(model_dir)))  # the plain graph, checked
+    np.testing.assert_allclose(
+        open_predictor(find_model(model_dir)).predict_proba(TEXTS), torch_proba(model_dir), atol=1e-4
+    )
+
+
+def test_a_graph_whose_attention_is_not_in_the_expected_form_is_left_as_it_is(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from bertlstm.core.onnx_fusion import fuse_graph
+
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["b", "t"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["b", "t"])
+    out = helper.make_tensor_value_info("p", TensorProto.FLOAT, ["b", "t"])
+    softmax = helper.make_node("Softmax", ["scores"], ["p"])  # no scaled scores, no mask added
+    onnx.save(helper.make_model(helper.make_graph([softmax], "g", [scores, mask], [out])), str(tmp_path / "g.onnx"))
+    assert fuse_graph(tmp_path / "g.onnx", tmp_path / "fused.onnx", 2, 32) is False
+    assert not (tmp_path / "fused.onnx").exists()

@@ -41,6 +41,7 @@ class Engine(ABC):
 
     kind: ClassVar[str]  # "torch" or "onnx"
     quantized: str | None = None  # "int8" when its linear (and LSTM) weights are int8
+    precision: str = "fp32"  # what it computes in: fp32, int8 or bf16
     on_cpu: bool = True
 
     @abstractmethod
@@ -71,7 +72,7 @@ class OnnxEngine(Engine):
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.output, self.quantized = output, quantized
+        self.output, self.quantized, self.precision = output, quantized, quantized or "fp32"
         self.inputs = [i.name for i in self.session.get_inputs()]
         if meta is not None:
             check_stamp(Path(path), self.session.get_modelmeta().custom_metadata_map.get(STAMP), meta)
@@ -230,6 +231,7 @@ class Predictor(ABC):
             "backend": self.engine.kind,
             "task": self.task,
             "quantized": self.engine.quantized,
+            "precision": self.engine.precision,
             "format_version": self.meta.get("format_version"),
             **described,
             "labels": self.meta["labels"],
@@ -262,22 +264,22 @@ class Predictor(ABC):
 
     def explain_method(self, method: str | None) -> str:
         """``method`` checked for this model, or the best it has: integrated gradients where gradients can be
-        followed (a model in memory, unquantized, whose task follows them) and Captum is installed, else
+        followed (a model in memory, in fp32, whose task follows them) and Captum is installed, else
         occlusion. Refused before any text is read."""
         if not self.explains:
             raise BertLSTMError(f"a {self.task} model cannot explain its predictions yet", "explain")
-        gradients = self.follows_gradients and self.engine.kind == "torch" and not self.engine.quantized
+        gradients = self.follows_gradients and self.engine.kind == "torch" and self.engine.precision == "fp32"
         if method is None:  # the best at hand: without Captum, occlusion
             method = "integrated-gradients" if gradients and importlib.util.find_spec("captum") else "occlusion"
         if method != "occlusion" and not gradients:
             why = (
-                "an exported graph or int8 weights do not have"
+                "an exported graph, int8 weights or bf16 do not have"
                 if self.follows_gradients
                 else "taggers do not follow yet"
             )
             raise BertLSTMError(
                 f"`explain_method` {method} follows gradients, which {why}: explain by occlusion"
-                + (", or with the model folder, unquantized" if self.follows_gradients else ""),
+                + (", or with the model folder in fp32" if self.follows_gradients else ""),
                 "explain_method",
             )
         if method != "occlusion":

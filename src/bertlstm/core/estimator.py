@@ -310,10 +310,11 @@ class Estimator(BaseEstimator):
         graph.reference = lambda batch: model(**as_tensors(batch)).logits.detach().numpy()
         return [graph]
 
-    def predictor(self, quantize: str | None = None, batch_size: int | None = None) -> Predictor:
-        """This trained model behind the PyTorch engine (``quantize="int8"``: a copy with int8 weights), with
-        ``batch_size`` texts per forward pass (default: 32 on a CPU)."""
-        engine = TorchEngine(self._require_model(), self.device_, quantize)
+    def predictor(self, precision: str | None = None, batch_size: int | None = None) -> Predictor:
+        """This trained model behind the PyTorch engine (``precision`` int8: a copy with int8 weights; bf16: under
+        bf16 autocast, where the device has it), with ``batch_size`` texts per forward pass (default: 32 on a
+        CPU)."""
+        engine = TorchEngine(self._require_model(), self.device_, precision)
         meta = self.describe()
         tokenizer = plain_tokenizer(self.tokenizer_, self.predictor_class.truncation(meta))
         return self.predictor_class(engine, meta, tokenizer, batch_size)

@@ -1,19 +1,26 @@
 """Which engine runs a model folder for ``predict``, ``evaluate`` and ``serve``: the fastest exact one at hand.
 
-On a CPU, onnxruntime runs this project's graphs at least as fast as PyTorch (1.03x to 1.7x on the AMD EPYC of
-BENCHMARKS.md, sittings apart), with the same probabilities (within 1e-4: every export is checked against
-PyTorch before it is written, and the tests check a folder's predictions both ways), and without importing
-torch or transformers: 5 s of a short command's 6. So with ``backend`` auto a model folder runs on onnxruntime
-through its graph in a cache of graphs, when:
+On a CPU, onnxruntime runs this project's graphs about as fast as PyTorch or faster (1.03x to 1.7x on the AMD
+EPYC of BENCHMARKS.md, sittings apart; 0.99x on its Intel Xeon, with onnxruntime's own fusions of attention,
+GELU and layer norms, :mod:`bertlstm.core.onnx_fusion`, which only the cache's graphs get), with the same
+probabilities (within 1e-4: every graph is checked against PyTorch before it is written, and the tests check a
+folder's predictions both ways), and without importing torch or transformers: 5 s of a short command's 6. So
+with ``backend`` auto a model folder runs on onnxruntime through its graph in a cache of graphs, when:
 
 * onnxruntime is installed (and, to export the graph, onnxscript);
 * the run is on a CPU: ``device`` cpu, or auto on a machine without CUDA;
-* nothing asks for PyTorch: no ``quantize`` int8 (PyTorch's int8 weights), no explanation by gradients, a
-  single process (``torchrun`` shares the work among GPUs);
+* nothing asks for PyTorch: no ``quantize`` int8 (PyTorch's int8 weights), no ``precision`` bf16, no
+  explanation by gradients, a single process (``torchrun`` shares the work among GPUs);
 * ``$BERTLSTM_BACKEND`` is not ``torch`` (which pins PyTorch whatever the above).
 
 Otherwise the folder runs on PyTorch, as with ``backend`` torch. ``backend`` onnx runs a folder through its
 cached graph whatever the device.
+
+``precision`` says what the model computes in (:func:`chosen_precision`): fp32 (the default: exact); int8, the
+folder's graph quantized by onnxruntime (cached apart from the fp32 one), or PyTorch's int8 weights where the
+folder runs on PyTorch; bf16, PyTorch under bf16 autocast, only where the hardware computes in bf16; auto, the
+fastest the machine computes natively, as ``feature_pass`` auto chooses (bf16, else int8 on a CPU with VNNI or
+AMX, else fp32). Lower precisions move answers a little (BENCHMARKS.md): fp32 stays the default.
 
 The graph is exported once (``bertlstm train`` does it as it saves the model, :func:`prepare_graph`); a folder
 that has none yet (copied, or from the Hub) is exported when it is opened, or with ``wait`` False answers
@@ -56,7 +63,9 @@ GRAPHS_TAG = "bertlstm's cache of ONNX graphs, one folder per model folder"  # i
 _KEY = re.compile(r"[0-9a-f]{32}")  # an entry's name (:func:`_entry`)
 # How this version builds its graphs, in each entry's name: a graph built before a change is built again.
 # 2: each LSTM layer as one ONNX LSTM node that reads the rows' lengths (was a masked formulation).
-GRAPHS_BUILT = 2
+# 3: attention exported in plain operators, not SDPA's (onnx_export._eager_attention), and fused by onnxruntime's
+# transformer fusions (core.onnx_fusion).
+GRAPHS_BUILT = 3
 _UNFINISHED = re.compile(r"\.[0-9a-f]{32}\.(tmp|old)-.+")  # an export's temporary folder (live or killed)
 
 
@@ -69,25 +78,64 @@ def open_predictor(
     gradients: bool = False,
     world: int = 1,
     wait: bool = True,
+    precision: str = "fp32",
 ) -> Predictor:
-    """``ref`` ready to predict on the engine chosen as the module says (``gradients``: an explanation will
-    follow them; ``world``: the processes sharing the work). A folder whose graph is not exported yet is
-    exported first, or with ``wait`` False answers on PyTorch and is exported by :func:`finish`."""
+    """``ref`` ready to predict in ``precision`` on the engine chosen as the module says (``gradients``: an
+    explanation will follow them; ``world``: the processes sharing the work). A folder whose graph is not
+    exported yet is exported first, or with ``wait`` False answers on PyTorch and is exported by :func:`finish`."""
+    precision = chosen_precision(ref, precision, quantize, backend, device)
+    quantized = "int8" if precision == "int8" else None  # the graph's
     if ref.backend == "torch" and backend == "onnx":
-        if quantize:
-            raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
-        return graph_predictor(ref, batch_size)
-    if ref.backend == "torch" and runs_on_onnx(backend, quantize, device, gradients, world):
-        if not wait and not has_graph(ref):
+        return graph_predictor(ref, batch_size, quantize=quantized)
+    if ref.backend == "torch" and precision != "bf16" and runs_on_onnx(backend, quantize, device, gradients, world):
+        if not wait and not has_graph(ref, quantize=quantized):
             logger.info(f"{ref.path} answers on PyTorch this time; its graph for onnxruntime is exported after")
-            predictor = ref.predictor(quantize, device, batch_size)
+            predictor = ref.predictor(precision, device, batch_size)
             predictor.graph_due = True
             return predictor
         try:
-            return graph_predictor(ref, batch_size)
+            return graph_predictor(ref, batch_size, quantize=quantized)
         except ExportFailed as err:  # auto: the model as it is, on PyTorch
             logger.warning(f"{ref.path} runs on PyTorch: {err}")
-    return ref.predictor(quantize, device, batch_size)
+    return ref.predictor(precision, device, batch_size)
+
+
+PRECISIONS = ("fp32", "int8", "bf16", "auto")
+
+
+def chosen_precision(ref: ModelRef, precision: str, quantize: str | None, backend: str, device: str) -> str:
+    """What ``ref`` computes in (fp32, int8 or bf16), from ``precision`` and ``quantize`` (int8: PyTorch's int8
+    weights, the older way to ask for int8); auto resolved for ``device`` and logged. An export runs in the
+    precision it was exported in."""
+    if precision not in PRECISIONS:
+        raise BertLSTMError(f"`precision` must be one of {', '.join(PRECISIONS)}, not {precision!r}", "precision")
+    if quantize:
+        if ref.backend == "onnx" or backend == "onnx":
+            raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
+        if precision not in ("fp32", "int8"):
+            raise BertLSTMError(f"`quantize` int8 and `precision` {precision} disagree: give one", "quantize")
+        return "int8"
+    if ref.backend == "onnx":
+        own = ref.meta.get("quantized") or "fp32"
+        if precision in ("int8", "bf16") and precision != own:
+            raise BertLSTMError(
+                f"{ref.path} was exported in {own}, and an export runs in the precision it was exported in "
+                "(`quantize` int8 at export writes an int8 one); for another, use the model folder",
+                "precision",
+            )
+        return own
+    if precision in ("fp32", "int8"):
+        return precision
+    from .device import resolve_device  # torch: only bf16 and auto ask the hardware
+    from .feature_cache import machine_pass
+    from .torch_engine import require_bf16
+
+    if precision == "bf16":  # refused before the model is loaded
+        require_bf16(resolve_device(device))
+        return precision
+    chosen, why = machine_pass("auto", resolve_device(device))
+    logger.info(f"precision {chosen} ({why})")
+    return chosen
 
 
 def finish(ref: ModelRef, predictor: Predictor) -> None:
@@ -97,7 +145,7 @@ def finish(ref: ModelRef, predictor: Predictor) -> None:
         return
     predictor.graph_due = False
     try:
-        cached_graph(ref)
+        cached_graph(ref, quantize=predictor.engine.quantized)
     except ExportFailed as err:
         logger.warning(f"{ref.path} stays on PyTorch: {err}")
 
@@ -128,24 +176,27 @@ def _cuda() -> bool:
 
 
 # --- the cache of graphs ---------------------------------------------------------------------------------
-def _entry(ref: ModelRef, root: Path | None) -> Path:
+def _entry(ref: ModelRef, root: Path | None, quantize: str | None = None) -> Path:
     """Where the folder's graph goes in the cache: named by its config.json (which records the SHA-256 of every
-    weight and tokenizer file), the export format and how graphs are built."""
-    made = f"{EXPORT_FORMAT}.{GRAPHS_BUILT}".encode()
+    weight and tokenizer file), the export format, how graphs are built and their quantization."""
+    made = f"{EXPORT_FORMAT}.{GRAPHS_BUILT}{f'.{quantize}' if quantize else ''}".encode()
     key = hashlib.sha256((ref.path / CONFIG_NAME).read_bytes() + made).hexdigest()[:32]
     return (root or default_graph_dir()) / key
 
 
-def has_graph(ref: ModelRef, root: Path | None = None) -> bool:
-    """Whether the folder's graph is in the cache (not yet checked: :func:`graph_predictor` does)."""
-    return (_entry(ref, root) / GRAPH).is_file()
+def has_graph(ref: ModelRef, root: Path | None = None, quantize: str | None = None) -> bool:
+    """Whether the folder's graph (``quantize`` int8: its int8 graph) is in the cache (not yet checked:
+    :func:`graph_predictor` does)."""
+    return (_entry(ref, root, quantize) / GRAPH).is_file()
 
 
-def graph_predictor(ref: ModelRef, batch_size: int | None = None, root: Path | None = None) -> Predictor:
-    """The model folder on onnxruntime through its cached graph, checked (see the module); a graph that fails a
-    check is logged, removed and exported again."""
+def graph_predictor(
+    ref: ModelRef, batch_size: int | None = None, root: Path | None = None, quantize: str | None = None
+) -> Predictor:
+    """The model folder on onnxruntime through its cached graph (``quantize`` int8: quantized by onnxruntime),
+    checked (see the module); a graph that fails a check is logged, removed and exported again."""
     for attempt in (1, 2):
-        graph = cached_graph(ref, root)
+        graph = cached_graph(ref, root, quantize)
         try:
             return _open_graph(ref, graph, batch_size)
         except DamagedExport as err:
@@ -181,12 +232,12 @@ def _open_graph(ref: ModelRef, graph: Path, batch_size: int | None) -> Predictor
     return task.predictor().from_export(graph, meta, batch_size, stamped=exported)
 
 
-def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
-    """The model folder's ONNX graph in the cache (``root``, else :func:`default_graph_dir`), the folder's
-    files verified; exported there first if it is not yet (once per model: a process that finds another's
-    finished graph uses it)."""
+def cached_graph(ref: ModelRef, root: Path | None = None, quantize: str | None = None) -> Path:
+    """The model folder's ONNX graph (``quantize`` int8: quantized) in the cache (``root``, else
+    :func:`default_graph_dir`), the folder's files verified; exported there first if it is not yet (once per
+    model: a process that finds another's finished graph uses it)."""
     check_files(ref.path, ref.meta)  # the folder's weights and tokenizer, as recorded in its config.json
-    final = _entry(ref, root)
+    final = _entry(ref, root, quantize)
     if (final / GRAPH).is_file():
         with suppress(OSError):  # used now: the last to be evicted (a read-only cache is used as it is)
             os.utime(final)
@@ -194,10 +245,11 @@ def cached_graph(ref: ModelRef, root: Path | None = None) -> Path:
     failed = _failure(final)
     if failed is not None:
         raise ExportFailed(f"its export failed before ({failed}); `bertlstm cache clear` forgets it")
-    logger.info(f"exporting {ref.path} to an ONNX graph for onnxruntime, once (into {final.parent}) ...")
+    what = f"an {quantize} ONNX graph" if quantize else "an ONNX graph"
+    logger.info(f"exporting {ref.path} to {what} for onnxruntime, once (into {final.parent}) ...")
     start = time.perf_counter()
     estimator = ref.estimator(device="cpu")
-    _export_into(final, estimator, file_sha256(ref.path / CONFIG_NAME))
+    _export_into(final, estimator, file_sha256(ref.path / CONFIG_NAME), quantize)
     logger.info(f"exported in {time.perf_counter() - start:.1f}s; later runs of this model start from it")
     return final / GRAPH
 
@@ -218,8 +270,9 @@ def prepare_graph(ref: ModelRef, estimator: Any, world: int = 1) -> None:
     logger.info(f"exported in {time.perf_counter() - start:.1f}s")
 
 
-def _export_into(final: Path, estimator: Any, source: str) -> None:
-    """Export ``estimator`` into the cache entry ``final``, whole or not at all; a failure is remembered."""
+def _export_into(final: Path, estimator: Any, source: str, quantize: str | None = None) -> None:
+    """Export ``estimator`` (``quantize`` int8: quantized) into the cache entry ``final``, whole or not at all; a
+    failure is remembered."""
     from .onnx_export import export_estimator  # torch and the ONNX exporter: only to export
 
     export_log = logging.getLogger("bertlstm.core.onnx_export")
@@ -229,7 +282,7 @@ def _export_into(final: Path, estimator: Any, source: str) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         tag_cache(final.parent, GRAPHS_TAG)
         with atomic_folder(final, replace=False) as tmp:  # another process may finish the same graph first
-            export_estimator(estimator, tmp / GRAPH, None, source)
+            export_estimator(estimator, tmp / GRAPH, quantize, source, fuse=True)
     except OSError as err:  # a cache it cannot write (read-only, full): PyTorch this time, tried again next time
         raise ExportFailed(f"the graph cache {final.parent} cannot be written ({first_line(err)})") from None
     except Exception as err:  # noqa: BLE001  an encoder the exporter cannot take: remembered, not retried

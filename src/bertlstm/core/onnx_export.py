@@ -46,15 +46,18 @@ SAMPLE = [  # texts of different lengths: the check runs them padded in one batc
 ]
 
 
-def export_estimator(estimator: Any, path: Path, quantize: str | None, source: str, overwrite: bool = False) -> None:
+def export_estimator(
+    estimator: Any, path: Path, quantize: str | None, source: str, overwrite: bool = False, fuse: bool = False
+) -> None:
     """A trained estimator's graphs to ``path`` (checked by the caller) and beside it; ``source``: the SHA-256
-    of the model folder's config.json, recorded in the metadata."""
+    of the model folder's config.json, recorded in the metadata; ``fuse``: with onnxruntime's own transformer
+    fusions where they apply (:mod:`bertlstm.core.onnx_fusion`: for onnxruntime only)."""
     graphs = estimator.export_graphs()
     _check_extra(path, [_graph_file(path, g) for g in graphs[1:]], overwrite)
     stages = len(graphs) * (3 if quantize else 2)
     with scratch_folder(path) as tmp:  # a killed export's leftovers go at the next one
         with Progress("export", total=stages, unit="stage") as step:
-            written = [_export_checked(graph, tmp, quantize, step) for graph in graphs]
+            written = [_export_checked(graph, tmp, quantize, step, fuse) for graph in graphs]
         _write_beside(estimator, graphs, written, path, quantize, source, tmp)
 
 
@@ -85,21 +88,28 @@ def _earlier(path: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: Progress) -> Path:
+def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: Progress, fuse: bool) -> Path:
     """One graph exported into ``tmp``, checked against the PyTorch model (1e-5) and in onnxruntime (1e-4) on
-    three batches that vary its axes; optionally quantized. The file written; ``step`` counts the stages done
-    (export, check, quantize)."""
+    three batches that vary its axes; optionally fused (where the fused graph passes the check) and quantized.
+    The file written; ``step`` counts the stages done (export, check, quantize)."""
     assert graph.sample is not None and graph.reference is not None
     # exported on the first batch; checked on it, on fewer and shorter texts, and on one text alone (axes at 1)
-    inputs, *others = (graph.sample(texts) for texts in (SAMPLE, SAMPLE[:3], SAMPLE[2:3]))
+    samples = [graph.sample(texts) for texts in (SAMPLE, SAMPLE[:3], SAMPLE[2:3])]
+    inputs = samples[0]
     _check_close(_torch_run(graph, inputs), graph.reference(inputs), graph, inputs, 1e-5, "the exported module")
     fp32 = tmp / f"{graph.name}.fp32.onnx"
     _torch_export(graph, inputs, fp32)
     _declare_shapes(fp32, graph)
     step.update()
-    session = _session(fp32)  # made once: a session of the default encoder's graph takes a second
-    for sample in (inputs, *others):
-        _check_close(_onnx_run(session, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
+    fused = tmp / f"{graph.name}.fused.onnx"
+    if fuse and _fused(graph, fp32, fused):
+        try:
+            _check_onnx(fused, graph, samples)
+            fp32 = fused
+        except BertLSTMError as err:
+            logger.info(f"onnxruntime's fusions are not used for this graph: {err}")
+    if fp32 != fused:
+        _check_onnx(fp32, graph, samples)
     step.update()
     if quantize != "int8":
         return fp32
@@ -109,6 +119,29 @@ def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: P
     drift = float(np.abs(_onnx_run(_session(written), graph, inputs) - _torch_run(graph, inputs)).max())
     logger.info(f"int8 {graph.name} graph: largest output change on the check sample {drift:.4f}")
     return written
+
+
+def _check_onnx(path: Path, graph: ExportGraph, samples: list[dict[str, np.ndarray]]) -> None:
+    """The graph at ``path`` in onnxruntime against the PyTorch module, within 1e-4, on every sample batch."""
+    session = _session(path)  # made once: a session of the default encoder's graph takes a second
+    for sample in samples:
+        _check_close(_onnx_run(session, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
+
+
+def _fused(graph: ExportGraph, source: Path, target: Path) -> bool:
+    """``source`` with onnxruntime's transformer fusions into ``target``, for the one transformers encoder of
+    ``graph``'s module (its heads and width); False where there is none, or the fusions do not apply."""
+    from .onnx_fusion import fuse_graph  # onnxruntime's tooling: only for the cache's graphs
+
+    configs = [model.config for model in _transformers_models(graph.module)]
+    if len(configs) != 1 or not hasattr(configs[0], "num_attention_heads"):
+        return False
+    return fuse_graph(source, target, int(configs[0].num_attention_heads), int(configs[0].hidden_size))
+
+
+def _transformers_models(module: torch.nn.Module) -> list[Any]:
+    """The transformers models (encoders) inside ``module``, told by their attention setting."""
+    return [m for m in module.modules() if callable(getattr(m, "set_attn_implementation", None))]
 
 
 def _graph_file(path: Path, graph: ExportGraph) -> Path:
@@ -145,7 +178,7 @@ def _torch_export(graph: ExportGraph, batch: dict[str, np.ndarray], path: Path) 
     dims = {name: torch.export.Dim(name) for axes in graph.dynamic.values() for name in axes.values()}
     dynamic = tuple({axis: dims[name] for axis, name in graph.dynamic[i].items()} for i in graph.inputs)
     inputs = tuple(torch.from_numpy(batch[name]) for name in graph.inputs)
-    with torch.no_grad(), warnings.catch_warnings(), _quiet_logger("torch.onnx"):
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_logger("torch.onnx"), _eager_attention(graph.module):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals are not the user's business
         torch.onnx.export(
             graph.module,
@@ -181,6 +214,23 @@ def _onnx_lstm_layer(x: Any, lengths: Any, w: Any, r: Any, b: Any) -> tuple[Any,
     )  # y (T, D, B, U), h_n (D, B, U)
     rows_steps = op.Concat(op.Shape(x, start=0, end=2), op.Constant(value_ints=[-1]), axis=0)  # [B, T, -1]
     return op.Reshape(op.Transpose(y, perm=[2, 0, 1, 3]), rows_steps), h_n  # (B, T, D*U), (D, B, U)
+
+
+@contextmanager
+def _eager_attention(module: torch.nn.Module) -> Iterator[None]:
+    """Every transformers model in ``module`` exported with its attention in plain operators ("eager") rather
+    than SDPA, whose export guards each layer against fully masked rows (IsNaN, Where): onnxruntime runs the
+    plain graph about 7-10% faster (BENCHMARKS.md, issue #33). The module is put back as it was: the export is
+    checked against it."""
+    models = _transformers_models(module)
+    before = [m.config._attn_implementation for m in models]
+    for model in models:
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        for model, implementation in zip(models, before, strict=True):
+            model.set_attn_implementation(implementation)
 
 
 @contextmanager

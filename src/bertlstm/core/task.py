@@ -91,12 +91,11 @@ class ModelRef:
         logger.debug(f"loaded {self.path} in {time.perf_counter() - start:.1f}s")
         return estimator
 
-    def predictor(self, quantize: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
-        """The model ready to predict: a folder through PyTorch (``quantize`` int8: int8 weights), an export
-        through onnxruntime; ``batch_size`` texts per forward pass (default: 32 on a CPU)."""
+    def predictor(self, precision: str | None = None, device: str = "auto", batch_size: int | None = None) -> Predictor:
+        """The model ready to predict: a folder through PyTorch (``precision`` int8: int8 weights; bf16: under
+        bf16 autocast), an export through onnxruntime in the precision it was exported in; ``batch_size`` texts
+        per forward pass (default: 32 on a CPU)."""
         if self.backend == "onnx":
-            if quantize:
-                raise BertLSTMError("an ONNX graph is quantized when it is exported, not when it is loaded", "quantize")
             logger.info(f"loading the exported {self.task.name} model {self.path} ...")
             return self.task.predictor().from_export(self.path, self.meta, batch_size)
-        return self.estimator(device).predictor(quantize, batch_size)
+        return self.estimator(device).predictor(precision, batch_size)

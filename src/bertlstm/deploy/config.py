@@ -11,6 +11,7 @@ from ..core.errors import BertLSTMError
 from ..core.settings import Settings, check_choice, check_device, check_int, check_number, setting
 
 Backend = Literal["auto", "torch", "onnx"]
+Precision = Literal["fp32", "int8", "bf16", "auto"]  # core.graph_cache.PRECISIONS
 ExplainMethod = Literal["integrated-gradients", "gradient-x-input", "occlusion"]  # core.attribution.METHODS
 
 
@@ -25,6 +26,13 @@ class ModelSettings(Settings):
         "cache); torch; or onnx",
     )
     quantize: Literal["int8"] | None = setting(None, "torch back end: int8 weights for linear and LSTM layers")
+    precision: Precision = setting(
+        "fp32",
+        "what the model computes in: fp32; int8 (a model folder's graph quantized by onnxruntime, cached; on "
+        "PyTorch its int8 weights); bf16 (PyTorch, only where the hardware has it: a CPU with AVX512-BF16 or AMX, "
+        "a GPU); or auto, the fastest this machine computes natively (bf16, else int8 on a CPU with VNNI or AMX, "
+        "else fp32), logged. Lower precisions move answers a little (see the README): fp32 is the default",
+    )
     device: str = setting("auto", "torch back end: auto, cpu, cuda, cuda:N or mps")
     batch_size: int | None = setting(None, "texts per forward pass (default: 32 on a CPU, else 256)", metavar="N")
 

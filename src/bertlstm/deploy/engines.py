@@ -24,14 +24,16 @@ def open_model(
     quantize: str | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    precision: str = "fp32",
 ) -> Predictor:
     """A model folder, a Hub id (``user/name``) or an export (``NAME.onnx``), ready to predict on the engine
     :mod:`bertlstm.core.graph_cache` chooses: what ``bertlstm predict``, ``evaluate`` and ``serve`` open. Its
     ``answer(texts)`` gives what the server answers; a classifier's ``predict_proba(texts)`` its probabilities,
-    ``labels`` their names.
+    ``labels`` their names. ``precision``: fp32 (exact), int8, bf16 where the hardware has it, or auto (see
+    :mod:`bertlstm.core.graph_cache`).
 
     Example:
         >>> model = bertlstm.open_model("my-model")
         >>> model.answer(["The striker scored twice"])
     """
-    return open_predictor(find(str(model), backend), backend, quantize, device, batch_size)
+    return open_predictor(find(str(model), backend), backend, quantize, device, batch_size, precision=precision)

@@ -100,7 +100,15 @@ def _predictor(ref: ModelRef, settings: PredictConfig, shard: Shard) -> Predicto
     if settings.explain_method is None:  # the default follows gradients where Captum is there to follow them
         gradients = gradients and importlib.util.find_spec("captum") is not None
     predictor = open_predictor(
-        ref, settings.backend, settings.quantize, device, settings.batch_size, gradients, shard.world, wait=False
+        ref,
+        settings.backend,
+        settings.quantize,
+        device,
+        settings.batch_size,
+        gradients,
+        shard.world,
+        wait=False,
+        precision=settings.precision,
     )
     if settings.explain:
         method = predictor.explain_method(settings.explain_method)
@@ -137,7 +145,15 @@ def evaluate_file(
     ref.task.check_file(settings.data, data, True)  # its columns, from its first line
     world = current_shard().world
     predictor = open_predictor(
-        ref, settings.backend, settings.quantize, settings.device, settings.batch_size, False, world, wait=False
+        ref,
+        settings.backend,
+        settings.quantize,
+        settings.device,
+        settings.batch_size,
+        False,
+        world,
+        wait=False,
+        precision=settings.precision,
     )
     predictor.progress = f"evaluate {Path(settings.data).name}"
     report = predictor.evaluate_file(settings.data, data)

@@ -53,7 +53,9 @@ def create_app(settings: ServeConfig, predictor: Predictor | None = None, api_ke
     # the engine's own batch size: `batch_size` here is the micro-batch that concurrent requests share
     if predictor is None:
         ref = find(settings.model or "", settings.backend)
-        predictor = open_predictor(ref, settings.backend, settings.quantize, settings.device)
+        predictor = open_predictor(
+            ref, settings.backend, settings.quantize, settings.device, precision=settings.precision
+        )
     own: dict[str, int] = {"max_chars": 5000, "max_body_bytes": 1_000_000}  # the model's own limits, unless given
     own = {name: getattr(settings, name) or getattr(predictor, name, fallback) for name, fallback in own.items()}
     limits = Limits(settings.max_batch, own["max_chars"], own["max_body_bytes"], settings.batch_size)

@@ -58,11 +58,11 @@ class BertLSTMDocumentClassifier(BertLSTMClassifier):
         store = self._cached(keys, lambda: windows, f"windows of {what} documents", trainer)
         return DocumentDataset(documents, targets, self.pad_id, store)
 
-    def predictor(self, quantize: str | None = None, batch_size: int | None = None) -> DocumentPredictor:
+    def predictor(self, precision: str | None = None, batch_size: int | None = None) -> DocumentPredictor:
         """This trained model behind two PyTorch engines: its window encoder, and its LSTM and head."""
         model = self._require_model()
-        windows = TorchEngine(WindowEncoder(model).eval(), self.device_, quantize)  # the model stays as it is
-        reader = TorchEngine(DocumentHead(model).eval(), self.device_, quantize)
+        windows = TorchEngine(WindowEncoder(model).eval(), self.device_, precision)  # the model stays as it is
+        reader = TorchEngine(DocumentHead(model).eval(), self.device_, precision)
         tokenizer = plain_tokenizer(self.tokenizer_, None)
         return DocumentPredictor(reader, self.describe(), tokenizer, batch_size, windows=windows)
 
