@@ -331,16 +331,16 @@ def test_a_fused_graph_that_fails_the_check_is_not_used(
     import onnx
     from onnx import numpy_helper
 
-    from bertlstm.core import onnx_export
+    from bertlstm.core import onnx_fusion
 
-    def wrong(graph, source: Path, target: Path) -> bool:  # a "fusion" that changes the answers
+    def wrong(source: Path, target: Path, heads: int, hidden: int) -> bool:  # a "fusion" that changes the answers
         model = onnx.load(str(source))
         head = next(t for t in model.graph.initializer if t.name.startswith("model.head"))
         head.CopyFrom(numpy_helper.from_array(2 * numpy_helper.to_array(head), head.name))
         onnx.save(model, str(target))
         return True
 
-    monkeypatch.setattr(onnx_export, "_fused", wrong)
+    monkeypatch.setattr(onnx_fusion, "fuse_graph", wrong)
     assert "Softmax" in operators(cached_graph(find_model(model_dir)))  # the plain graph, checked
     np.testing.assert_allclose(
         open_predictor(find_model(model_dir)).predict_proba(TEXTS), torch_proba(model_dir), atol=1e-4

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .backends import EXPORT_FORMAT, STAMP, is_export, metadata_digest, plain_tokenizer
-from .errors import BertLSTMError
+from .errors import BertLSTMError, first_line
 from .export_graph import ExportGraph
 from .folders import atomic_file, scratch_folder
 from .masked_lstm import LSTM_LAYER
@@ -97,19 +97,14 @@ def _export_checked(graph: ExportGraph, tmp: Path, quantize: str | None, step: P
     samples = [graph.sample(texts) for texts in (SAMPLE, SAMPLE[:3], SAMPLE[2:3])]
     inputs = samples[0]
     _check_close(_torch_run(graph, inputs), graph.reference(inputs), graph, inputs, 1e-5, "the exported module")
-    fp32 = tmp / f"{graph.name}.fp32.onnx"
-    _torch_export(graph, inputs, fp32)
-    _declare_shapes(fp32, graph)
+    plain = tmp / f"{graph.name}.fp32.onnx"
+    _torch_export(graph, inputs, plain)
+    _declare_shapes(plain, graph)
     step.update()
-    fused = tmp / f"{graph.name}.fused.onnx"
-    if fuse and _fused(graph, fp32, fused):
-        try:
-            _check_onnx(fused, graph, samples)
-            fp32 = fused
-        except BertLSTMError as err:
-            logger.info(f"onnxruntime's fusions are not used for this graph: {err}")
-    if fp32 != fused:
-        _check_onnx(fp32, graph, samples)
+    fp32 = _fused_checked(graph, plain, tmp / f"{graph.name}.fused.onnx", samples) if fuse else None
+    if fp32 is None:
+        _check_onnx(plain, graph, samples)
+        fp32 = plain
     step.update()
     if quantize != "int8":
         return fp32
@@ -128,15 +123,23 @@ def _check_onnx(path: Path, graph: ExportGraph, samples: list[dict[str, np.ndarr
         _check_close(_onnx_run(session, graph, sample), _torch_run(graph, sample), graph, sample, 1e-4, "onnxruntime")
 
 
-def _fused(graph: ExportGraph, source: Path, target: Path) -> bool:
-    """``source`` with onnxruntime's transformer fusions into ``target``, for the one transformers encoder of
-    ``graph``'s module (its heads and width); False where there is none, or the fusions do not apply."""
+def _fused_checked(graph: ExportGraph, source: Path, target: Path, samples: list[dict[str, np.ndarray]]) -> Path | None:
+    """``source`` with onnxruntime's transformer fusions, for the one transformers encoder of ``graph``'s module
+    (its heads and width), written to ``target`` and checked as the plain graph is; None where there is no such
+    encoder, the fusions do not apply, or the fused graph fails (the fusions only make it faster)."""
     from .onnx_fusion import fuse_graph  # onnxruntime's tooling: only for the cache's graphs
 
     configs = [model.config for model in _transformers_models(graph.module)]
     if len(configs) != 1 or not hasattr(configs[0], "num_attention_heads"):
-        return False
-    return fuse_graph(source, target, int(configs[0].num_attention_heads), int(configs[0].hidden_size))
+        return None
+    try:
+        if not fuse_graph(source, target, int(configs[0].num_attention_heads), int(configs[0].hidden_size)):
+            return None
+        _check_onnx(target, graph, samples)
+    except Exception as err:  # noqa: BLE001  whatever fails, the plain graph is there, checked next
+        logger.info(f"onnxruntime's fusions are not used for this graph: {first_line(err)}")
+        return None
+    return target
 
 
 def _transformers_models(module: torch.nn.Module) -> list[Any]:

@@ -12,6 +12,7 @@ and a graph that differs (another kind of mask) is not used.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,19 +30,19 @@ def fuse_graph(source: Path, target: Path, heads: int, hidden: int) -> bool:
     from onnxruntime.transformers import optimizer  # onnxruntime's own tooling, for its own operators
 
     model = onnx.load(str(source))
+    inputs = [copy.deepcopy(i) for i in model.graph.input]
     if not _classic_mask(model):
         return False
-    quiet = logging.getLogger("onnxruntime.transformers")
-    level, quiet.level = quiet.level, logging.ERROR
-    try:
-        fused = optimizer.optimize_model(model, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
-    finally:
-        quiet.setLevel(level)
+    fused = optimizer.optimize_model(model, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
     counts = fused.get_fused_operator_statistics()
     if counts.get("Attention", 0) == 0:
         logger.debug("onnxruntime fused no attention in the graph")
         return False
     logger.debug(f"onnxruntime's fusions: {counts}")
+    # the fusions drop inputs the graph does not read (a tagger's word ends where words are their first piece);
+    # a predictor's batches still carry them
+    del fused.model.graph.input[:]
+    fused.model.graph.input.extend(inputs)
     fused.save_model_to_file(str(target))
     return True
 

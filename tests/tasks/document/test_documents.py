@@ -278,3 +278,18 @@ def test_a_50000_word_document_predicts_in_under_2_gib(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     peak_kib = int(result.stdout.strip().splitlines()[-1])
     assert peak_kib < 2 * 2**20, f"peak RSS {peak_kib / 2**20:.2f} GiB"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_document_folder_runs_on_its_cached_graphs(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str
+) -> None:
+    """Both cached graphs (the windows' encoder fused by onnxruntime; int8: quantized) answer as PyTorch does."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("BERTLSTM_GRAPHS", str(tmp_path / "graphs"))
+    folder = trained.save_pretrained(tmp_path / "m")
+    cached = open_model(folder, precision=precision)
+    assert (cached.engine.kind, cached.engine.precision) == ("onnx", precision)
+    texts = make_documents(16, 8)[0]
+    torch_proba = open_model(folder, backend="torch", device="cpu").predict_proba(texts)
+    np.testing.assert_allclose(cached.predict_proba(texts), torch_proba, atol=1e-4 if precision == "fp32" else 0.1)

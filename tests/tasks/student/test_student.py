@@ -116,7 +116,9 @@ def test_the_students_folder_and_export_answer_as_its_pytorch_model(teacher: Pat
     texts = make_sentiment(30, 7)[0] + ["good", "the plot was very boring and the actor was not good at all so sad"]
     in_memory = student.predict_proba(texts)
     np.testing.assert_allclose(open_model(folder, backend="torch").predict_proba(texts), in_memory, atol=1e-6)
-    np.testing.assert_allclose(open_model(folder).predict_proba(texts), in_memory, atol=1e-4)  # its cached graph
+    cached = open_model(folder)  # its cached graph
+    assert cached.engine.kind == "onnx"
+    np.testing.assert_allclose(cached.predict_proba(texts), in_memory, atol=1e-4)
     for quantize in (None, "int8"):
         path = export_onnx(folder, tmp_path / f"s-{quantize}.onnx", quantize=quantize)
         tolerance = 1e-4 if quantize is None else 0.1

@@ -338,3 +338,21 @@ def test_conll2003_frozen_tagger_with_the_default_encoder(tmp_path: Path) -> Non
     report = tagger.evaluate(dev)
     assert report["micro_f1"] == pytest.approx(tagger.metrics_["dev_micro_f1"])
     assert set(report["per_label"]) == {"LOC", "MISC", "ORG", "PER"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_tagger_folder_runs_on_its_cached_graph(
+    trained: BertLSTMTagger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str
+) -> None:
+    """The cache's graphs (fused by onnxruntime, and quantized) keep every input the tagger's batches carry."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("BERTLSTM_GRAPHS", str(tmp_path / "graphs"))
+    folder = trained.save_pretrained(tmp_path / "tagger")
+    cached = open_model(str(folder), precision=precision)
+    assert (cached.engine.kind, cached.engine.precision) == ("onnx", precision)
+    tokens, gold = make_tagged(30, 4)
+    predicted = cached.predict_tags([Sentence(t) for t in tokens])
+    if precision == "fp32":
+        assert predicted == trained.predict(tokens)
+    else:
+        assert tag_metrics(gold, predicted)["micro_f1"] > 0.9
