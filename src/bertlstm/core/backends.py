@@ -40,9 +40,13 @@ class Engine(ABC):
     """Runs a model's graph over one padded batch."""
 
     kind: ClassVar[str]  # "torch" or "onnx"
-    quantized: str | None = None  # "int8" when its linear (and LSTM) weights are int8
     precision: str = "fp32"  # what it computes in: fp32, int8 or bf16
     on_cpu: bool = True
+
+    @property
+    def quantized(self) -> str | None:
+        """ "int8" when its linear (and LSTM) weights are int8."""
+        return "int8" if self.precision == "int8" else None
 
     @abstractmethod
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -72,7 +76,7 @@ class OnnxEngine(Engine):
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.output, self.quantized, self.precision = output, quantized, quantized or "fp32"
+        self.output, self.precision = output, quantized or "fp32"
         self.inputs = [i.name for i in self.session.get_inputs()]
         if meta is not None:
             check_stamp(Path(path), self.session.get_modelmeta().custom_metadata_map.get(STAMP), meta)

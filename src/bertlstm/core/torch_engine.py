@@ -41,7 +41,6 @@ class TorchEngine(Engine):
             require_bf16(device)
         self.model = quantize_int8(model, device) if precision == "int8" else model
         self.device, self.precision, self.on_cpu = device, precision, device.type == "cpu"
-        self.quantized = "int8" if precision == "int8" else None
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         was_training = self.model.training
